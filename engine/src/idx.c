@@ -1,0 +1,526 @@
+/* idx.c - the RocksDB index (see idx.h, idx_keys.h). */
+#define _GNU_SOURCE
+#include "idx.h"
+
+#include "engine.h"
+#include "idx_keys.h"
+#include "xalloc.h"
+
+#include <errno.h>
+#include <rocksdb/c.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum { CF_DEFAULT, CF_CQ, CF_TOPICS, CF_OFFSETS, CF_N };
+static const char *const cf_names[CF_N] = {"default", "cq", "topics", "offsets"};
+
+struct idx {
+	rocksdb_t *db;
+	rocksdb_options_t *opts;
+	rocksdb_cache_t *cache;
+	rocksdb_block_based_table_options_t *bbto;
+	rocksdb_column_family_handle_t *cf[CF_N];
+	rocksdb_writeoptions_t *wo_nowal; /* index batches: the CommitLog is the WAL */
+	rocksdb_writeoptions_t *wo_sync;  /* consumer offsets: their own durability */
+	rocksdb_readoptions_t *ro;
+};
+
+struct idx_batch {
+	rocksdb_writebatch_t *wb;
+	idx *ix; /* whose column family handles the batch's operations name */
+};
+
+/* Convert and free a RocksDB error. Returns ENG_EFAILED if there was one. */
+static int take_err(char *err)
+{
+	if (!err)
+		return 0;
+	rocksdb_free(err);
+	return ENG_EFAILED;
+}
+
+int idx_open(const char *dir, int *fresh, idx **out)
+{
+	int rc = 0;
+	char *err = NULL;
+	struct stat st;
+	idx *ix = xcalloc(1, sizeof *ix);
+	*fresh = stat(dir, &st) != 0;
+
+	ix->opts = rocksdb_options_create();
+	rocksdb_options_set_create_if_missing(ix->opts, 1);
+	rocksdb_options_set_create_missing_column_families(ix->opts, 1);
+	/* Without the WAL, column families must flush together or a crash could keep a checkpoint
+	 * whose entries were lost. */
+	rocksdb_options_set_atomic_flush(ix->opts, 1);
+	rocksdb_options_increase_parallelism(ix->opts, 2);
+	rocksdb_options_set_write_buffer_size(ix->opts, 32u << 20);
+	rocksdb_options_set_max_write_buffer_number(ix->opts, 3);
+	rocksdb_options_set_compression(ix->opts, rocksdb_no_compression);
+	rocksdb_options_set_max_open_files(ix->opts, 512);
+	ix->cache = rocksdb_cache_create_lru(32u << 20);
+	ix->bbto = rocksdb_block_based_options_create();
+	rocksdb_block_based_options_set_block_cache(ix->bbto, ix->cache);
+	rocksdb_options_set_block_based_table_factory(ix->opts, ix->bbto);
+
+	const rocksdb_options_t *cf_opts[CF_N] = {ix->opts, ix->opts, ix->opts, ix->opts};
+	ix->db = rocksdb_open_column_families(ix->opts, dir, CF_N, cf_names, cf_opts, ix->cf, &err);
+	if (err) {
+		rc = take_err(err);
+		goto out;
+	}
+	ix->wo_nowal = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_disable_WAL(ix->wo_nowal, 1);
+	ix->wo_sync = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(ix->wo_sync, 1);
+	ix->ro = rocksdb_readoptions_create();
+out:
+	if (rc) {
+		idx_close(ix);
+		return rc;
+	}
+	*out = ix;
+	return 0;
+}
+
+void idx_close(idx *ix)
+{
+	if (!ix)
+		return;
+	if (ix->db) {
+		rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+		rocksdb_flushoptions_set_wait(fo, 1);
+		/* Entries before the checkpoint that covers them: a crash between leaves an old
+		 * checkpoint, and recovery re-dispatches (idempotently). */
+		int order[CF_N] = {CF_CQ, CF_TOPICS, CF_OFFSETS, CF_DEFAULT};
+		for (int i = 0; i < CF_N; i++) {
+			char *err = NULL;
+			rocksdb_flush_cf(ix->db, fo, ix->cf[order[i]], &err);
+			take_err(err);
+		}
+		rocksdb_flushoptions_destroy(fo);
+		for (int i = 0; i < CF_N; i++)
+			rocksdb_column_family_handle_destroy(ix->cf[i]);
+		rocksdb_close(ix->db);
+	}
+	if (ix->wo_nowal)
+		rocksdb_writeoptions_destroy(ix->wo_nowal);
+	if (ix->wo_sync)
+		rocksdb_writeoptions_destroy(ix->wo_sync);
+	if (ix->ro)
+		rocksdb_readoptions_destroy(ix->ro);
+	rocksdb_options_destroy(ix->opts);
+	rocksdb_block_based_options_destroy(ix->bbto);
+	rocksdb_cache_destroy(ix->cache);
+	free(ix);
+}
+
+/* ---- Batches ---------------------------------------------------------------------------------- */
+
+idx_batch *idx_batch_new(idx *ix)
+{
+	idx_batch *b = xcalloc(1, sizeof *b);
+	b->wb = rocksdb_writebatch_create();
+	b->ix = ix;
+	return b;
+}
+
+void idx_batch_free(idx_batch *b)
+{
+	if (!b)
+		return;
+	rocksdb_writebatch_destroy(b->wb);
+	free(b);
+}
+
+void idx_batch_clear(idx_batch *b)
+{
+	rocksdb_writebatch_clear(b->wb);
+}
+
+static inline void le64_put(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+static inline uint64_t le64_get(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
+void idx_batch_cq_run(idx_batch *b, uint64_t tid, uint64_t first, const idx_entry *e, size_t n)
+{
+	uint8_t key[IDX_CQ_KEY];
+	uint8_t stackbuf[4 + 64 * IDX_ENTRY];
+	size_t vlen = 4 + n * IDX_ENTRY;
+	uint8_t *v = vlen <= sizeof stackbuf ? stackbuf : xmalloc(vlen);
+	uint32_t cnt = (uint32_t)n;
+	memcpy(v, &cnt, 4);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *p = v + 4 + i * IDX_ENTRY;
+		le64_put(p, e[i].pos);
+		memcpy(p + 8, &e[i].len, 4);
+		le64_put(p + 12, e[i].time_ms);
+	}
+	idx_cq_key(key, tid, first);
+	rocksdb_writebatch_put_cf(b->wb, b->ix->cf[CF_CQ], (const char *)key, sizeof key,
+				  (const char *)v, vlen);
+	if (v != stackbuf)
+		free(v);
+}
+
+static size_t topic_key(char *k, const char *name)
+{
+	size_t n = strlen(name);
+	k[0] = 't';
+	memcpy(k + 1, name, n);
+	return n + 1;
+}
+
+void idx_batch_topic_put(idx_batch *b, const char *name, const idx_topic_meta *m)
+{
+	char k[1 + ENG_TOPIC_MAX + 1];
+	uint8_t v[32], ik[9];
+	le64_put(v, m->id);
+	le64_put(v + 8, m->created_ms);
+	le64_put(v + 16, m->first_offset);
+	le64_put(v + 24, m->create_pos);
+	rocksdb_writebatch_put_cf(b->wb, b->ix->cf[CF_TOPICS], k, topic_key(k, name), (const char *)v,
+				  sizeof v);
+	ik[0] = 'i';
+	be64_put(ik + 1, m->id);
+	rocksdb_writebatch_put_cf(b->wb, b->ix->cf[CF_TOPICS], (const char *)ik, sizeof ik, name,
+				  strlen(name));
+}
+
+void idx_batch_topic_del(idx_batch *b, const char *name, uint64_t tid)
+{
+	char k[1 + ENG_TOPIC_MAX + 1];
+	uint8_t ik[9], lo[IDX_CQ_KEY], hi[IDX_CQ_KEY];
+	rocksdb_writebatch_delete_cf(b->wb, b->ix->cf[CF_TOPICS], k, topic_key(k, name));
+	ik[0] = 'i';
+	be64_put(ik + 1, tid);
+	rocksdb_writebatch_delete_cf(b->wb, b->ix->cf[CF_TOPICS], (const char *)ik, sizeof ik);
+	idx_cq_key(lo, tid, 0);
+	idx_cq_key(hi, tid + 1, 0);
+	rocksdb_writebatch_delete_range_cf(b->wb, b->ix->cf[CF_CQ], (const char *)lo, sizeof lo,
+					   (const char *)hi, sizeof hi);
+	/* Offsets: "name\0..." up to "name\1". */
+	size_t n = strlen(name);
+	char olo[ENG_TOPIC_MAX + 2], ohi[ENG_TOPIC_MAX + 2];
+	memcpy(olo, name, n);
+	memcpy(ohi, name, n);
+	olo[n] = 0;
+	ohi[n] = 1;
+	rocksdb_writebatch_delete_range_cf(b->wb, b->ix->cf[CF_OFFSETS], olo, n + 1, ohi, n + 1);
+}
+
+void idx_batch_checkpoint(idx_batch *b, uint64_t pos, uint64_t next_tid)
+{
+	uint8_t v[16];
+	le64_put(v, pos);
+	le64_put(v + 8, next_tid);
+	rocksdb_writebatch_put_cf(b->wb, b->ix->cf[CF_DEFAULT], "checkpoint", 10, (const char *)v,
+				  sizeof v);
+}
+
+int idx_batch_write(idx *ix, idx_batch *b)
+{
+	char *err = NULL;
+	rocksdb_write(ix->db, ix->wo_nowal, b->wb, &err);
+	return take_err(err);
+}
+
+/* ---- Point reads ------------------------------------------------------------------------------ */
+
+int idx_checkpoint_get(idx *ix, uint64_t *pos, uint64_t *next_tid)
+{
+	char *err = NULL;
+	size_t vlen = 0;
+	char *v = rocksdb_get_cf(ix->db, ix->ro, ix->cf[CF_DEFAULT], "checkpoint", 10, &vlen, &err);
+	if (err)
+		return take_err(err);
+	*pos = *next_tid = 0;
+	if (v && vlen == 16) {
+		*pos = le64_get((uint8_t *)v);
+		*next_tid = le64_get((uint8_t *)v + 8);
+	}
+	rocksdb_free(v);
+	return 0;
+}
+
+int idx_topic_get(idx *ix, const char *name, idx_topic_meta *m)
+{
+	char k[1 + ENG_TOPIC_MAX + 1], *err = NULL;
+	size_t vlen = 0;
+	char *v = rocksdb_get_cf(ix->db, ix->ro, ix->cf[CF_TOPICS], k, topic_key(k, name), &vlen, &err);
+	if (err)
+		return take_err(err);
+	if (!v)
+		return ENG_ENOTFOUND;
+	int rc = 0;
+	if (vlen != 32) {
+		rc = ENG_ECORRUPT;
+	} else {
+		const uint8_t *p = (const uint8_t *)v;
+		m->id = le64_get(p);
+		m->created_ms = le64_get(p + 8);
+		m->first_offset = le64_get(p + 16);
+		m->create_pos = le64_get(p + 24);
+	}
+	rocksdb_free(v);
+	return rc;
+}
+
+int idx_topic_name(idx *ix, uint64_t tid, char *buf, size_t size)
+{
+	uint8_t ik[9];
+	char *err = NULL;
+	size_t vlen = 0;
+	ik[0] = 'i';
+	be64_put(ik + 1, tid);
+	char *v = rocksdb_get_cf(ix->db, ix->ro, ix->cf[CF_TOPICS], (const char *)ik, sizeof ik, &vlen,
+				 &err);
+	if (err)
+		return take_err(err);
+	if (!v)
+		return ENG_ENOTFOUND;
+	int rc = vlen < size ? 0 : ENG_ECORRUPT;
+	if (!rc) {
+		memcpy(buf, v, vlen);
+		buf[vlen] = 0;
+	}
+	rocksdb_free(v);
+	return rc;
+}
+
+int idx_cq_last(idx *ix, uint64_t tid, uint64_t *next_offset, uint64_t *last_time_ms)
+{
+	uint8_t lo[IDX_CQ_KEY], hi[IDX_CQ_KEY];
+	idx_cq_key(lo, tid, 0);
+	idx_cq_key(hi, tid, UINT64_MAX);
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(ix->db, ix->ro, ix->cf[CF_CQ]);
+	rocksdb_iter_seek_for_prev(it, (const char *)hi, sizeof hi);
+	*next_offset = *last_time_ms = 0;
+	if (rocksdb_iter_valid(it)) {
+		size_t kl, vl;
+		const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+		const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+		if (kl == IDX_CQ_KEY && memcmp(k, lo, 8) == 0 && vl >= 4) {
+			uint32_t cnt;
+			memcpy(&cnt, v, 4);
+			if (cnt && vl == 4 + (size_t)cnt * IDX_ENTRY) {
+				*next_offset = be64_get(k + 8) + cnt;
+				*last_time_ms = le64_get(v + 4 + (size_t)(cnt - 1) * IDX_ENTRY + 12);
+			}
+		}
+	}
+	char *err = NULL;
+	rocksdb_iter_get_error(it, &err);
+	rocksdb_iter_destroy(it);
+	return take_err(err);
+}
+
+int idx_topics_scan(idx *ix, idx_topic_fn fn, void *ctx)
+{
+	int rc = 0;
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(ix->db, ix->ro, ix->cf[CF_TOPICS]);
+	for (rocksdb_iter_seek(it, "t", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t kl, vl;
+		const char *k = rocksdb_iter_key(it, &kl);
+		const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+		if (kl < 2 || k[0] != 't')
+			break;
+		if (vl != 32 || kl - 1 > ENG_TOPIC_MAX)
+			continue;
+		char name[ENG_TOPIC_MAX + 1];
+		memcpy(name, k + 1, kl - 1);
+		name[kl - 1] = 0;
+		idx_topic_meta m = {le64_get(v), le64_get(v + 8), le64_get(v + 16), le64_get(v + 24)};
+		if ((rc = fn(ctx, name, &m)) != 0)
+			break;
+	}
+	char *err = NULL;
+	rocksdb_iter_get_error(it, &err);
+	rocksdb_iter_destroy(it);
+	return rc ? rc : take_err(err);
+}
+
+static int count_one(void *ctx, const char *name, const idx_topic_meta *m)
+{
+	(void)name;
+	(void)m;
+	++*(uint64_t *)ctx;
+	return 0;
+}
+
+uint64_t idx_topics_count(idx *ix)
+{
+	uint64_t n = 0;
+	idx_topics_scan(ix, count_one, &n);
+	return n;
+}
+
+/* ---- Cursor ----------------------------------------------------------------------------------- */
+
+struct idx_cursor {
+	rocksdb_iterator_t *it;
+	rocksdb_readoptions_t *ro;
+	uint8_t upper[IDX_CQ_KEY]; /* RocksDB borrows the bound: it must live as long as the iterator */
+	uint64_t tid, want;        /* next offset to yield */
+	const uint8_t *run;        /* current run's value (borrowed from the iterator) */
+	uint64_t run_first;
+	uint32_t run_n, run_i;
+	int started;
+};
+
+int idx_cursor_open(idx *ix, uint64_t tid, uint64_t from, idx_cursor **out)
+{
+	idx_cursor *c = xcalloc(1, sizeof *c);
+	uint8_t k[IDX_CQ_KEY];
+	c->tid = tid;
+	c->want = from;
+	c->ro = rocksdb_readoptions_create();
+	idx_cq_key(c->upper, tid + 1, 0);
+	rocksdb_readoptions_set_iterate_upper_bound(c->ro, (const char *)c->upper, sizeof c->upper);
+	c->it = rocksdb_create_iterator_cf(ix->db, c->ro, ix->cf[CF_CQ]);
+	idx_cq_key(k, tid, from);
+	rocksdb_iter_seek_for_prev(c->it, (const char *)k, sizeof k);
+	size_t kl = 0;
+	if (!rocksdb_iter_valid(c->it) || (rocksdb_iter_key(c->it, &kl), kl != IDX_CQ_KEY) ||
+	    be64_get((const uint8_t *)rocksdb_iter_key(c->it, &kl)) != tid) {
+		idx_cq_key(k, tid, 0);
+		rocksdb_iter_seek(c->it, (const char *)k, sizeof k);
+	}
+	*out = c;
+	return 0;
+}
+
+/* Load the run under the iterator. Returns 0 at the end of this topic's runs. */
+static int load_run(idx_cursor *c)
+{
+	while (rocksdb_iter_valid(c->it)) {
+		size_t kl, vl;
+		const uint8_t *k = (const uint8_t *)rocksdb_iter_key(c->it, &kl);
+		const uint8_t *v = (const uint8_t *)rocksdb_iter_value(c->it, &vl);
+		if (kl != IDX_CQ_KEY || be64_get(k) != c->tid)
+			return 0;
+		uint32_t cnt;
+		if (vl >= 4 && (memcpy(&cnt, v, 4), vl == 4 + (size_t)cnt * IDX_ENTRY) && cnt) {
+			c->run = v + 4;
+			c->run_first = be64_get(k + 8);
+			c->run_n = cnt;
+			c->run_i = 0;
+			return 1;
+		}
+		rocksdb_iter_next(c->it); /* a malformed value: skip it */
+	}
+	return 0;
+}
+
+int idx_cursor_next(idx_cursor *c, uint64_t *off, idx_entry *e)
+{
+	for (;;) {
+		if (!c->started || c->run_i >= c->run_n) {
+			if (c->started)
+				rocksdb_iter_next(c->it);
+			c->started = 1;
+			if (!load_run(c)) {
+				char *err = NULL;
+				rocksdb_iter_get_error(c->it, &err);
+				return take_err(err);
+			}
+		}
+		uint64_t o = c->run_first + c->run_i;
+		if (o < c->want) {
+			/* Skip ahead inside the run (overlapping runs after recovery, or the seek). */
+			uint64_t skip = c->want - o;
+			c->run_i = skip >= c->run_n - c->run_i ? c->run_n : c->run_i + (uint32_t)skip;
+			continue;
+		}
+		if (o > c->want)
+			return 0; /* a gap: never expected; stop rather than skip a message */
+		const uint8_t *p = c->run + (size_t)c->run_i * IDX_ENTRY;
+		e->pos = le64_get(p);
+		memcpy(&e->len, p + 8, 4);
+		e->time_ms = le64_get(p + 12);
+		*off = o;
+		c->run_i++;
+		c->want++;
+		return 1;
+	}
+}
+
+void idx_cursor_close(idx_cursor *c)
+{
+	if (!c)
+		return;
+	rocksdb_iter_destroy(c->it);
+	rocksdb_readoptions_destroy(c->ro);
+	free(c);
+}
+
+/* ---- Consumer offsets --------------------------------------------------------------------------- */
+
+static size_t offset_key(char *k, const char *group, const char *topic)
+{
+	size_t t = strlen(topic), g = strlen(group);
+	memcpy(k, topic, t);
+	k[t] = 0;
+	memcpy(k + t + 1, group, g);
+	return t + 1 + g;
+}
+
+int idx_offset_put(idx *ix, const char *group, const char *topic, uint64_t off)
+{
+	char k[ENG_TOPIC_MAX + 2 + 256], *err = NULL;
+	uint8_t v[8];
+	if (strlen(group) > 255)
+		return ENG_EINVAL;
+	le64_put(v, off);
+	rocksdb_put_cf(ix->db, ix->wo_sync, ix->cf[CF_OFFSETS], k, offset_key(k, group, topic),
+		       (const char *)v, sizeof v, &err);
+	return take_err(err);
+}
+
+int idx_offset_get(idx *ix, const char *group, const char *topic, uint64_t *off)
+{
+	char k[ENG_TOPIC_MAX + 2 + 256], *err = NULL;
+	size_t vlen = 0;
+	if (strlen(group) > 255)
+		return ENG_EINVAL;
+	char *v = rocksdb_get_cf(ix->db, ix->ro, ix->cf[CF_OFFSETS], k, offset_key(k, group, topic),
+				 &vlen, &err);
+	if (err)
+		return take_err(err);
+	if (!v)
+		return ENG_ENOTFOUND;
+	int rc = vlen == 8 ? 0 : ENG_ECORRUPT;
+	if (!rc)
+		*off = le64_get((uint8_t *)v);
+	rocksdb_free(v);
+	return rc;
+}
+
+int idx_offset_delete_group(idx *ix, const char *group)
+{
+	size_t g = strlen(group);
+	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(ix->db, ix->ro, ix->cf[CF_OFFSETS]);
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t kl;
+		const char *k = rocksdb_iter_key(it, &kl);
+		const char *z = memchr(k, 0, kl);
+		if (z && (size_t)(k + kl - z - 1) == g && memcmp(z + 1, group, g) == 0)
+			rocksdb_writebatch_delete_cf(wb, ix->cf[CF_OFFSETS], k, kl);
+	}
+	char *err = NULL;
+	rocksdb_iter_get_error(it, &err);
+	rocksdb_iter_destroy(it);
+	if (!err)
+		rocksdb_write(ix->db, ix->wo_sync, wb, &err);
+	rocksdb_writebatch_destroy(wb);
+	return take_err(err);
+}
