@@ -18,6 +18,7 @@
 #include "xalloc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -196,6 +197,8 @@ struct eng_db {
 
 	pthread_mutex_t c_mu;
 	req *c_head, *c_tail;
+
+	char *reserve_path;       /* space held back for RocksDB when the disk fills (see below) */
 
 	eng_stats st;             /* counters, updated with __atomic */
 };
@@ -626,6 +629,30 @@ static void evict_idle(eng_db *db, uint64_t mono)
 	pthread_mutex_unlock(&db->t_mu);
 }
 
+/* ---- Full disks --------------------------------------------------------------------------------- */
+/* The index shares the log's file system. When the log meets ENOSPC, RocksDB must still be able
+ * to flush and close (its own out-of-space paths are fragile: Debian's build even asserts). So the
+ * engine holds a small reserve file, and gives it back the moment the log is full. */
+#define RESERVE_BYTES (8u << 20)
+
+static void take_reserve(eng_db *db)
+{
+	int fd = open(db->reserve_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	int rc = posix_fallocate(fd, 0, RESERVE_BYTES);
+	close(fd);
+	if (rc) {
+		unlink(db->reserve_path); /* no room for it: the next full disk meets RocksDB unguarded */
+		logf_(db, 1, "cannot reserve %u bytes for a full disk: %s", RESERVE_BYTES, strerror(rc));
+	}
+}
+
+static void release_reserve(eng_db *db)
+{
+	unlink(db->reserve_path);
+}
+
 /* ---- The writer: group commit ------------------------------------------------------------------ */
 
 static void run_push(topic *t, uint64_t pos, uint32_t len, uint64_t time)
@@ -740,6 +767,8 @@ static int commit_staged(eng_db *db, topic *touched, uint64_t now)
 	idx_batch_clear(db->batch);
 	if (rc) {
 		logf_(db, 0, "commit failed: %s; refusing appends until reopened", eng_strerror(rc));
+		if (rc == ENG_EFULL)
+			release_reserve(db);
 		pthread_mutex_lock(&db->q_mu);
 		if (!db->failed)
 			db->failed = rc == ENG_EFULL ? ENG_EFULL : ENG_EFAILED;
@@ -1618,6 +1647,9 @@ int eng_open(const eng_config *cfg, eng_db **out)
 		rc = errno;
 		goto fail;
 	}
+	snprintf(path, sizeof path, "%s/reserve", db->dir);
+	db->reserve_path = xstrdup(path);
+	take_reserve(db);
 	cl_faults faults = {cfg->fail_write_after, cfg->fail_fsync_after, cfg->fail_errno};
 	snprintf(path, sizeof path, "%s/log", db->dir);
 	if ((rc = cl_open(path, db->cfg.segment_bytes, &faults, &db->log)) != 0)
@@ -1644,6 +1676,7 @@ fail:
 	cl_close(db->log);
 	if (db->efd >= 0)
 		close(db->efd);
+	free(db->reserve_path);
 	free(db->parents);
 	free(db->dir);
 	free(db);
@@ -1706,6 +1739,7 @@ static void shutdown_db(eng_db *db, int crash)
 	hmap_free(&db->topics);
 	free_subs(db);
 	close(db->efd);
+	free(db->reserve_path);
 	free(db->parents);
 	free(db->dir);
 	free(db);
