@@ -1,0 +1,627 @@
+/*
+ * config.c - defaults, the JSON config file (jansson) and command-line flags. Main thread, at
+ * startup only (see config.h).
+ *
+ * Every key is described once in a table (name, type, place in gw_config, range), so loading,
+ * range checks and error messages that name the field all come from the same line.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "route.h"
+#include "xalloc.h"
+
+#define KiB 1024ull
+#define MiB (1024ull * 1024ull)
+#define GiB (1024ull * MiB)
+
+static const char *const default_origins[] = { "http://localhost:8080", "http://127.0.0.1:8080" };
+
+void
+gw_config_defaults(struct gw_config *cfg)
+{
+	/* The single initializer of every default: conf/litegate.json repeats these values. */
+	static const struct gw_config defaults = {
+		.listen_port = 8080,
+		.log_level = GW_LOG_INFO,
+		.durability = ENG_DURABLE_FSYNC,
+		.fsync_interval_ms = 10,
+		.segment_bytes = 1 * GiB,
+		.retention_s = 72 * 3600,
+		.log_max_bytes = 0,
+		.queue_max_bytes = 256 * MiB,
+		.security_headers = 1,
+		.heartbeat_s = 15,
+		.sse_retry_ms = 2000,
+		.max_unsent_bytes = 256 * KiB,
+		.max_body_bytes = 8 * MiB,
+		.max_line_bytes = 1 * MiB + 4 * KiB,
+		.max_batch = 1000,
+		.max_ws_message_bytes = 1 * MiB + 4 * KiB,
+		.max_ws_topics = 1024,
+		.history_max = 1000,
+		.history_max_bytes = 4 * MiB,
+		.max_fds = 131072,
+		.max_header_pool = 4096,
+		.keepalive_s = 30,
+		.body_timeout_s = 60,
+		.stall_timeout_s = 60,
+		.shutdown_grace_s = 10,
+	};
+
+	*cfg = defaults;
+	cfg->listen_host = xstrdup("127.0.0.1");
+	cfg->data_dir = xstrdup("./data");
+	cfg->static_root = xstrdup("web-demo");
+	cfg->n_parents = 2;
+	cfg->parents = xcalloc(2, sizeof(*cfg->parents));
+	cfg->parents[0] = (struct gw_parent_conf){ xstrdup("chatbot"), 1 * MiB, 86400, 0, 5 };
+	cfg->parents[1] = (struct gw_parent_conf){ xstrdup("agent"), 1 * MiB, 86400, 0, 5 };
+	cfg->n_cors_origins = 2;
+	cfg->cors_origins = xcalloc(2, sizeof(char *));
+	for (size_t i = 0; i < 2; i++)
+		cfg->cors_origins[i] = xstrdup(default_origins[i]);
+	cfg->source = xstrdup("defaults");
+}
+
+static void
+free_parents(struct gw_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_parents; i++)
+		free(cfg->parents[i].name);
+	free(cfg->parents);
+	cfg->parents = NULL;
+	cfg->n_parents = 0;
+}
+
+static void
+free_origins(struct gw_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_cors_origins; i++)
+		free(cfg->cors_origins[i]);
+	free(cfg->cors_origins);
+	cfg->cors_origins = NULL;
+	cfg->n_cors_origins = 0;
+}
+
+void
+gw_config_free(struct gw_config *cfg)
+{
+	free(cfg->listen_host);
+	free(cfg->data_dir);
+	free(cfg->static_root);
+	free(cfg->source);
+	free_parents(cfg);
+	free_origins(cfg);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+const struct gw_parent_conf *
+gw_config_parent(const struct gw_config *cfg, const char *name, size_t len)
+{
+	for (size_t i = 0; i < cfg->n_parents; i++)
+		if (strlen(cfg->parents[i].name) == len && !memcmp(cfg->parents[i].name, name, len))
+			return &cfg->parents[i];
+	return NULL;
+}
+
+/* ---- Field table ------------------------------------------------------------------------------ */
+
+enum ftype {
+	T_STR,        /* char *, non-empty */
+	T_STR_NULL,   /* char *, may be null or "" (= NULL) */
+	T_U32,
+	T_U64,
+	T_SIZE,
+	T_BOOL,       /* int 0/1 */
+	T_LISTEN,     /* "host:port" into listen_host/listen_port */
+	T_DURABILITY, /* "fsync" | "interval" | "none" */
+	T_LOGLEVEL,   /* "error" | "warn" | "info" | "debug" */
+	T_PARENTS,
+	T_ORIGINS,
+	T_GROUP,      /* nested object; its fields follow with the group's prefix */
+};
+
+struct field {
+	const char *name; /* full dotted name, e.g. "limits.max_body_bytes" */
+	enum ftype type;
+	size_t off;
+	uint64_t min, max;
+};
+
+#define F(n, t, member, lo, hi) { n, t, offsetof(struct gw_config, member), lo, hi }
+#define G(n) { n, T_GROUP, 0, 0, 0 }
+
+static const struct field fields[] = {
+	F("listen", T_LISTEN, listen_host, 0, 0),
+	F("data_dir", T_STR, data_dir, 0, 0),
+	F("static_root", T_STR_NULL, static_root, 0, 0),
+	F("log_level", T_LOGLEVEL, log_level, 0, 0),
+	F("durability", T_DURABILITY, durability, 0, 0),
+	F("fsync_interval_ms", T_U32, fsync_interval_ms, 1, 60000),
+	F("parents", T_PARENTS, parents, 0, 0),
+	F("cors_origins", T_ORIGINS, cors_origins, 0, 0),
+	F("security_headers", T_BOOL, security_headers, 0, 1),
+	F("heartbeat_s", T_U32, heartbeat_s, 1, 3600),
+	F("sse_retry_ms", T_U32, sse_retry_ms, 0, 3600000),
+	F("max_unsent_bytes", T_SIZE, max_unsent_bytes, 4 * KiB, 64 * MiB),
+	G("storage"),
+	F("storage.segment_bytes", T_U64, segment_bytes, 1 * MiB, 64 * GiB),
+	F("storage.retention_s", T_U64, retention_s, 1, 3650ull * 86400),
+	F("storage.log_max_bytes", T_U64, log_max_bytes, 0, UINT64_MAX),
+	F("storage.queue_max_bytes", T_U64, queue_max_bytes, 1 * MiB, 64 * GiB),
+	G("limits"),
+	F("limits.max_body_bytes", T_SIZE, max_body_bytes, 1 * KiB, 1 * GiB),
+	F("limits.max_line_bytes", T_SIZE, max_line_bytes, 1 * KiB, 32 * MiB),
+	F("limits.max_batch", T_SIZE, max_batch, 1, 1000000),
+	F("limits.max_ws_message_bytes", T_SIZE, max_ws_message_bytes, 1 * KiB, 32 * MiB),
+	F("limits.max_ws_topics", T_SIZE, max_ws_topics, 1, 1000000),
+	F("limits.history_max", T_SIZE, history_max, 1, 100000),
+	F("limits.history_max_bytes", T_SIZE, history_max_bytes, 1 * KiB, 1 * GiB),
+	F("limits.max_fds", T_U32, max_fds, 64, 16 * 1024 * 1024),
+	F("limits.max_header_pool", T_U32, max_header_pool, 8, 1000000),
+	G("timeouts"),
+	F("timeouts.keepalive_s", T_U32, keepalive_s, 1, 86400),
+	F("timeouts.body_s", T_U32, body_timeout_s, 1, 86400),
+	F("timeouts.stall_s", T_U32, stall_timeout_s, 1, 86400),
+	F("timeouts.shutdown_grace_s", T_U32, shutdown_grace_s, 0, 3600),
+};
+
+#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+
+static int
+ferr(char *err, size_t errsz, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int
+ferr(char *err, size_t errsz, const char *field, const char *fmt, ...)
+{
+	va_list ap;
+	int n = snprintf(err, errsz, "%s: ", field);
+
+	if (n < 0 || (size_t)n >= errsz)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(err + n, errsz - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* "host:port" or "[v6]:port". */
+static int
+parse_listen(const char *s, char **host, int *port)
+{
+	const char *colon;
+	char *end;
+	long p;
+	size_t hlen;
+	const char *h = s;
+
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (!rb || rb[1] != ':')
+			return -1;
+		h = s + 1;
+		hlen = (size_t)(rb - h);
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -1;
+		hlen = (size_t)(colon - s);
+	}
+	if (!hlen)
+		return -1;
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || p < 1 || p > 65535)
+		return -1;
+	free(*host);
+	*host = xstrndup(h, hlen);
+	*port = (int)p;
+	return 0;
+}
+
+static int
+parse_durability(const char *s, enum eng_durability *out)
+{
+	if (!strcmp(s, "fsync"))
+		*out = ENG_DURABLE_FSYNC;
+	else if (!strcmp(s, "interval"))
+		*out = ENG_DURABLE_INTERVAL;
+	else if (!strcmp(s, "none"))
+		*out = ENG_DURABLE_NONE;
+	else
+		return -1;
+	return 0;
+}
+
+static int
+get_uint(json_t *v, const struct field *f, uint64_t *out, char *err, size_t errsz)
+{
+	json_int_t i;
+
+	if (!json_is_integer(v))
+		return ferr(err, errsz, f->name, "must be an integer");
+	i = json_integer_value(v);
+	if (i < 0 || (uint64_t)i < f->min || (uint64_t)i > f->max)
+		return ferr(err, errsz, f->name, "must be between %llu and %llu",
+			    (unsigned long long)f->min, (unsigned long long)f->max);
+	*out = (uint64_t)i;
+	return 0;
+}
+
+static int
+load_parents(struct gw_config *cfg, json_t *arr, char *err, size_t errsz)
+{
+	static const char *const known[] = { "name", "max_message_bytes", "idle_ttl_s", "max_retained",
+					     "priority" };
+	struct gw_parent_conf *ps;
+	size_t n, i;
+	json_t *p;
+
+	if (!json_is_array(arr) || !(n = json_array_size(arr)))
+		return ferr(err, errsz, "parents", "must be a non-empty array of parent objects");
+	if (n > 256)
+		return ferr(err, errsz, "parents", "at most 256 parents");
+	ps = xcalloc(n, sizeof(*ps));
+	json_array_foreach(arr, i, p) {
+		char name[64];
+		const char *key;
+		json_t *v;
+
+		snprintf(name, sizeof(name), "parents[%zu]", i);
+		ps[i] = (struct gw_parent_conf){ NULL, 1 * MiB, 86400, 0, 5 };
+		if (!json_is_object(p)) {
+			ferr(err, errsz, name, "must be an object");
+			goto fail;
+		}
+		json_object_foreach(p, key, v) {
+			size_t k;
+			char fname[96];
+			uint64_t u;
+
+			for (k = 0; k < 5 && strcmp(key, known[k]); k++)
+				;
+			snprintf(fname, sizeof(fname), "%s.%s", name, key);
+			if (k == 5) {
+				ferr(err, errsz, fname, "unknown field");
+				goto fail;
+			}
+			if (k == 0) {
+				const char *s = json_string_value(v);
+
+				if (!s || !gw_name_parent_ok(s, strlen(s))) {
+					ferr(err, errsz, fname, "must match [a-z][a-z0-9_-]{0,31}");
+					goto fail;
+				}
+				for (size_t j = 0; j < i; j++) {
+					if (!strcmp(ps[j].name, s)) {
+						ferr(err, errsz, fname, "parent \"%s\" declared twice", s);
+						goto fail;
+					}
+				}
+				ps[i].name = xstrdup(s);
+				continue;
+			}
+			{
+				static const uint64_t lo[] = { 0, 1, 1, 0, 0 };
+				static const uint64_t hi[] = { 0, 16 * MiB, 3650ull * 86400, UINT64_MAX, 9 };
+				struct field f = { fname, T_U64, 0, lo[k], hi[k] };
+
+				if (get_uint(v, &f, &u, err, errsz))
+					goto fail;
+			}
+			if (k == 1)
+				ps[i].max_message_bytes = (uint32_t)u;
+			else if (k == 2)
+				ps[i].idle_ttl_s = u;
+			else if (k == 3)
+				ps[i].max_retained = u;
+			else
+				ps[i].priority = (uint8_t)u;
+		}
+		if (!ps[i].name) {
+			ferr(err, errsz, name, "missing \"name\"");
+			goto fail;
+		}
+	}
+	free_parents(cfg);
+	cfg->parents = ps;
+	cfg->n_parents = n;
+	return 0;
+fail:
+	for (i = 0; i < n; i++)
+		free(ps[i].name);
+	free(ps);
+	return -1;
+}
+
+static int
+load_origins(struct gw_config *cfg, json_t *arr, char *err, size_t errsz)
+{
+	size_t n, i;
+	json_t *v;
+	char **o;
+
+	if (!json_is_array(arr))
+		return ferr(err, errsz, "cors_origins", "must be an array of strings");
+	n = json_array_size(arr);
+	o = xcalloc(n ? n : 1, sizeof(char *));
+	json_array_foreach(arr, i, v) {
+		const char *s = json_string_value(v);
+
+		if (!s || !*s || strlen(s) > 256 || strpbrk(s, "\r\n ")) {
+			for (size_t j = 0; j < i; j++)
+				free(o[j]);
+			free(o);
+			return ferr(err, errsz, "cors_origins",
+				    "item %zu must be an origin like \"https://app.example\" or \"*\"", i);
+		}
+		o[i] = xstrdup(s);
+	}
+	free_origins(cfg);
+	cfg->cors_origins = o;
+	cfg->n_cors_origins = n;
+	return 0;
+}
+
+static int
+load_field(struct gw_config *cfg, const struct field *f, json_t *v, char *err, size_t errsz)
+{
+	void *at = (char *)cfg + f->off;
+	const char *s;
+	uint64_t u;
+
+	switch (f->type) {
+	case T_STR:
+		if (!(s = json_string_value(v)) || !*s)
+			return ferr(err, errsz, f->name, "must be a non-empty string");
+		free(*(char **)at);
+		*(char **)at = xstrdup(s);
+		return 0;
+	case T_STR_NULL:
+		if (!json_is_null(v) && !json_is_string(v))
+			return ferr(err, errsz, f->name, "must be a string or null");
+		s = json_string_value(v);
+		free(*(char **)at);
+		*(char **)at = s && *s ? xstrdup(s) : NULL;
+		return 0;
+	case T_U32:
+	case T_U64:
+	case T_SIZE:
+		if (get_uint(v, f, &u, err, errsz))
+			return -1;
+		if (f->type == T_U32)
+			*(uint32_t *)at = (uint32_t)u;
+		else if (f->type == T_U64)
+			*(uint64_t *)at = u;
+		else
+			*(size_t *)at = (size_t)u;
+		return 0;
+	case T_BOOL:
+		if (!json_is_boolean(v))
+			return ferr(err, errsz, f->name, "must be true or false");
+		*(int *)at = json_is_true(v);
+		return 0;
+	case T_LISTEN:
+		if (!(s = json_string_value(v)) || parse_listen(s, &cfg->listen_host, &cfg->listen_port))
+			return ferr(err, errsz, f->name, "must be \"ADDRESS:PORT\" (port 1..65535)");
+		return 0;
+	case T_DURABILITY:
+		if (!(s = json_string_value(v)) || parse_durability(s, &cfg->durability))
+			return ferr(err, errsz, f->name, "must be \"fsync\", \"interval\" or \"none\"");
+		return 0;
+	case T_LOGLEVEL:
+		if (!(s = json_string_value(v)) || gw_log_level_parse(s, &cfg->log_level))
+			return ferr(err, errsz, f->name, "must be \"error\", \"warn\", \"info\" or \"debug\"");
+		return 0;
+	case T_PARENTS:
+		return load_parents(cfg, v, err, errsz);
+	case T_ORIGINS:
+		return load_origins(cfg, v, err, errsz);
+	case T_GROUP:
+		break;
+	}
+	return 0;
+}
+
+/* Load the members of one object; @p prefix is "" or "limits." etc. */
+static int
+load_object(struct gw_config *cfg, json_t *obj, const char *prefix, char *err, size_t errsz)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(obj, key, v) {
+		char full[128];
+		size_t i;
+
+		snprintf(full, sizeof(full), "%s%s", prefix, key);
+		for (i = 0; i < NFIELDS && strcmp(fields[i].name, full); i++)
+			;
+		if (i == NFIELDS)
+			return ferr(err, errsz, full, "unknown field");
+		if (fields[i].type == T_GROUP) {
+			char sub[192];
+
+			if (!json_is_object(v))
+				return ferr(err, errsz, full, "must be an object");
+			snprintf(sub, sizeof(sub), "%s.", full);
+			if (load_object(cfg, v, sub, err, errsz))
+				return -1;
+			continue;
+		}
+		if (load_field(cfg, &fields[i], v, err, errsz))
+			return -1;
+	}
+	return 0;
+}
+
+int
+gw_config_apply_json(struct gw_config *cfg, const char *text, size_t len, char *err, size_t errsz)
+{
+	json_error_t jerr;
+	json_t *root;
+	int rc;
+
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		snprintf(err, errsz, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+		return -1;
+	}
+	if (!json_is_object(root)) {
+		json_decref(root);
+		snprintf(err, errsz, "(root): must be a JSON object");
+		return -1;
+	}
+	rc = load_object(cfg, root, "", err, errsz);
+	json_decref(root);
+	return rc;
+}
+
+static int
+load_file(struct gw_config *cfg, const char *path, char *err, size_t errsz)
+{
+	FILE *f = fopen(path, "rb");
+	char *text = NULL;
+	size_t len = 0, cap = 0, n;
+	int rc = -1;
+
+	if (!f) {
+		snprintf(err, errsz, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	do {
+		if (len == cap) {
+			cap = cap ? cap * 2 : 4096;
+			if (cap > 16 * MiB) {
+				snprintf(err, errsz, "larger than 16 MiB");
+				goto out;
+			}
+			text = xrealloc(text, cap);
+		}
+		n = fread(text + len, 1, cap - len, f);
+		len += n;
+	} while (n);
+	if (ferror(f)) {
+		snprintf(err, errsz, "read error");
+		goto out;
+	}
+	rc = gw_config_apply_json(cfg, text, len, err, errsz);
+out:
+	free(text);
+	fclose(f);
+	return rc;
+}
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+		"usage: litegate [--config FILE] [--listen ADDR:PORT] [--data-dir DIR]\n"
+		"                [--log-level error|warn|info|debug] [--help] [--version]\n"
+		"\n"
+		"A session gateway for AI chat apps: publish over HTTP, stream over SSE and WebSocket,\n"
+		"resume from offsets. Without --config, reads %s when it exists, else\n"
+		"built-in defaults (listen 127.0.0.1:8080, data in ./data, parents chatbot and agent).\n"
+		"\n"
+		"  --config FILE        JSON config (schemas/config.schema.json)\n"
+		"  --listen ADDR:PORT   override \"listen\"\n"
+		"  --data-dir DIR       override \"data_dir\"\n"
+		"  --log-level LEVEL    override \"log_level\"\n"
+		"  --help               this text\n"
+		"  --version            print the version\n"
+		"\n"
+		"Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 on a runtime failure,\n"
+		"2 on a bad config file or flag.\n",
+		GW_DEFAULT_CONFIG);
+}
+
+int
+gw_config_from_args(int argc, char **argv, struct gw_config *cfg)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "data-dir", required_argument, NULL, 'd' },
+		{ "log-level", required_argument, NULL, 'L' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config = NULL, *listen = NULL, *data_dir = NULL, *level = NULL;
+	char err[512];
+	struct stat st;
+	int c;
+
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 'l': listen = optarg; break;
+		case 'd': data_dir = optarg; break;
+		case 'L': level = optarg; break;
+		case 'h':
+			usage(stdout);
+			return GW_CFG_EXIT0;
+		case 'V':
+			printf("litegate %s\n", GW_VERSION);
+			return GW_CFG_EXIT0;
+		case ':':
+			fprintf(stderr, "litegate: %s: needs a value\n", argv[optind - 1]);
+			return GW_CFG_ERROR;
+		default:
+			fprintf(stderr, "litegate: %s: unknown flag (see --help)\n", argv[optind - 1]);
+			return GW_CFG_ERROR;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "litegate: %s: unexpected argument (see --help)\n", argv[optind]);
+		return GW_CFG_ERROR;
+	}
+	gw_config_defaults(cfg);
+	if (!config && stat(GW_DEFAULT_CONFIG, &st) == 0)
+		config = GW_DEFAULT_CONFIG;
+	if (config) {
+		if (load_file(cfg, config, err, sizeof(err))) {
+			fprintf(stderr, "litegate: config %s: %s\n", config, err);
+			goto fail;
+		}
+		free(cfg->source);
+		cfg->source = xstrdup(config);
+	}
+	if (listen && parse_listen(listen, &cfg->listen_host, &cfg->listen_port)) {
+		fprintf(stderr, "litegate: --listen: must be ADDRESS:PORT (port 1..65535), got \"%s\"\n",
+			listen);
+		goto fail;
+	}
+	if (data_dir) {
+		if (!*data_dir) {
+			fprintf(stderr, "litegate: --data-dir: must not be empty\n");
+			goto fail;
+		}
+		free(cfg->data_dir);
+		cfg->data_dir = xstrdup(data_dir);
+	}
+	if (level && gw_log_level_parse(level, &cfg->log_level)) {
+		fprintf(stderr, "litegate: --log-level: must be error, warn, info or debug, got \"%s\"\n",
+			level);
+		goto fail;
+	}
+	return GW_CFG_RUN;
+fail:
+	gw_config_free(cfg);
+	return GW_CFG_ERROR;
+}

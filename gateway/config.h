@@ -1,0 +1,102 @@
+/*
+ * config.h - the gateway's configuration: one struct filled once at startup from a JSON file
+ * (schemas/config.schema.json) and the command line, then treated as immutable.
+ *
+ * Main thread only, before the event loop starts; afterwards every thread only reads it.
+ */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <engine.h>
+
+#define GW_VERSION "0.1.0"
+#define GW_DEFAULT_CONFIG "conf/litegate.json"
+
+/* One declared parent: every lite topic "<name>/<id>" takes these limits. */
+struct gw_parent_conf {
+	char *name;                 /* [a-z][a-z0-9_-]{0,31} */
+	uint32_t max_message_bytes; /* payload limit of one message */
+	uint64_t idle_ttl_s;        /* a topic expires this long after its last write */
+	uint64_t max_retained;      /* messages kept per topic; 0 = unlimited */
+	uint8_t priority;           /* 0..9 */
+};
+
+struct gw_config {
+	char *listen_host;          /* address to bind: "127.0.0.1", "::1", "0.0.0.0" */
+	int listen_port;            /* 1..65535 */
+	char *data_dir;             /* engine directory, relative paths against the working directory */
+	char *static_root;          /* directory served at /; NULL = none */
+	int log_level;              /* GW_LOG_* */
+
+	enum eng_durability durability;
+	uint32_t fsync_interval_ms; /* for durability "interval" */
+	uint64_t segment_bytes;     /* log segment size */
+	uint64_t retention_s;       /* delete log segments older than this */
+	uint64_t log_max_bytes;     /* delete oldest segments past this size; 0 = no cap */
+	uint64_t queue_max_bytes;   /* pending append bytes before 429 */
+
+	struct gw_parent_conf *parents;
+	size_t n_parents;
+
+	char **cors_origins;        /* allowed Origin values; "*" allows any */
+	size_t n_cors_origins;
+	int security_headers;       /* lws's best-practice security headers on every response */
+
+	uint32_t heartbeat_s;       /* SSE ':' comment / WebSocket ping interval */
+	uint32_t sse_retry_ms;      /* the retry: field sent first on every SSE stream */
+
+	size_t max_unsent_bytes;    /* per connection: bytes formatted per write, so lws holds no more */
+	size_t max_body_bytes;      /* application/json and text/plain bodies */
+	size_t max_line_bytes;      /* one NDJSON line */
+	size_t max_batch;           /* messages in one JSON array */
+	size_t max_ws_message_bytes;/* one reassembled WebSocket message */
+	size_t max_ws_topics;       /* subscriptions per WebSocket */
+	size_t history_max;         /* messages in one history reply (the limit= cap) */
+	size_t history_max_bytes;   /* payload bytes in one history reply */
+	uint32_t max_fds;           /* connections lws can track (sizes its fd table) */
+	uint32_t max_header_pool;   /* header tables in use at once (one per request in flight) */
+
+	uint32_t keepalive_s;       /* idle keep-alive HTTP connections are closed after this */
+	uint32_t body_timeout_s;    /* a request body may pause this long between reads */
+	uint32_t stall_timeout_s;   /* a stream that cannot be written for this long is dropped */
+	uint32_t shutdown_grace_s;  /* SIGTERM: wait at most this long for in-flight publishes */
+
+	char *source;               /* where the config came from, for logs: a path or "defaults" */
+};
+
+/* CLI results. */
+enum {
+	GW_CFG_RUN = 0,   /* start the server */
+	GW_CFG_EXIT0 = 1, /* --help or --version printed: exit 0 */
+	GW_CFG_ERROR = 2, /* message printed: exit 2 */
+};
+
+/**
+ * @brief Build the configuration from argv: defaults, then the file (--config, or conf/litegate.json
+ *        when it exists), then the flags that override it.
+ * @param[out] cfg filled on GW_CFG_RUN; release with gw_config_free().
+ * @return GW_CFG_RUN, GW_CFG_EXIT0 or GW_CFG_ERROR (a message naming the field was printed).
+ */
+int gw_config_from_args(int argc, char **argv, struct gw_config *cfg);
+
+/** @brief Defaults only (no file). */
+void gw_config_defaults(struct gw_config *cfg);
+
+/**
+ * @brief Apply a JSON config text on top of @p cfg.
+ * @param[out] err on failure, a message naming the field ("limits.max_body_bytes: ...").
+ * @return 0 or -1.
+ */
+int gw_config_apply_json(struct gw_config *cfg, const char *text, size_t len, char *err,
+			 size_t errsz);
+
+/** @brief The parent's settings, or NULL if @p name (of @p len bytes) is not declared. */
+const struct gw_parent_conf *gw_config_parent(const struct gw_config *cfg, const char *name,
+					      size_t len);
+
+void gw_config_free(struct gw_config *cfg);
+
+#endif /* GW_CONFIG_H */

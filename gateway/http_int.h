@@ -1,0 +1,64 @@
+/*
+ * http_int.h - what http.c (routing), publish.c (POST bodies) and sse.c (event streams) share:
+ * the per-request state of the "gw-http" protocol. Service thread only.
+ */
+#ifndef GW_HTTP_INT_H
+#define GW_HTTP_INT_H
+
+#include "gw.h"
+#include "route.h"
+
+struct gw_pub; /* publish.c */
+
+/* An SSE stream. Lives inside the pss, whose memory lws owns until CLOSED_HTTP returns. */
+struct gw_sse {
+	struct gw_sub sub;             /* registry link; sub.wsi is the stream */
+	char topic[ENG_TOPIC_MAX + 1];
+	uint64_t next;                 /* next offset to send */
+	unsigned started : 1;          /* "retry:" has been sent */
+};
+
+enum gw_hkind {
+	GW_HK_NONE = 0,
+	GW_HK_PUB, /* a publish request: pss->pub */
+	GW_HK_SSE, /* an event stream: pss->sse */
+};
+
+struct gw_http_pss {
+	enum gw_hkind kind;
+	struct gw_pub *pub;
+	struct gw_sse sse;
+};
+
+/* The protocol's user pointer is the gateway. */
+static inline struct gw *
+gw_from_wsi(struct lws *wsi)
+{
+	return (struct gw *)lws_get_protocol(wsi)->user;
+}
+
+/* publish.c */
+int gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const struct gw_route *r);
+int gw_pub_body(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const char *in, size_t len);
+int gw_pub_body_done(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss);
+int gw_pub_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss);
+void gw_pub_detach(struct gw *gw, struct gw_http_pss *pss);
+
+/* sse.c */
+int gw_sse_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const struct gw_route *r,
+		 const struct gw_query *q);
+int gw_sse_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss);
+void gw_sse_close(struct gw *gw, struct gw_http_pss *pss);
+
+/* http.c: write a whole error response now and finish or close the transaction.
+ * @return the value the lws callback should return. */
+int gw_http_fail(struct gw *gw, struct lws *wsi, const struct gw_error *e, unsigned flags);
+
+/* Shared scratch buffer (LWS_PRE headroom) for formatting one write; service thread only. */
+struct gw_buf *gw_scratch(void);
+
+/* Format a stored payload as a JSON value: as is when it is valid JSON, else as a JSON string
+ * (or null when not UTF-8), so history and WebSocket frames stay valid JSON whoever wrote it. */
+void gw_put_payload(struct gw_buf *b, const void *data, size_t len);
+
+#endif /* GW_HTTP_INT_H */

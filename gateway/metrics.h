@@ -1,0 +1,49 @@
+/*
+ * metrics.h - counters and latency histograms, rendered as Prometheus text for GET /metrics.
+ *
+ * Service thread only: every counter is bumped and read there, so plain integers suffice.
+ */
+#ifndef GW_METRICS_H
+#define GW_METRICS_H
+
+#include <stdint.h>
+
+#include <engine.h>
+
+#include "buf.h"
+
+#define GW_HIST_BUCKETS 14
+
+/* Cumulative-bucket histogram in seconds, as Prometheus expects. */
+struct gw_hist {
+	uint64_t counts[GW_HIST_BUCKETS]; /* per bucket (non-cumulative; summed when rendered) */
+	uint64_t inf;                     /* above the last bound */
+	uint64_t n;
+	double sum;                       /* seconds */
+};
+
+struct gw_metrics {
+	uint64_t http_requests;     /* API requests routed (static files not counted) */
+	uint64_t http_errors;       /* API replies with status >= 400 */
+	uint64_t publish_requests;  /* HTTP publish requests answered */
+	uint64_t published_msgs;    /* messages acknowledged (HTTP and WebSocket) */
+	uint64_t published_bytes;   /* their payload bytes */
+	uint64_t delivered_msgs;    /* events written to SSE and WebSocket subscribers */
+	uint64_t delivered_bytes;   /* bytes of those writes */
+	uint64_t sse_open;          /* gauge: open SSE streams */
+	uint64_t ws_open;           /* gauge: open WebSockets */
+	uint64_t sse_total;         /* streams opened since start */
+	uint64_t ws_total;
+	uint64_t stalled_dropped;   /* streams dropped because they could not be written */
+	uint64_t gaps;              /* gap events sent */
+	uint64_t resets;            /* reset events sent */
+	struct gw_hist publish_latency;  /* request headers to durable ack */
+	struct gw_hist delivery_latency; /* store time to the write that carries the event */
+};
+
+void gw_hist_observe(struct gw_hist *h, double seconds);
+
+/** @brief Append the Prometheus text exposition of @p m and the engine's @p es to @p out. */
+void gw_metrics_render(const struct gw_metrics *m, const eng_stats *es, struct gw_buf *out);
+
+#endif /* GW_METRICS_H */

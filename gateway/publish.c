@@ -1,0 +1,501 @@
+/*
+ * publish.c - POST /v1/topics/{parent}/{id}/messages: reads the body (Content-Length or chunked),
+ * turns it into messages, queues them on the engine, and answers once they are durable.
+ *
+ * Service thread. A request's state lives in a heap object, not in the pss, because engine
+ * completions can arrive after the client has gone: the connection detaches (wsi = NULL) and the
+ * last completion frees it. The reply is built only from completions, so "200" always means durable.
+ *
+ * NDJSON is appended as it arrives: every LWS_CALLBACK_HTTP_BODY turns its complete lines into one
+ * engine append, so a worker streaming tokens through one long chunked request has each token
+ * visible to subscribers one group commit after it arrived, not when the request ends.
+ */
+#include "http_int.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "chunked.h"
+#include "log.h"
+#include "pubparse.h"
+#include "xalloc.h"
+
+enum ctype {
+	CT_JSON,
+	CT_NDJSON,
+	CT_TEXT,
+};
+
+/* Appends in flight per request before we stop reading its body (rx flow control). */
+#define PUB_PENDING_HIGH 32
+#define PUB_PENDING_LOW 8
+
+struct gw_pub {
+	struct gw *gw;
+	struct lws *wsi;               /* NULL once the connection or transaction ended */
+	struct gw_pub *prev, *next;    /* gw->pubs */
+	char topic[ENG_TOPIC_MAX + 1];
+	enum ctype ctype;
+	unsigned chunked : 1;          /* Transfer-Encoding: chunked (decoded by gw_chunked) */
+	unsigned body_done : 1;        /* the whole body has been read */
+	unsigned failed : 1;           /* err is set: read no more, answer when appends settle */
+	unsigned reply_ready : 1;      /* reply is built and waits for WRITEABLE */
+	unsigned replied : 1;
+	unsigned flow_off : 1;         /* we paused reading the body */
+	unsigned in_body : 1;          /* inside gw_pub_body(): batch appends at its end */
+	struct gw_chunked ch;
+	uint64_t content_length;       /* when not chunked */
+	uint64_t body_bytes;           /* decoded body bytes so far */
+	struct gw_buf body;            /* JSON/text: the body; NDJSON: the unfinished last line */
+	struct gw_batch batch;         /* NDJSON lines parsed, not yet queued */
+	unsigned pending;              /* appends queued whose completion has not run */
+	uint64_t count;                /* messages durably appended */
+	uint64_t first, last;          /* offsets of the first and last of them */
+	uint64_t bytes;                /* their payload bytes */
+	struct gw_error err;           /* the first failure (err.status 0 = none) */
+	struct gw_buf reply;           /* the whole response, LWS_PRE in front */
+	uint64_t t0_us;                /* when the headers arrived */
+};
+
+static void
+pub_unlink(struct gw_pub *pub)
+{
+	struct gw *gw = pub->gw;
+
+	if (pub->prev)
+		pub->prev->next = pub->next;
+	else if (gw->pubs == pub)
+		gw->pubs = pub->next;
+	if (pub->next)
+		pub->next->prev = pub->prev;
+	pub->prev = pub->next = NULL;
+}
+
+static void
+pub_free(struct gw_pub *pub)
+{
+	pub_unlink(pub);
+	gw_buf_free(&pub->body);
+	gw_buf_free(&pub->reply);
+	gw_batch_free(&pub->batch);
+	free(pub);
+}
+
+static void
+fail_pub(struct gw_pub *pub, unsigned status, const char *code, const char *msg)
+{
+	if (pub->err.status)
+		return;
+	gw_error_set(&pub->err, status, code, "%s", msg);
+	pub->failed = 1;
+}
+
+/* Build the response once nothing is in flight and the body is over (or abandoned). */
+static void
+maybe_reply(struct gw_pub *pub)
+{
+	struct gw *gw = pub->gw;
+	char extra[256];
+	unsigned flags = 0;
+	int rc;
+
+	if (!pub->wsi || pub->replied || pub->reply_ready || pub->pending ||
+	    !(pub->body_done || pub->failed))
+		return;
+	/*
+	 * lws 4.1.6 believes a chunked (or length-less) body is 100 MB long and would swallow the next
+	 * request as body; a failed body leaves unread bytes behind. Either way the connection cannot
+	 * be reused, so the reply says "connection: close" and we close after writing it.
+	 */
+	if (pub->chunked || !pub->body_done)
+		flags |= GW_REPLY_CLOSE;
+	if (pub->count)
+		snprintf(extra, sizeof(extra),
+			 "\"topic\":\"%s\",\"first_offset\":%llu,\"last_offset\":%llu,\"count\":%llu",
+			 pub->topic, (unsigned long long)pub->first, (unsigned long long)pub->last,
+			 (unsigned long long)pub->count);
+	else
+		snprintf(extra, sizeof(extra),
+			 "\"topic\":\"%s\",\"first_offset\":null,\"last_offset\":null,\"count\":0",
+			 pub->topic);
+	if (pub->err.status) {
+		char members[300];
+
+		snprintf(members, sizeof(members), ",%s", extra);
+		rc = gw_reply_error(gw, pub->wsi, &pub->reply, &pub->err, members, NULL, flags);
+	} else {
+		char body[300];
+		int n = snprintf(body, sizeof(body), "{%s}\n", extra);
+
+		rc = gw_reply_build(gw, pub->wsi, &pub->reply, 200, "application/json", body, (size_t)n,
+				    NULL, flags);
+	}
+	if (rc) {
+		/* Could not even build headers: drop the connection rather than hang the client. */
+		lws_set_timeout(pub->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+		return;
+	}
+	gw->m.publish_requests++;
+	gw_hist_observe(&gw->m.publish_latency, (double)(gw_mono_us() - pub->t0_us) / 1e6);
+	pub->reply_ready = 1;
+	lws_callback_on_writable(pub->wsi);
+}
+
+static void
+on_appended(void *ctx, const eng_append_result *res)
+{
+	struct gw_pub *pub = ctx;
+	struct gw *gw = pub->gw;
+
+	pub->pending--;
+	if (res->rc == 0 && res->count) {
+		if (!pub->count)
+			pub->first = res->first_offset;
+		pub->last = res->first_offset + res->count - 1;
+		pub->count += res->count;
+		gw->m.published_msgs += res->count;
+	} else if (res->rc) {
+		struct gw_error e;
+
+		gw_error_from_eng(res->rc, &e);
+		fail_pub(pub, e.status, e.code, e.message);
+	}
+	if (!pub->wsi) {
+		if (!pub->pending)
+			pub_free(pub);
+		return;
+	}
+	if (pub->flow_off && (pub->pending <= PUB_PENDING_LOW || pub->failed)) {
+		pub->flow_off = 0;
+		lws_rx_flow_control(pub->wsi, 1);
+	}
+	maybe_reply(pub);
+}
+
+/* Queue the parsed messages as one atomic append. */
+static void
+flush_batch(struct gw_pub *pub)
+{
+	struct gw *gw = pub->gw;
+	struct gw_batch *b = &pub->batch;
+	eng_msg_in *views;
+	struct gw_error e;
+	int rc;
+
+	if (!b->n || pub->failed)
+		goto out;
+	views = xmalloc(b->n * sizeof(*views));
+	gw_batch_views(b, views);
+	rc = eng_append(gw->db, pub->topic, views, b->n, ENG_NO_EXPECT, on_appended, pub);
+	free(views);
+	if (rc) {
+		gw_error_from_eng(rc, &e);
+		fail_pub(pub, e.status, e.code, e.message);
+		goto out;
+	}
+	for (size_t i = 0; i < b->n; i++)
+		gw->m.published_bytes += b->msgs[i].len;
+	pub->pending++;
+	if (pub->pending >= PUB_PENDING_HIGH && !pub->flow_off && pub->wsi) {
+		/* The engine is behind this stream: stop reading it until appends settle. */
+		pub->flow_off = 1;
+		lws_rx_flow_control(pub->wsi, 0);
+	}
+out:
+	gw_batch_reset(b);
+}
+
+/* One complete NDJSON line. */
+static int
+take_line(struct gw_pub *pub, const char *p, size_t n)
+{
+	struct gw_perr pe;
+
+	if (gw_pub_parse_line(p, n, &pub->batch, &pe)) {
+		/* The good lines before the bad one still go in: the reply reports them. */
+		flush_batch(pub);
+		fail_pub(pub, 400, pe.code, pe.message);
+		return -1;
+	}
+	if (pub->batch.n >= pub->gw->cfg->max_batch)
+		flush_batch(pub);
+	return 0;
+}
+
+/* Decoded body bytes, from the chunk decoder or straight from a Content-Length body. */
+static int
+body_bytes(void *ctx, const char *p, size_t n)
+{
+	struct gw_pub *pub = ctx;
+	const struct gw_config *cfg = pub->gw->cfg;
+
+	if (pub->failed)
+		return 1;
+	pub->body_bytes += n;
+	if (pub->ctype != CT_NDJSON) {
+		if (pub->body.len + n > cfg->max_body_bytes) {
+			fail_pub(pub, 413, "too_large", "body larger than limits.max_body_bytes");
+			return 1;
+		}
+		gw_buf_append(&pub->body, p, n);
+		return 0;
+	}
+	while (n) {
+		const char *nl = memchr(p, '\n', n);
+		size_t take = nl ? (size_t)(nl - p) : n;
+
+		if (pub->body.len + take > cfg->max_line_bytes) {
+			fail_pub(pub, 413, "too_large", "NDJSON line longer than limits.max_line_bytes");
+			return 1;
+		}
+		if (!nl) {
+			gw_buf_append(&pub->body, p, take);
+			return 0;
+		}
+		if (pub->body.len) {
+			gw_buf_append(&pub->body, p, take);
+			if (take_line(pub, (const char *)gw_buf_data(&pub->body), pub->body.len))
+				return 1;
+			gw_buf_reset(&pub->body);
+		} else if (take_line(pub, p, take)) {
+			return 1;
+		}
+		p += take + 1;
+		n -= take + 1;
+	}
+	return 0;
+}
+
+/* The body is complete: parse what was buffered and queue the rest. */
+static void
+finish_body(struct gw_pub *pub)
+{
+	const char *p = (const char *)gw_buf_data(&pub->body);
+	struct gw_perr pe;
+
+	pub->body_done = 1;
+	if (pub->failed)
+		return;
+	switch (pub->ctype) {
+	case CT_NDJSON:
+		/* A last line without '\n' still counts. */
+		if (pub->body.len && take_line(pub, p, pub->body.len))
+			return;
+		gw_buf_reset(&pub->body);
+		flush_batch(pub);
+		if (!pub->count && !pub->pending && !pub->failed)
+			fail_pub(pub, 400, "bad_message", "empty body: no messages");
+		break;
+	case CT_JSON:
+		if (gw_pub_parse_json(p ? p : "", pub->body.len, pub->gw->cfg->max_batch, &pub->batch,
+				      &pe))
+			fail_pub(pub, pe.code[0] == 't' ? 413 : 400, pe.code, pe.message);
+		else
+			flush_batch(pub);
+		break;
+	case CT_TEXT:
+		if (gw_pub_parse_text(p ? p : "", pub->body.len, &pub->batch, &pe))
+			fail_pub(pub, 400, pe.code, pe.message);
+		else
+			flush_batch(pub);
+		break;
+	}
+}
+
+/* ---- Request start ------------------------------------------------------------------------------ */
+
+static int
+parse_ctype(struct lws *wsi, enum ctype *out)
+{
+	char v[128], *semi;
+	int n = lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_HTTP_CONTENT_TYPE);
+	size_t len;
+
+	if (n <= 0)
+		return -1;
+	if ((semi = strchr(v, ';')))
+		*semi = '\0';
+	len = strlen(v);
+	while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+		v[--len] = '\0';
+	if (!strcasecmp(v, "application/json"))
+		*out = CT_JSON;
+	else if (!strcasecmp(v, "application/x-ndjson") || !strcasecmp(v, "application/ndjson"))
+		*out = CT_NDJSON;
+	else if (!strcasecmp(v, "text/plain"))
+		*out = CT_TEXT;
+	else
+		return -1;
+	return 0;
+}
+
+int
+gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const struct gw_route *r)
+{
+	const struct gw_config *cfg = gw->cfg;
+	char te[64], cl[32], expect[32];
+	int has_te, has_cl;
+	struct gw_error e;
+	struct gw_pub *pub;
+	enum ctype ct;
+
+	if (parse_ctype(wsi, &ct)) {
+		gw_error_set(&e, 415, "unsupported_media_type",
+			     "Content-Type must be application/json, application/x-ndjson or text/plain");
+		return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
+	}
+	has_te = lws_hdr_copy(wsi, te, sizeof(te), WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+	has_cl = lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+	if (has_te && strcasecmp(te, "chunked")) {
+		gw_error_set(&e, 400, "bad_request", "only Transfer-Encoding: chunked is supported");
+		return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
+	}
+	if (has_te && has_cl) {
+		/* Both framings at once is how requests get smuggled: refuse (RFC 9112 6.3). */
+		gw_error_set(&e, 400, "bad_request", "Content-Length and Transfer-Encoding together");
+		return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
+	}
+	if (!has_te && !has_cl) {
+		gw_error_set(&e, 400, "bad_request",
+			     "a publish needs a body: Content-Length or Transfer-Encoding: chunked");
+		return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
+	}
+	pub = xcalloc(1, sizeof(*pub));
+	pub->gw = gw;
+	pub->wsi = wsi;
+	pub->ctype = ct;
+	pub->chunked = has_te;
+	pub->t0_us = gw_mono_us();
+	memcpy(pub->topic, r->topic, sizeof(pub->topic));
+	gw_buf_init(&pub->body, 0);
+	gw_buf_init(&pub->reply, LWS_PRE);
+	gw_batch_init(&pub->batch);
+	/* The largest chunk anyone needs is a body's or a line's limit: bigger is refused. */
+	gw_chunked_init(&pub->ch, ct == CT_NDJSON ? cfg->max_line_bytes + 65536 : cfg->max_body_bytes);
+	pub->next = gw->pubs;
+	if (gw->pubs)
+		gw->pubs->prev = pub;
+	gw->pubs = pub;
+	pss->kind = GW_HK_PUB;
+	pss->pub = pub;
+	gw->inflight++;
+	if (has_cl) {
+		if (gw_parse_u64(cl, strlen(cl), &pub->content_length)) {
+			fail_pub(pub, 400, "bad_request", "malformed Content-Length");
+		} else if (ct != CT_NDJSON && pub->content_length > cfg->max_body_bytes) {
+			fail_pub(pub, 413, "too_large", "body larger than limits.max_body_bytes");
+		}
+		if (pub->failed) {
+			maybe_reply(pub);
+			return 0;
+		}
+	}
+	/* curl and others wait for "100 Continue" before a large body; lws 4.1.6 never sends it. */
+	if (lws_hdr_custom_copy(wsi, expect, sizeof(expect), "expect:", 7) > 0 &&
+	    !strcasecmp(expect, "100-continue")) {
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		unsigned char buf[LWS_PRE + sizeof(cont)];
+
+		memcpy(buf + LWS_PRE, cont, sizeof(cont) - 1);
+		if (lws_write(wsi, buf + LWS_PRE, sizeof(cont) - 1, LWS_WRITE_HTTP_HEADERS) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int
+gw_pub_body(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const char *in, size_t len)
+{
+	struct gw_pub *pub = pss->pub;
+	size_t used = 0;
+	int rc;
+
+	(void)gw;
+	(void)wsi;
+	if (pub->failed || pub->body_done)
+		return 0; /* abandoned or finished: whatever else arrives is ignored */
+	if (!pub->chunked) {
+		body_bytes(pub, in, len);
+	} else {
+		rc = gw_chunked_feed(&pub->ch, in, len, &used, body_bytes, pub);
+		if (rc == GW_CHUNKED_ERROR) {
+			char msg[128];
+
+			snprintf(msg, sizeof(msg), "bad chunked body: %s", pub->ch.err);
+			fail_pub(pub, pub->ch.err && strstr(pub->ch.err, "limit") ? 413 : 400,
+				 pub->ch.err && strstr(pub->ch.err, "limit") ? "too_large" : "bad_request",
+				 msg);
+		} else if (rc == GW_CHUNKED_DONE) {
+			finish_body(pub);
+		}
+	}
+	if (!pub->body_done)
+		flush_batch(pub); /* NDJSON: the lines that arrived in this read, as one append */
+	maybe_reply(pub);
+	return 0;
+}
+
+int
+gw_pub_body_done(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
+{
+	struct gw_pub *pub = pss->pub;
+
+	(void)gw;
+	(void)wsi;
+	/* A chunked body ends at its last chunk, which lws does not know about. */
+	if (pub->chunked || pub->body_done)
+		return 0;
+	finish_body(pub);
+	maybe_reply(pub);
+	return 0;
+}
+
+int
+gw_pub_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
+{
+	struct gw_pub *pub = pss->pub;
+	int close_after;
+
+	if (!pub->reply_ready || pub->replied)
+		return 0;
+	pub->replied = 1;
+	gw->inflight--;
+	close_after = pub->chunked || !pub->body_done;
+	if (gw_reply_write(wsi, &pub->reply) || close_after)
+		return -1;
+	/* May rebind the wsi and free the pss (through DROP_PROTOCOL): touch nothing after it. */
+	return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+void
+gw_pub_detach(struct gw *gw, struct gw_http_pss *pss)
+{
+	struct gw_pub *pub = pss->pub;
+
+	pss->pub = NULL;
+	if (!pub)
+		return;
+	if (!pub->replied)
+		gw->inflight--;
+	pub->wsi = NULL;
+	pub_unlink(pub);
+	if (!pub->pending)
+		pub_free(pub);
+}
+
+void
+gw_pubs_shutdown(struct gw *gw)
+{
+	for (struct gw_pub *pub = gw->pubs; pub; pub = pub->next) {
+		if (pub->body_done || pub->failed || !pub->wsi)
+			continue;
+		/* What arrived so far is queued; the rest of the body is refused. */
+		flush_batch(pub);
+		fail_pub(pub, 503, "shutting_down", "the gateway is shutting down; the body was cut short");
+		if (pub->flow_off) {
+			pub->flow_off = 0;
+			lws_rx_flow_control(pub->wsi, 1);
+		}
+		maybe_reply(pub);
+	}
+}

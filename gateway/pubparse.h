@@ -1,0 +1,64 @@
+/*
+ * pubparse.h - publish bodies to messages: application/json (one message or an array), one
+ * application/x-ndjson line, or a text/plain body.
+ *
+ * Pure code over (buf, len), so a libFuzzer target can call it; the service thread uses it from
+ * publish.c. A message is {"event":E, "data":D, "key":K}: event optional ("message"), data any JSON
+ * (stored compacted, byte for byte as written otherwise; absent = null), key an optional producer
+ * idempotency key. Unknown or repeated members are refused, so a typo is an error, not lost data.
+ */
+#ifndef GW_PUBPARSE_H
+#define GW_PUBPARSE_H
+
+#include <stddef.h>
+
+#include <engine.h>
+
+#include "buf.h"
+
+struct gw_msg {
+	char event[ENG_EVENT_MAX + 1]; /* NUL-terminated, valid event name */
+	char key[ENG_KEY_MAX + 1];     /* NUL-terminated; "" when the message has none */
+	size_t off;                    /* its data: bytes off..off+len of the batch's arena */
+	size_t len;
+};
+
+/* Messages parsed so far, their data packed in one arena so a batch is two allocations. */
+struct gw_batch {
+	struct gw_msg *msgs;
+	size_t n, cap;
+	struct gw_buf arena;
+};
+
+/* Why a body was refused: a stable code for the API's error object and a human message. */
+struct gw_perr {
+	const char *code;  /* "bad_json", "bad_message", "bad_event", "too_many_messages", "bad_text" */
+	char message[192];
+};
+
+void gw_batch_init(struct gw_batch *b);
+void gw_batch_reset(struct gw_batch *b);
+void gw_batch_free(struct gw_batch *b);
+
+/** @brief Fill @p out[0..b->n) with views into @p b for eng_append (valid while b is unchanged). */
+void gw_batch_views(const struct gw_batch *b, eng_msg_in *out);
+
+/**
+ * @brief Parse an application/json body: one message object or a non-empty array of them.
+ * @param max_msgs refuse arrays longer than this (code "too_many_messages").
+ * @return 0 (messages appended to @p b), or -1 with @p e set and @p b unchanged.
+ */
+int gw_pub_parse_json(const char *p, size_t len, size_t max_msgs, struct gw_batch *b,
+		      struct gw_perr *e);
+
+/**
+ * @brief Parse one NDJSON line (without its '\n'; a trailing '\r' is allowed). A blank line adds
+ *        nothing and is not an error.
+ * @return 0, or -1 with @p e set and @p b unchanged.
+ */
+int gw_pub_parse_line(const char *p, size_t len, struct gw_batch *b, struct gw_perr *e);
+
+/** @brief A text/plain body: one message whose data is the body as a JSON string (UTF-8 required). */
+int gw_pub_parse_text(const char *p, size_t len, struct gw_batch *b, struct gw_perr *e);
+
+#endif /* GW_PUBPARSE_H */
