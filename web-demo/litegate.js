@@ -53,9 +53,10 @@
  * @property {(state: LitegateState, info: object) => void} [onState]  connection state changes.
  * @property {(info: {from: number, to: number}) => void} [onGap]  the start point was below the
  *   retained range: offsets from `from` to `to - 1` are gone; streaming goes on from `to`.
- * @property {(info: object) => void} [onReset]  the topic was re-created (its end is below the last
- *   offset seen). The client forgets its last offset and streams the topic again from its first
- *   retained message; an application should clear what it rendered from this topic.
+ * @property {(info: {from: number, first_offset: number, next_offset: number}) => void} [onReset]
+ *   the topic was re-created (its end is below the start point asked for). The client forgets its
+ *   last offset and the stream goes on from the topic's first retained message; an application
+ *   should clear what it rendered from this topic.
  * @property {number} [minRetryMs=500]  first delay of this module's own reconnects (doubles each try)
  * @property {number} [maxRetryMs=5000]  largest delay between this module's own reconnects
  * @property {boolean} [watchOnline=true]  treat the window's offline/online events as a drop and
@@ -65,7 +66,8 @@
 /**
  * The handle returned by {@link subscribe}.
  * @typedef {object} Subscription
- * @property {number} lastOffset  the last offset delivered to onMessage (-1: none yet)
+ * @property {number} lastOffset  the last offset delivered to onMessage, or skipped by a gap
+ *   (-1: none yet)
  * @property {LitegateState} state  the current connection state
  * @property {(pauseMs?: number) => void} drop  cut the stream now and resume after `pauseMs`
  *   (default 1000) from the last offset seen, as a flaky network would
@@ -114,6 +116,7 @@ export function subscribe(baseUrl, topic, opts = {}) {
   let timer = null;         // pending reconnect of our own
   let retryMs = minRetry;
   let resumeFrom = null;    // lastOffset + 1 at the moment the stream went down
+  let resetSeen = false;    // this EventSource got a reset: its URL's start point is stale
 
   const handle = {
     lastOffset: -1,
@@ -148,17 +151,21 @@ export function subscribe(baseUrl, topic, opts = {}) {
   function onGap(ev) {
     if (ev.target !== es) return;
     const info = parseData(ev.data);
+    // Offsets info.from .. info.to-1 are gone; the stream goes on at info.to. The gap event's id
+    // is to-1, so count it as seen: a reconnect of ours then asks for info.to as the browser does.
+    if (info && Number.isSafeInteger(info.to) && info.to - 1 > handle.lastOffset) handle.lastOffset = info.to - 1;
     if (opts.onGap) opts.onGap(info);
   }
 
   function onReset(ev) {
     if (ev.target !== es) return;
     const info = parseData(ev.data);
-    // The topic's offsets started over. Forget ours and stream it again from its first retained
-    // message on a fresh EventSource (the old one would send the stale Last-Event-ID again).
+    // The topic's offsets started over (it expired or was deleted and re-created). The stream goes
+    // on from the new first retained message, and the reset's empty id made EventSource forget its
+    // last id; forget ours too so those messages pass the duplicate guard.
     handle.lastOffset = -1;
+    resetSeen = true;
     if (opts.onReset) opts.onReset(info);
-    reopen(0, 'reset', true);
   }
 
   function onOpen(ev) {
@@ -186,11 +193,13 @@ export function subscribe(baseUrl, topic, opts = {}) {
 
   function onError(ev) {
     if (ev.target !== es) return;
-    if (es.readyState === EventSource.CONNECTING) {
+    if (es.readyState === EventSource.CONNECTING && !resetSeen) {
       // The browser reconnects by itself, sending Last-Event-ID.
       goneDown('network');
       return;
     }
+    // After a reset the browser would reconnect with no Last-Event-ID, so the start point in the
+    // URL (perhaps an old ?last_event_id) would win: reconnect ourselves with a fresh one instead.
     // CLOSED: the browser gave up (an HTTP error such as 503 while the gateway shuts down, or it
     // judged retrying futile). Reconnect ourselves, with backoff.
     goneDown('closed');
@@ -204,6 +213,7 @@ export function subscribe(baseUrl, topic, opts = {}) {
     if (closed) return;
     const src = new EventSource(url + startQuery());
     es = src;
+    resetSeen = false;
     for (const name of names) src.addEventListener(name, onEvent);
     src.addEventListener('gap', onGap);
     src.addEventListener('reset', onReset);

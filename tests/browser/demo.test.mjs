@@ -578,3 +578,29 @@ test('Stop publishes a cancel event to the session topic', async () => {
     await context.close();
   }
 });
+
+test('a chat deleted and re-created on the gateway resets the page to its new life', async () => {
+  const context = await newContext();
+  try {
+    const session = sessionId('reset');
+    const page = await openChat(context, session);
+    const w1 = await startTurn(page, session, 'The old life of this chat', 30);
+    await w1.rest(5);
+    await w1.end();
+    await expectAnswer(page, w1.text);
+
+    // The topic goes away and starts over at offset 0 with fewer messages than the page has seen:
+    // the gateway sends `reset` and the page must show the new conversation, not drop it as repeats.
+    await api('DELETE', `/v1/topics/chatbot/${session}`);
+    await publish(session, 'prompt', { text: 'New life' });
+    const w = new Worker(session, makeTokens('New life', 8));
+    await w.rest(5);
+    await w.end();
+    await expectAnswer(page, w.text);
+    assert.deepEqual(await page.getByTestId('prompt-bubble').allTextContents(), ['New life']);
+    assert.deepEqual(await page.getByTestId('answer-text').allTextContents(), [w.text]);
+    assert.deepEqual(await lastAnswer(page), { state: 'done', tokens: 8 });
+  } finally {
+    await context.close();
+  }
+});
