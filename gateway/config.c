@@ -158,7 +158,7 @@ static const struct field fields[] = {
 	F("storage.segment_bytes", T_U64, segment_bytes, 1 * MiB, 64 * GiB),
 	F("storage.retention_s", T_U64, retention_s, 1, 3650ull * 86400),
 	F("storage.log_max_bytes", T_U64, log_max_bytes, 0, UINT64_MAX),
-	F("storage.queue_max_bytes", T_U64, queue_max_bytes, 1 * MiB, 64 * GiB),
+	F("storage.queue_max_bytes", T_U64, queue_max_bytes, 1 * KiB, 64 * GiB),
 	G("limits"),
 	F("limits.max_body_bytes", T_SIZE, max_body_bytes, 1 * KiB, 1 * GiB),
 	F("limits.max_line_bytes", T_SIZE, max_line_bytes, 1 * KiB, 32 * MiB),
@@ -174,6 +174,10 @@ static const struct field fields[] = {
 	F("timeouts.body_s", T_U32, body_timeout_s, 1, 86400),
 	F("timeouts.stall_s", T_U32, stall_timeout_s, 1, 86400),
 	F("timeouts.shutdown_grace_s", T_U32, shutdown_grace_s, 0, 3600),
+	G("testing"),
+	F("testing.fail_write_after", T_U64, fail_write_after, 0, UINT64_MAX),
+	F("testing.fail_fsync_after", T_U64, fail_fsync_after, 0, UINT64_MAX),
+	F("testing.fail_errno", T_U32, fail_errno, 0, 4095),
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))

@@ -64,6 +64,12 @@ struct gw_config {
 	uint32_t stall_timeout_s;   /* a stream that cannot be written for this long is dropped */
 	uint32_t shutdown_grace_s;  /* SIGTERM: wait at most this long for in-flight publishes */
 
+	/* Test seam (config group "testing", never in production configs): passed to the engine's
+	 * fault-injecting I/O layer, so tests can see 507 and the degraded /healthz. */
+	uint64_t fail_write_after;  /* fail the Nth log write; 0 = never */
+	uint64_t fail_fsync_after;  /* fail the Nth log fsync; 0 = never */
+	uint32_t fail_errno;        /* errno of the injected failures (28 = ENOSPC) */
+
 	char *source;               /* where the config came from, for logs: a path or "defaults" */
 };
 

@@ -282,6 +282,9 @@ run(struct gw *gw, const struct gw_config *cfg)
 	ec.queue_max_bytes = cfg->queue_max_bytes;
 	ec.parents = parents;
 	ec.n_parents = cfg->n_parents;
+	ec.fail_write_after = cfg->fail_write_after;
+	ec.fail_fsync_after = cfg->fail_fsync_after;
+	ec.fail_errno = (int)cfg->fail_errno;
 	ec.log = gw_log_engine;
 	ec.wake = wake_by_cancel; /* a no-op until the fallback arms wake_ctx */
 	rc = eng_open(&ec, &gw->db);

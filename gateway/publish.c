@@ -81,11 +81,18 @@ pub_free(struct gw_pub *pub)
 	free(pub);
 }
 
+static void flush_batch(struct gw_pub *pub);
+
+/* Record the first failure. Lines parsed before it still go in: the reply reports them. */
 static void
 fail_pub(struct gw_pub *pub, unsigned status, const char *code, const char *msg)
 {
 	if (pub->err.status)
 		return;
+	if (pub->batch.n)
+		flush_batch(pub);
+	if (pub->err.status)
+		return; /* the flush itself failed: that error is the first */
 	gw_error_set(&pub->err, status, code, "%s", msg);
 	pub->failed = 1;
 }
@@ -182,27 +189,29 @@ flush_batch(struct gw_pub *pub)
 	struct gw_error e;
 	int rc;
 
-	if (!b->n || pub->failed)
-		goto out;
+	if (!b->n || pub->failed) {
+		gw_batch_reset(b);
+		return;
+	}
 	views = xmalloc(b->n * sizeof(*views));
 	gw_batch_views(b, views);
 	rc = eng_append(gw->db, pub->topic, views, b->n, ENG_NO_EXPECT, on_appended, pub);
 	free(views);
+	if (!rc)
+		for (size_t i = 0; i < b->n; i++)
+			gw->m.published_bytes += b->msgs[i].len;
+	gw_batch_reset(b); /* before fail_pub(), which flushes a non-empty batch */
 	if (rc) {
 		gw_error_from_eng(rc, &e);
 		fail_pub(pub, e.status, e.code, e.message);
-		goto out;
+		return;
 	}
-	for (size_t i = 0; i < b->n; i++)
-		gw->m.published_bytes += b->msgs[i].len;
 	pub->pending++;
 	if (pub->pending >= PUB_PENDING_HIGH && !pub->flow_off && pub->wsi) {
 		/* The engine is behind this stream: stop reading it until appends settle. */
 		pub->flow_off = 1;
 		lws_rx_flow_control(pub->wsi, 0);
 	}
-out:
-	gw_batch_reset(b);
 }
 
 /* One complete NDJSON line. */
@@ -212,8 +221,6 @@ take_line(struct gw_pub *pub, const char *p, size_t n)
 	struct gw_perr pe;
 
 	if (gw_pub_parse_line(p, n, &pub->batch, &pe)) {
-		/* The good lines before the bad one still go in: the reply reports them. */
-		flush_batch(pub);
 		fail_pub(pub, 400, pe.code, pe.message);
 		return -1;
 	}
@@ -391,7 +398,7 @@ gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 		}
 	}
 	/* curl and others wait for "100 Continue" before a large body; lws 4.1.6 never sends it. */
-	if (lws_hdr_custom_copy(wsi, expect, sizeof(expect), "expect:", 7) > 0 &&
+	if (lws_hdr_copy(wsi, expect, sizeof(expect), WSI_TOKEN_HTTP_EXPECT) > 0 &&
 	    !strcasecmp(expect, "100-continue")) {
 		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 		unsigned char buf[LWS_PRE + sizeof(cont)];
