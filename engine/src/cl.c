@@ -245,7 +245,8 @@ int cl_open(const char *dir, uint64_t segment_bytes, const cl_faults *faults, cl
 		}
 		bases[nb++] = b;
 	}
-	qsort(bases, nb, sizeof *bases, cmp_u64);
+	if (nb)
+		qsort(bases, nb, sizeof *bases, cmp_u64);
 	for (size_t i = 0; i < nb; i++) {
 		char path[4096];
 		seg_name(path, sizeof path, dir, bases[i]);

@@ -32,6 +32,10 @@
 #define DEFAULT_MAX_MSG (1u << 20)
 #define LIMIT_MAX_MSG (16u << 20)
 #define DAY_MS (24ull * 3600 * 1000)
+/* An open block goes to RocksDB when it holds this many entries, or when the sweep passes it: */
+#define BLOCK_ENTRIES 64
+/* once per cycle, which bounds how much of the log recovery re-dispatches after a crash. */
+#define SWEEP_CYCLE_MS 5000
 
 /* ---- Small helpers ------------------------------------------------------------------------------ */
 
@@ -95,12 +99,14 @@ typedef struct topic {
 	uint64_t created_ms, last_write_ms; /* (t_mu) */
 	uint64_t last_used_mono;   /* for eviction (writer) */
 	const parent_def *parent;
+	/* The open block: index entries of offsets blk_first.. that are in the log but not yet in
+	 * RocksDB. The writer appends and flushes it (under t_mu, as readers copy from it). */
+	uint64_t blk_first;
+	idx_entry *blk;
+	size_t blk_n, blk_cap;
 	/* Per-batch scratch (writer only). */
 	struct topic *batch_next;
 	int in_batch, fresh;
-	uint64_t run_first;
-	idx_entry *run;
-	size_t run_n, run_cap;
 	const char *events[8];     /* distinct event names appended in this batch */
 	size_t n_events;           /* > 8 means "too many to list": match every filter */
 	char name[];
@@ -184,7 +190,10 @@ struct eng_db {
 	pthread_mutex_t t_mu;
 	hmap topics;
 	uint64_t next_tid;        /* writer only */
-	uint64_t last_sync_mono, last_evict_mono; /* writer only */
+	uint64_t last_sync_mono, last_sweep_mono; /* writer only */
+	int sweep_active;         /* the sweep (see sweep()), writer only */
+	size_t sweep_nb, sweep_bucket;
+	uint64_t sweep_start;
 	idx_batch *batch;         /* writer only */
 
 	pthread_mutex_t s_mu;
@@ -570,7 +579,7 @@ static topic *topic_new(const char *name, const parent_def *p)
 
 static void topic_free(topic *t)
 {
-	free(t->run);
+	free(t->blk);
 	free(t);
 }
 
@@ -594,7 +603,7 @@ static int topic_load(eng_db *db, const char *name, const parent_def *p, topic *
 		return rc;
 	t = topic_new(name, p);
 	t->tid = m.id;
-	t->next = t->visible = next;
+	t->next = t->visible = t->blk_first = next;
 	t->first = m.first_offset;
 	t->created_ms = m.created_ms;
 	t->last_write_ms = last ? last : m.created_ms;
@@ -613,18 +622,91 @@ static void topic_forget(eng_db *db, topic *t)
 	topic_free(t);
 }
 
-/* Drop topics idle for topic_cache_idle_ms: an idle topic costs no memory. */
-static void evict_idle(eng_db *db, uint64_t mono)
+/* Add an entry to @t's open block. Caller holds t_mu. */
+static void blk_push(topic *t, uint64_t pos, uint32_t len, uint64_t time)
+{
+	if (t->blk_n == t->blk_cap) {
+		t->blk_cap = t->blk_cap ? t->blk_cap * 2 : 4;
+		t->blk = xrealloc(t->blk, t->blk_cap * sizeof *t->blk);
+	}
+	t->blk[t->blk_n++] = (idx_entry){pos, len, time};
+}
+
+/* Put @t's open block into the batch as one consume-queue run and empty it. Caller holds t_mu
+ * and writes the batch before anyone could need the entries from RocksDB (before eviction). */
+static void blk_stage(eng_db *db, topic *t)
+{
+	if (!t->blk_n)
+		return;
+	idx_batch_cq_run(db->batch, t->tid, t->blk_first, t->blk, t->blk_n);
+	t->blk_first += t->blk_n;
+	t->blk_n = 0;
+	if (t->blk_cap > BLOCK_ENTRIES) { /* a burst grew it: give the memory back */
+		free(t->blk);
+		t->blk = NULL;
+		t->blk_cap = 0;
+	}
+}
+
+/*
+ * The sweep: open blocks must reach RocksDB eventually (so the checkpoint can move and recovery
+ * stays short), and idle topics must leave memory. Doing either for every topic at once would
+ * stall the writer for as long as RocksDB takes to absorb one put per active topic (a third of a
+ * second at 100,000 topics), so the writer walks the cache a few buckets per turn, paced to cover
+ * it once per SWEEP_CYCLE_MS. Each visited topic's block is staged whole; idle topics are evicted
+ * once the batch holding their block is written. When a cycle ends, every entry older than the
+ * log end recorded at its start has been written, and that position becomes the checkpoint.
+ * Growing the table reshuffles buckets, so a cycle that sees it grow starts over.
+ */
+static void sweep(eng_db *db, uint64_t mono, int whole)
 {
 	uint64_t idle = db->cfg.topic_cache_idle_ms ? db->cfg.topic_cache_idle_ms : 10000;
+	topic *victims = NULL;
+	int cycle_done = 0;
+	if (cl_failed(db->log))
+		return; /* nothing new is durable; recovery will re-dispatch from the old checkpoint */
 	pthread_mutex_lock(&db->t_mu);
-	HMAP_FOREACH_SAFE(&db->topics, n, tmp)
-	{
-		topic *t = (topic *)n;
-		if (mono - t->last_used_mono >= idle) {
-			hmap_remove(&db->topics, &t->hn);
-			topic_free(t);
+	size_t nb = db->topics.nb;
+	if (!db->sweep_active || db->sweep_nb != nb) {
+		db->sweep_active = 1;
+		db->sweep_nb = nb;
+		db->sweep_bucket = 0;
+		db->sweep_start = cl_end(db->log);
+	}
+	uint64_t dt = mono - db->last_sweep_mono;
+	size_t budget = whole ? nb : (size_t)((uint64_t)nb * dt / SWEEP_CYCLE_MS) + 64;
+	for (; budget && db->sweep_bucket < nb; budget--, db->sweep_bucket++)
+		for (hnode *n = db->topics.b[db->sweep_bucket]; n; n = n->next) {
+			topic *t = (topic *)n;
+			blk_stage(db, t);
+			if (mono - t->last_used_mono >= idle) {
+				t->batch_next = victims;
+				victims = t;
+			}
 		}
+	if (db->sweep_bucket >= nb) {
+		cycle_done = 1;
+		db->sweep_active = 0;
+	}
+	pthread_mutex_unlock(&db->t_mu);
+	db->last_sweep_mono = mono;
+	if (cycle_done)
+		idx_batch_checkpoint(db->batch, db->sweep_start, db->next_tid);
+	int rc = idx_batch_write(db->ix, db->batch);
+	idx_batch_clear(db->batch);
+	if (rc) {
+		/* Keep the victims: their entries are still only in memory (and in the log). */
+		logf_(db, 1, "index write failed during sweep: %s", eng_strerror(rc));
+		return;
+	}
+	if (!victims)
+		return;
+	pthread_mutex_lock(&db->t_mu);
+	for (topic *t = victims, *nx; t; t = nx) {
+		nx = t->batch_next;
+		t->batch_next = NULL;
+		hmap_remove(&db->topics, &t->hn);
+		topic_free(t);
 	}
 	pthread_mutex_unlock(&db->t_mu);
 }
@@ -654,15 +736,6 @@ static void release_reserve(eng_db *db)
 }
 
 /* ---- The writer: group commit ------------------------------------------------------------------ */
-
-static void run_push(topic *t, uint64_t pos, uint32_t len, uint64_t time)
-{
-	if (t->run_n == t->run_cap) {
-		t->run_cap = t->run_cap ? t->run_cap * 2 : 8;
-		t->run = xrealloc(t->run, t->run_cap * sizeof *t->run);
-	}
-	t->run[t->run_n++] = (idx_entry){pos, len, time};
-}
 
 static void note_event(topic *t, const char *ev)
 {
@@ -721,13 +794,12 @@ static int stage_append(eng_db *db, req *r, uint64_t now, uint64_t mono, topic *
 	}
 	if (!t->in_batch) {
 		t->in_batch = 1;
-		t->run_first = t->next;
-		t->run_n = 0;
 		t->n_events = 0;
 		t->batch_next = *touched;
 		*touched = t;
 	}
 	uint64_t first = t->next;
+	pthread_mutex_lock(&db->t_mu);
 	for (size_t i = 0; i < r->n; i++) {
 		const msg_ref *m = &r->msgs[i];
 		uint64_t pos;
@@ -737,10 +809,13 @@ static int stage_append(eng_db *db, req *r, uint64_t now, uint64_t mono, topic *
 			    (const char *)r->blob + m->key_off, m->key_len, r->blob + m->data_off, m->len,
 			    &pos);
 		if (rc)
-			return rc;
-		run_push(t, pos, cl_rec_size(m->ev_len, m->key_len, m->len), now);
+			break;
+		blk_push(t, pos, cl_rec_size(m->ev_len, m->key_len, m->len), now);
 		note_event(t, ev);
 	}
+	pthread_mutex_unlock(&db->t_mu);
+	if (rc)
+		return rc; /* sticky: the log refuses everything from here on */
 	t->next = first + r->n;
 	r->res.first_offset = first;
 	r->res.count = (uint32_t)r->n;
@@ -758,10 +833,14 @@ static int commit_staged(eng_db *db, topic *touched, uint64_t now)
 		db->last_sync_mono = mono_ms();
 	}
 	if (!rc) {
+		/* Only full blocks go to RocksDB now; the rest wait in memory for the next checkpoint
+		 * (readers find them in the cache), so a busy topic costs one put per block, not one
+		 * per batch. New topics' metadata is in the batch already. */
+		pthread_mutex_lock(&db->t_mu);
 		for (topic *t = touched; t; t = t->batch_next)
-			if (t->run_n)
-				idx_batch_cq_run(db->batch, t->tid, t->run_first, t->run, t->run_n);
-		idx_batch_checkpoint(db->batch, cl_end(db->log), db->next_tid);
+			if (t->blk_n >= BLOCK_ENTRIES)
+				blk_stage(db, t);
+		pthread_mutex_unlock(&db->t_mu);
 		rc = idx_batch_write(db->ix, db->batch);
 	}
 	idx_batch_clear(db->batch);
@@ -788,8 +867,7 @@ static int commit_staged(eng_db *db, topic *touched, uint64_t now)
 	if (!rc) {
 		pthread_mutex_lock(&db->s_mu);
 		for (topic *t = touched; t; t = t->batch_next)
-			if (t->run_n)
-				any |= notify_topic(db, t, t->visible) > 0;
+			any |= notify_topic(db, t, t->visible) > 0;
 		pthread_mutex_unlock(&db->s_mu);
 	}
 	for (topic *t = touched, *nx; t; t = nx) {
@@ -957,12 +1035,12 @@ static void *writer_main(void *arg)
 			STAT_ADD(db, fsyncs, 1);
 			db->last_sync_mono = mono;
 		}
-		if (mono - db->last_evict_mono >= 1000) {
-			evict_idle(db, mono);
-			db->last_evict_mono = mono;
-		}
-		if (stop)
+		if (stop) {
+			sweep(db, mono, 1); /* finish the cycle under way, */
+			sweep(db, mono, 1); /* and a whole one: everything indexed, checkpoint at the end */
 			break;
+		}
+		sweep(db, mono, 0);
 	}
 	return NULL;
 }
@@ -1148,24 +1226,86 @@ static int topic_view_get(eng_db *db, const char *name, topic_view *v)
 	return 0;
 }
 
+
+/* The entries of one topic from an offset on, in order: first from RocksDB, then from the
+ * topic's open block in the cache. The writer may move a block to RocksDB between the two looks;
+ * then the cursor is reopened where the reader stands, so nothing is skipped. */
+typedef struct entry_src {
+	eng_db *db;
+	const char *name;
+	uint64_t tid, want, limit;  /* next offset to yield; stop before limit (the visible end) */
+	idx_cursor *c;
+	int cursor_done;
+	uint64_t reopened_at;
+	idx_entry mem[64];          /* entries copied out of the open block */
+	size_t mem_n, mem_i;
+	uint64_t mem_first;
+} entry_src;
+
+static int src_next(entry_src *s, uint64_t *off, idx_entry *e)
+{
+	for (;;) {
+		if (s->want >= s->limit)
+			return 0;
+		if (s->mem_i < s->mem_n) {
+			*off = s->mem_first + s->mem_i;
+			*e = s->mem[s->mem_i++];
+			s->want = *off + 1;
+			return 1;
+		}
+		if (!s->cursor_done) {
+			int rc;
+			if (!s->c && (rc = idx_cursor_open(s->db->ix, s->tid, s->want, &s->c)) != 0)
+				return rc;
+			int got = idx_cursor_next(s->c, off, e);
+			if (got < 0)
+				return got;
+			if (got == 1 && *off == s->want) {
+				s->want++;
+				return 1;
+			}
+			s->cursor_done = 1;
+		}
+		int in_rocksdb = 0;
+		pthread_mutex_lock(&s->db->t_mu);
+		topic *t = (topic *)hmap_find(&s->db->topics, name_hash(s->name), topic_eq, s->name);
+		if (t && t->tid == s->tid && t->blk_first <= s->want && s->want < t->blk_first + t->blk_n) {
+			size_t i0 = (size_t)(s->want - t->blk_first);
+			size_t k = t->blk_n - i0;
+			if (k > 64)
+				k = 64;
+			memcpy(s->mem, t->blk + i0, k * sizeof *s->mem);
+			s->mem_first = s->want;
+			s->mem_n = k;
+			s->mem_i = 0;
+		} else {
+			in_rocksdb = !t || t->tid != s->tid || s->want < t->blk_first;
+		}
+		pthread_mutex_unlock(&s->db->t_mu);
+		if (s->mem_n > s->mem_i)
+			continue;
+		if (!in_rocksdb || s->reopened_at == s->want + 1)
+			return 0;
+		s->reopened_at = s->want + 1;
+		idx_cursor_close(s->c);
+		s->c = NULL;
+		s->cursor_done = 0;
+	}
+}
+
 /* Move v->first past messages whose segments retention deleted. */
-static int first_in_log(eng_db *db, topic_view *v)
+static int first_in_log(eng_db *db, const char *name, topic_view *v)
 {
 	uint64_t start = cl_start(db->log);
 	if (start == 0 || v->first >= v->next)
 		return 0;
-	idx_cursor *c;
-	int rc = idx_cursor_open(db->ix, v->tid, v->first, &c);
-	if (rc)
-		return rc;
+	entry_src src = {.db = db, .name = name, .tid = v->tid, .want = v->first, .limit = v->next};
 	uint64_t off;
 	idx_entry e;
-	while ((rc = idx_cursor_next(c, &off, &e)) == 1 && off < v->next) {
-		if (e.pos >= start)
-			break;
+	int rc;
+	while ((rc = src_next(&src, &off, &e)) == 1 && e.pos < start)
 		v->first = off + 1;
-	}
-	idx_cursor_close(c);
+	idx_cursor_close(src.c);
 	return rc < 0 ? rc : 0;
 }
 
@@ -1174,7 +1314,7 @@ int eng_topic_info_get(eng_db *db, const char *name, eng_topic_info *out)
 	topic_view v;
 	int rc = topic_view_get(db, name, &v);
 	if (!rc)
-		rc = first_in_log(db, &v);
+		rc = first_in_log(db, name, &v);
 	if (rc)
 		return rc;
 	out->first_offset = v.first;
@@ -1189,7 +1329,6 @@ int eng_read(eng_db *db, const char *name, uint64_t from, size_t max_count, size
 	     eng_read_result *out)
 {
 	topic_view v;
-	idx_cursor *c = NULL;
 	uint8_t *scratch = NULL;
 	size_t scratch_cap = 0;
 	int rc = topic_view_get(db, name, &v);
@@ -1210,17 +1349,16 @@ int eng_read(eng_db *db, const char *name, uint64_t from, size_t max_count, size
 		return 0;
 	}
 	uint64_t log_start = cl_start(db->log);
+	entry_src src = {.db = db, .name = name, .tid = v.tid, .want = start, .limit = v.next};
 	size_t cap = max_count < 64 ? max_count : 64;
 	eng_msg_view *views = xmalloc(cap * sizeof *views);
 	size_t data_cap = 4096, data_len = 0, n = 0, payload = 0;
 	uint8_t *data = xmalloc(data_cap);
 	/* Views point into @data, which may move while it grows: record offsets, fix up at the end. */
-	if ((rc = idx_cursor_open(db->ix, v.tid, start, &c)) != 0)
-		goto out;
 	uint64_t off;
 	idx_entry e;
 	while (n < max_count && (n == 0 || payload < max_bytes)) {
-		int got = idx_cursor_next(c, &off, &e);
+		int got = src_next(&src, &off, &e);
 		if (got < 0) {
 			rc = got;
 			goto out;
@@ -1296,7 +1434,7 @@ int eng_read(eng_db *db, const char *name, uint64_t from, size_t max_count, size
 	if (!n && out->next < v.first)
 		out->next = v.first;
 out:
-	idx_cursor_close(c);
+	idx_cursor_close(src.c);
 	free(views);
 	free(data);
 	free(scratch);
@@ -1520,15 +1658,20 @@ static int recovery_visit(void *ctx, uint64_t pos, const cl_rec *rec)
 			r->tid = tid;
 			hmap_insert(&rv->runs, &r->hn);
 		}
-		if (!r->n)
+		if (!r->n) {
+			/* Runs written before the crash from this offset on may be cut differently
+			 * (blocks, or an earlier recovery): replace them, so no older run outlasts the
+			 * re-dispatched one and the last run is the topic's end. */
 			r->first = rec->offset;
+			idx_batch_cq_trim(db->batch, tid, r->first);
+		}
 		if (r->n == r->cap) {
 			r->cap = r->cap ? r->cap * 2 : 8;
 			r->e = xrealloc(r->e, r->cap * sizeof *r->e);
 		}
 		r->e[r->n++] = (idx_entry){pos, rec->total, rec->time_ms};
 	}
-	if (++rv->pending >= 65536 && !(rec->flags & CL_F_MORE))
+	if (++rv->pending >= (1u << 20) && !(rec->flags & CL_F_MORE))
 		return recovery_commit(rv, pos + rec->total);
 	return 0;
 }
@@ -1657,7 +1800,7 @@ int eng_open(const eng_config *cfg, eng_db **out)
 	snprintf(path, sizeof path, "%s/index", db->dir);
 	if ((rc = recover(db, path)) != 0)
 		goto fail;
-	db->last_sync_mono = db->last_evict_mono = mono_ms();
+	db->last_sync_mono = db->last_sweep_mono = mono_ms();
 	if ((rc = pthread_create(&db->writer, NULL, writer_main, db)) != 0)
 		goto fail;
 	if ((rc = pthread_create(&db->maint, NULL, maint_main, db)) != 0) {

@@ -62,6 +62,8 @@ int idx_open(const char *dir, int *fresh, idx **out)
 	ix->cache = rocksdb_cache_create_lru(32u << 20);
 	ix->bbto = rocksdb_block_based_options_create();
 	rocksdb_block_based_options_set_block_cache(ix->bbto, ix->cache);
+	/* Most topic lookups at creation miss: a bloom filter answers them without reading blocks. */
+	rocksdb_block_based_options_set_filter_policy(ix->bbto, rocksdb_filterpolicy_create_bloom(10));
 	rocksdb_options_set_block_based_table_factory(ix->opts, ix->bbto);
 
 	const rocksdb_options_t *cf_opts[CF_N] = {ix->opts, ix->opts, ix->opts, ix->opts};
@@ -171,6 +173,15 @@ void idx_batch_cq_run(idx_batch *b, uint64_t tid, uint64_t first, const idx_entr
 		free(v);
 }
 
+void idx_batch_cq_trim(idx_batch *b, uint64_t tid, uint64_t from)
+{
+	uint8_t lo[IDX_CQ_KEY], hi[IDX_CQ_KEY];
+	idx_cq_key(lo, tid, from);
+	idx_cq_key(hi, tid + 1, 0);
+	rocksdb_writebatch_delete_range_cf(b->wb, b->ix->cf[CF_CQ], (const char *)lo, sizeof lo,
+					   (const char *)hi, sizeof hi);
+}
+
 static size_t topic_key(char *k, const char *name)
 {
 	size_t n = strlen(name);
@@ -182,27 +193,20 @@ static size_t topic_key(char *k, const char *name)
 void idx_batch_topic_put(idx_batch *b, const char *name, const idx_topic_meta *m)
 {
 	char k[1 + ENG_TOPIC_MAX + 1];
-	uint8_t v[32], ik[9];
+	uint8_t v[32];
 	le64_put(v, m->id);
 	le64_put(v + 8, m->created_ms);
 	le64_put(v + 16, m->first_offset);
 	le64_put(v + 24, m->create_pos);
 	rocksdb_writebatch_put_cf(b->wb, b->ix->cf[CF_TOPICS], k, topic_key(k, name), (const char *)v,
 				  sizeof v);
-	ik[0] = 'i';
-	be64_put(ik + 1, m->id);
-	rocksdb_writebatch_put_cf(b->wb, b->ix->cf[CF_TOPICS], (const char *)ik, sizeof ik, name,
-				  strlen(name));
 }
 
 void idx_batch_topic_del(idx_batch *b, const char *name, uint64_t tid)
 {
 	char k[1 + ENG_TOPIC_MAX + 1];
-	uint8_t ik[9], lo[IDX_CQ_KEY], hi[IDX_CQ_KEY];
+	uint8_t lo[IDX_CQ_KEY], hi[IDX_CQ_KEY];
 	rocksdb_writebatch_delete_cf(b->wb, b->ix->cf[CF_TOPICS], k, topic_key(k, name));
-	ik[0] = 'i';
-	be64_put(ik + 1, tid);
-	rocksdb_writebatch_delete_cf(b->wb, b->ix->cf[CF_TOPICS], (const char *)ik, sizeof ik);
 	idx_cq_key(lo, tid, 0);
 	idx_cq_key(hi, tid + 1, 0);
 	rocksdb_writebatch_delete_range_cf(b->wb, b->ix->cf[CF_CQ], (const char *)lo, sizeof lo,
@@ -269,28 +273,6 @@ int idx_topic_get(idx *ix, const char *name, idx_topic_meta *m)
 		m->created_ms = le64_get(p + 8);
 		m->first_offset = le64_get(p + 16);
 		m->create_pos = le64_get(p + 24);
-	}
-	rocksdb_free(v);
-	return rc;
-}
-
-int idx_topic_name(idx *ix, uint64_t tid, char *buf, size_t size)
-{
-	uint8_t ik[9];
-	char *err = NULL;
-	size_t vlen = 0;
-	ik[0] = 'i';
-	be64_put(ik + 1, tid);
-	char *v = rocksdb_get_cf(ix->db, ix->ro, ix->cf[CF_TOPICS], (const char *)ik, sizeof ik, &vlen,
-				 &err);
-	if (err)
-		return take_err(err);
-	if (!v)
-		return ENG_ENOTFOUND;
-	int rc = vlen < size ? 0 : ENG_ECORRUPT;
-	if (!rc) {
-		memcpy(buf, v, vlen);
-		buf[vlen] = 0;
 	}
 	rocksdb_free(v);
 	return rc;

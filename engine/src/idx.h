@@ -38,6 +38,9 @@ void idx_batch_free(idx_batch *b);
 void idx_batch_clear(idx_batch *b);
 /** @brief Put a run of @p n entries for offsets first.. of topic @p tid. */
 void idx_batch_cq_run(idx_batch *b, uint64_t tid, uint64_t first, const idx_entry *e, size_t n);
+/** @brief Delete topic @p tid's runs whose first offset is >= @p from (recovery re-writes them,
+ *  so the last run always holds the topic's end). */
+void idx_batch_cq_trim(idx_batch *b, uint64_t tid, uint64_t from);
 void idx_batch_topic_put(idx_batch *b, const char *name, const idx_topic_meta *m);
 /** @brief Remove a topic: its meta, id mapping, consume queue and consumer offsets. */
 void idx_batch_topic_del(idx_batch *b, const char *name, uint64_t tid);
@@ -49,8 +52,6 @@ int idx_batch_write(idx *ix, idx_batch *b);
 int idx_checkpoint_get(idx *ix, uint64_t *pos, uint64_t *next_tid);
 /** @brief @return 0, ENG_ENOTFOUND, ENG_EFAILED. */
 int idx_topic_get(idx *ix, const char *name, idx_topic_meta *m);
-/** @brief Name of topic @p tid into @p buf (size >= ENG_TOPIC_MAX+1). @return 0, ENG_ENOTFOUND. */
-int idx_topic_name(idx *ix, uint64_t tid, char *buf, size_t size);
 /** @brief Next offset and last store time of topic @p tid from its last run. 0/0 if none. */
 int idx_cq_last(idx *ix, uint64_t tid, uint64_t *next_offset, uint64_t *last_time_ms);
 

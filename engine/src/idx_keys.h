@@ -2,14 +2,13 @@
  * idx_keys.h - the RocksDB key layout of the index. Integers in keys are big-endian so that byte
  * order is numeric order (as Redis' streamEncodeID); values are little-endian fixed-width.
  *
- * Column family "cq" (consume queue): one entry per run of a topic's offsets written in one group
- *   commit. key = be64(topic id) | be64(first offset of the run)
+ * Column family "cq" (consume queue): one entry per run of a topic's offsets: a block of up to
+ *   64 entries, or fewer when a checkpoint or the topic's eviction writes its open block early. key = be64(topic id) | be64(first offset of the run)
  *   value = u32 count | count x { u64 log position, u32 record length, u64 store time ms }
  *   Runs of one topic are contiguous and ordered; after a crash, recovery may write a run that
  *   overlaps an older one, so readers take each offset once, in order.
  * Column family "topics": key = 't' | topic name  -> topic meta (u64 id, u64 created ms,
  *   u64 first retained offset, u64 log position of its create record)
- *   key = 'i' | be64(topic id) -> topic name
  * Column family "offsets" (consumer offsets, written with the WAL and synced):
  *   key = topic name | 0x00 | group -> u64 next offset. Topic first, so deleting a topic deletes
  *   its offsets with one range delete.
