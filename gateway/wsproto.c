@@ -29,16 +29,18 @@ on_field(void *ctx, const struct gw_json_field *f)
 	for (int i = 0; i < F_COUNT; i++) {
 		if (f->key_len == strlen(field_names[i]) && !memcmp(f->key, field_names[i], f->key_len)) {
 			if (s->seen[i]) {
-				s->dup = field_names[i];
-				return 1;
+				if (!s->dup)
+					s->dup = field_names[i];
+				return 0;
 			}
 			s->seen[i] = 1;
 			s->f[i] = *f;
 			return 0;
 		}
 	}
+	/* Keep scanning: a later "req" still lets the error reply name the request. */
 	s->unknown = 1;
-	return 1;
+	return 0;
 }
 
 static int perr(struct gw_perr *e, const char *code, const char *fmt, ...)
@@ -100,9 +102,9 @@ gw_ws_parse(const char *p, size_t len, struct gw_ws_op *op, struct gw_buf *data,
 	}
 	if (rc < 0)
 		return perr(e, "bad_json", "%s at byte %zu", jerr.what, jerr.pos);
-	if (rc > 0 && s.dup)
+	if (s.dup)
 		return perr(e, "bad_request", "member \"%s\" repeated", s.dup);
-	if (rc > 0)
+	if (s.unknown)
 		return perr(e, "bad_request", "unknown member (known: op, topic, from, event, data, key, req)");
 	gw_json_ws(p, len, &pos);
 	if (pos != len)

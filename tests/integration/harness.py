@@ -387,10 +387,14 @@ class WSClient:
                "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n" % (path, port, key))
         for k, v in (headers or {}).items():
             req += "%s: %s\r\n" % (k, v)
-        self.sock.sendall((req + "\r\n").encode())
-        self.status, self.headers, self.buf = read_response_head(self.sock)
-        if self.status != 101:
-            raise ConnectionError("upgrade refused: %d" % self.status)
+        try:
+            self.sock.sendall((req + "\r\n").encode())
+            self.status, self.headers, self.buf = read_response_head(self.sock)
+            if self.status != 101:
+                raise ConnectionError("upgrade refused: %d" % self.status)
+        except Exception:
+            self.sock.close()
+            raise
         self.pending = []
 
     # frames
