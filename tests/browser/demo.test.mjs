@@ -185,19 +185,22 @@ async function waitForPrompt(session, text, timeoutMs = 10000) {
   throw new Error(`prompt "${text}" never reached chatbot/${session}`);
 }
 
-const WORDS = ('the gateway keeps every token in a durable log so a browser that drops its connection ' +
-  'comes back with the offset it last saw and receives exactly what it missed nothing lost and ' +
-  'nothing repeated while the model keeps writing').split(' ');
+const PROSE = ('litegate keeps every token of an answer in a durable log, one offset after another. ' +
+  'The browser streams the log with EventSource, and every event carries its offset as its id. ' +
+  'When the connection drops, the browser comes back with the last offset it saw and receives exactly ' +
+  'what it missed: nothing lost, nothing repeated. A reload replays the conversation from offset zero, ' +
+  'a second tab sees the same text, and a restarted gateway picks up every topic where it left off. ' +
+  'Meanwhile the model keeps writing, because a dropped browser is not a cancel.').split(' ');
 
-/** A deterministic answer of `n` tokens for `seed` (a small LCG, no randomness between runs). */
+/** A deterministic answer of `n` tokens for `seed`: readable prose, starting at a seed-chosen word. */
 function makeTokens(seed, n) {
   let x = 0;
   for (const c of String(seed)) x = (x * 31 + c.charCodeAt(0)) >>> 0;
+  const start = x % 7;
   const out = [];
   for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    const w = WORDS[x % WORDS.length];
-    out.push(i === 0 ? w[0].toUpperCase() + w.slice(1) : (i % 11 === 10 ? '. ' : ' ') + w + (i % 5 === 4 ? `#${i}` : ''));
+    const w = PROSE[(start + i) % PROSE.length];
+    out.push(i === 0 ? w[0].toUpperCase() + w.slice(1) : ` ${w}`);
   }
   return out;
 }
@@ -428,12 +431,13 @@ test('the drop control cuts the stream mid-answer and it resumes exactly', async
     await w.post(15, 10); // written while the page is away
     await page.locator('[data-testid="conn-state"][data-state="resumed"]').waitFor({ timeout: 10000 });
     assert.equal((await badge(page)).text, `resumed from offset ${seen + 1}`);
+    await expectPrefix(page, w.sentText);
+    await shot(page, 'resumed');
     await w.rest();
     await w.end();
     await expectAnswer(page, w.text);
     await page.locator('[data-testid="answer"][data-state="done"]').last().waitFor();
     assert.deepEqual(await lastAnswer(page), { state: 'done', tokens: 50 });
-    await shot(page, 'resumed');
   } finally {
     await context.close();
   }
