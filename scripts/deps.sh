@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh [build|test|bench]   (each level includes the ones before it)
 set -euo pipefail
 level=${1:-build}
-pkgs=(build-essential cmake ninja-build pkg-config librocksdb-dev libwebsockets-dev libwebsockets-evlib-ev
+pkgs=(build-essential cmake ninja-build pkg-config curl librocksdb-dev libwebsockets-dev libwebsockets-evlib-ev
       libev-dev libjansson-dev libssl-dev)
 case "$level" in
   test|bench) pkgs+=(libcmocka-dev python3 curl clang libclang-rt-14-dev) ;;
