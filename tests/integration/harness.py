@@ -137,12 +137,23 @@ class Gateway:
         return self.start()
 
     def close(self):
+        """Stop with SIGTERM and check the run was clean: exit status 0 and no sanitizer report
+        in the log (tests also run under ASan+UBSan), then remove the temporary directory."""
+        rc = None
         try:
+            if self.proc and self.proc.poll() is None:
+                rc = self.stop(signal.SIGTERM)
+            log = self.log()
+        finally:
             if self.proc and self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
-        finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        if rc not in (None, 0):
+            raise AssertionError("litegate exited with %s at SIGTERM:\n%s" % (rc, log))
+        for needle in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if needle in log:
+                raise AssertionError("sanitizer report in the litegate log:\n" + log)
 
     def log(self):
         try:
