@@ -66,11 +66,19 @@ function freePort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** A copy of the default config with listen/data dir overridden and relative paths made absolute. */
+/** Parent of the gap test: keeps only the last 5 messages of each topic. */
+const GAP_PARENT = { name: 'gaptest', max_retained: 5 };
+
+/**
+ * The config the gateway runs on: a copy of the default config (or the built-in defaults' parents)
+ * plus the gap test's parent, with relative paths made absolute. --listen and --data-dir override
+ * the rest.
+ */
 async function makeConfig(tmp) {
   const src = process.env.LITEGATE_CONFIG || path.join(repo, 'conf/litegate.json');
-  if (!fs.existsSync(src)) return null;
-  const cfg = JSON.parse(await fsp.readFile(src, 'utf8'));
+  const cfg = fs.existsSync(src)
+    ? JSON.parse(await fsp.readFile(src, 'utf8'))
+    : { parents: [{ name: 'chatbot' }, { name: 'agent' }] };
   const absolutize = (v) => {
     if (Array.isArray(v)) return v.map(absolutize);
     if (v && typeof v === 'object') {
@@ -84,6 +92,8 @@ async function makeConfig(tmp) {
     return v;
   };
   absolutize(cfg);
+  if (!Array.isArray(cfg.parents)) cfg.parents = [{ name: 'chatbot' }, { name: 'agent' }];
+  cfg.parents = cfg.parents.filter((x) => x.name !== GAP_PARENT.name).concat([GAP_PARENT]);
   if ('listen' in cfg) cfg.listen = `127.0.0.1:${gw.port}`;
   if ('data_dir' in cfg) cfg.data_dir = gw.dataDir;
   const file = path.join(tmp, 'litegate.json');
@@ -604,6 +614,60 @@ test('a chat deleted and re-created on the gateway resets the page to its new li
     assert.deepEqual(await page.getByTestId('prompt-bubble').allTextContents(), ['New life']);
     assert.deepEqual(await page.getByTestId('answer-text').allTextContents(), [w.text]);
     assert.deepEqual(await lastAnswer(page), { state: 'done', tokens: 8 });
+  } finally {
+    await context.close();
+  }
+});
+
+test('litegate.js on its own: gap, resume after drop(), publish and history', async () => {
+  const context = await newContext();
+  try {
+    const page = await openChat(context, sessionId('client'));
+    const topic = `${GAP_PARENT.name}/${sessionId('gap')}`;
+    for (let i = 0; i < 20; i++) await api('POST', `/v1/topics/${topic}/messages`, { event: 'token', data: `t${i}` });
+
+    // From 0 on a topic that keeps only its last 5 messages: a gap 0..14, then 15..19.
+    await page.evaluate(async ({ topic, base }) => {
+      const lg = await import('./litegate.js');
+      const got = { msgs: [], gaps: [], states: [] };
+      window.__client = got;
+      window.__lg = lg;
+      window.__sub = lg.subscribe(base, topic, {
+        from: 0,
+        events: ['token'],
+        onMessage: (m) => got.msgs.push(m),
+        onGap: (g) => got.gaps.push(g),
+        onState: (s, info) => got.states.push([s, info]),
+      });
+    }, { topic, base: gw.pageBase === gw.base ? '' : gw.base });
+    await page.waitForFunction(() => window.__client.msgs.length === 5);
+    let got = await page.evaluate(() => window.__client);
+    assert.deepEqual(got.gaps, [{ from: 0, to: 15 }]);
+    assert.deepEqual(got.msgs.map((m) => [m.offset, m.event, m.data]),
+      [15, 16, 17, 18, 19].map((o) => [o, 'token', `t${o}`]));
+    assert.equal(await page.evaluate(() => window.__sub.lastOffset), 19);
+
+    // drop(): down for 300 ms, then resumed after 19 with what was published meanwhile, once.
+    await page.evaluate(() => window.__sub.drop(300));
+    const ack = await page.evaluate((t) => window.__lg.publish('', t, 'token', 't20'), topic);
+    assert.equal(ack.first_offset, 20);
+    await page.waitForFunction(() => window.__client.msgs.length === 6);
+    await page.evaluate((t) => window.__lg.publish('', t, 'token', 't21'), topic);
+    await page.waitForFunction(() => window.__client.msgs.length === 7);
+    await sleep(300);
+    got = await page.evaluate(() => window.__client);
+    assert.deepEqual(got.msgs.map((m) => m.offset), [15, 16, 17, 18, 19, 20, 21]);
+    assert.deepEqual(got.states.map(([s]) => s), ['connecting', 'live', 'reconnecting', 'resumed']);
+    assert.deepEqual(got.states[3][1], { from: 20, lastOffset: 19 });
+
+    const h = await page.evaluate((t) => window.__lg.history('', t, { from: 0, limit: 3 }), topic);
+    assert.deepEqual(h.messages.map((m) => m.offset), [17, 18, 19]); // 22 written, 5 kept
+    assert.equal(h.next, 20);
+    const err = await page.evaluate((t) => window.__lg.publish('', t, 'bad event!', 1).catch((e) => [e.name, e.code, e.status]), topic);
+    assert.deepEqual(err, ['LitegateError', err[1], 400]);
+
+    await page.evaluate(() => window.__sub.close());
+    assert.equal(await page.evaluate(() => window.__sub.state), 'closed');
   } finally {
     await context.close();
   }
