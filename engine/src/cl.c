@@ -553,10 +553,28 @@ void cl_size(cl_log *log, uint64_t *bytes, uint64_t *segments)
 	pthread_rwlock_unlock(&log->rw);
 }
 
-int cl_delete_head(cl_log *log, uint64_t older_than_ms, uint64_t max_bytes, uint64_t *new_start)
+int cl_delete_head(cl_log *log, uint64_t older_than_ms, uint64_t max_bytes, uint64_t limit,
+		   int dry_run, uint64_t *new_start)
 {
 	int deleted = 0;
 	pthread_rwlock_wrlock(&log->rw);
+	for (size_t i = 0; dry_run && i + 1 < log->n; i++) {
+		seg *s = &log->segs[i];
+		struct stat st;
+		if (fstat(s->fd, &st) != 0)
+			break;
+		uint64_t mtime_ms = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
+		int too_old = mtime_ms < older_than_ms;
+		int too_big = max_bytes && log->end - s->base > max_bytes;
+		if ((!too_old && !too_big) || log->segs[i + 1].base > limit)
+			break;
+		deleted++;
+	}
+	if (dry_run) {
+		*new_start = log->segs[deleted].base;
+		pthread_rwlock_unlock(&log->rw);
+		return deleted;
+	}
 	while (log->n > 1) {
 		seg *s = &log->segs[0];
 		struct stat st;
@@ -565,7 +583,7 @@ int cl_delete_head(cl_log *log, uint64_t older_than_ms, uint64_t max_bytes, uint
 		uint64_t mtime_ms = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
 		int too_old = mtime_ms < older_than_ms;
 		int too_big = max_bytes && log->end - log->start > max_bytes;
-		if (!too_old && !too_big)
+		if ((!too_old && !too_big) || log->segs[1].base > limit)
 			break;
 		char path[4096];
 		seg_name(path, sizeof path, log->dir, s->base);

@@ -113,11 +113,14 @@ void cl_size(cl_log *log, uint64_t *bytes, uint64_t *segments);
 
 /**
  * @brief Delete whole segments, oldest first, while (all their records are older than
- *        @p older_than_ms by file mtime) or (the log is larger than @p max_bytes, 0 = no cap).
- *        The segment being written is never deleted. @param[out] new_start the first kept position.
- * @return number of segments deleted, or negative code.
+ *        @p older_than_ms by file mtime) or (the log is larger than @p max_bytes, 0 = no cap),
+ *        and the segment ends at or below @p limit. The segment being written is never deleted.
+ *        With @p dry_run, delete nothing and only say where the log would then start.
+ * @param[out] new_start the first kept position.
+ * @return number of segments deleted (or that would be), or negative code.
  */
-int cl_delete_head(cl_log *log, uint64_t older_than_ms, uint64_t max_bytes, uint64_t *new_start);
+int cl_delete_head(cl_log *log, uint64_t older_than_ms, uint64_t max_bytes, uint64_t limit,
+		   int dry_run, uint64_t *new_start);
 
 /**
  * @brief Test seam for power-loss tests: truncate every segment to what the last completed

@@ -112,7 +112,9 @@ typedef struct topic {
 	char name[];
 } topic;
 
-enum req_op { OP_APPEND, OP_DELETE, OP_EXPIRE, OP_BARRIER };
+/* OP_REDECLARE: log a topic's create record again before retention deletes the segment that
+ * holds it (expected = that segment's end), so the log alone can always name the topic. */
+enum req_op { OP_APPEND, OP_REDECLARE, OP_DELETE, OP_EXPIRE, OP_BARRIER };
 
 typedef struct msg_ref {
 	uint32_t ev_off, ev_len, key_off, key_len, data_off;
@@ -755,7 +757,8 @@ static int topic_create(eng_db *db, const char *name, const parent_def *p, uint6
 {
 	uint64_t pos;
 	uint64_t tid = db->next_tid++;
-	int rc = cl_add(db->log, CL_REC_TOPIC_CREATE, tid, 0, now, NULL, 0, NULL, 0, name, strlen(name),
+	/* A create record's offset field holds the topic's creation time (see docs/storage.md). */
+	int rc = cl_add(db->log, CL_REC_TOPIC_CREATE, tid, now, now, NULL, 0, NULL, 0, name, strlen(name),
 			&pos);
 	if (rc)
 		return rc;
@@ -944,6 +947,24 @@ static void finish(eng_db *db, req *list)
 	}
 }
 
+/* Log @r's topic's create record again if its last one lies below r->expected. */
+static int stage_redeclare(eng_db *db, req *r, uint64_t now)
+{
+	idx_topic_meta m;
+	int rc = idx_topic_get(db->ix, r->topic, &m);
+	if (rc)
+		return rc == ENG_ENOTFOUND ? 0 : rc; /* deleted since the scan: nothing to keep */
+	if (m.create_pos >= r->expected)
+		return 0;
+	uint64_t pos;
+	if ((rc = cl_add(db->log, CL_REC_TOPIC_CREATE, m.id, m.created_ms, now, NULL, 0, NULL, 0,
+			 r->topic, strlen(r->topic), &pos)) != 0)
+		return rc;
+	m.create_pos = pos;
+	idx_batch_topic_put(db->batch, r->topic, &m);
+	return 0;
+}
+
 /* Process one taken list: appends are grouped into one commit, split at deletes. */
 static void process(eng_db *db, req *list)
 {
@@ -951,6 +972,7 @@ static void process(eng_db *db, req *list)
 	topic *touched = NULL;
 	req *pending_head = list;
 	size_t staged_msgs = 0, staged_bytes = 0, batches = 0;
+	int staged_other = 0; /* records without messages (re-declared topics) wait to be committed */
 	for (req *r = list; r; r = r->next) {
 		int failed = cl_failed(db->log);
 		if (!failed) {
@@ -970,11 +992,18 @@ static void process(eng_db *db, req *list)
 			}
 			continue;
 		}
+		if (r->op == OP_REDECLARE) {
+			r->res.rc = stage_redeclare(db, r, now);
+			staged_other |= r->res.rc == 0;
+			continue;
+		}
 		/* A delete, expiry or barrier: commit what is staged before it, in order. */
-		if (touched || staged_msgs) {
+		if (touched || staged_msgs || staged_other) {
 			int rc = commit_staged(db, touched, now);
 			batches++;
 			touched = NULL;
+			staged_msgs = 0;
+			staged_other = 0;
 			if (rc)
 				for (req *p = pending_head; p != r; p = p->next)
 					if (p->op == OP_APPEND && p->res.rc == 0)
@@ -984,7 +1013,7 @@ static void process(eng_db *db, req *list)
 		if (r->op != OP_BARRIER)
 			r->res.rc = do_delete(db, r, now);
 	}
-	if (touched) {
+	if (touched || staged_other) {
 		int rc = commit_staged(db, touched, now);
 		batches++;
 		if (rc)
@@ -1237,6 +1266,7 @@ typedef struct entry_src {
 	idx_cursor *c;
 	int cursor_done;
 	uint64_t reopened_at;
+	int yielded;                /* the first entry may be past want (retention): see idx_cursor */
 	idx_entry mem[64];          /* entries copied out of the open block */
 	size_t mem_n, mem_i;
 	uint64_t mem_first;
@@ -1251,6 +1281,7 @@ static int src_next(entry_src *s, uint64_t *off, idx_entry *e)
 			*off = s->mem_first + s->mem_i;
 			*e = s->mem[s->mem_i++];
 			s->want = *off + 1;
+			s->yielded = 1;
 			return 1;
 		}
 		if (!s->cursor_done) {
@@ -1260,8 +1291,9 @@ static int src_next(entry_src *s, uint64_t *off, idx_entry *e)
 			int got = idx_cursor_next(s->c, off, e);
 			if (got < 0)
 				return got;
-			if (got == 1 && *off == s->want) {
-				s->want++;
+			if (got == 1 && (*off == s->want || (!s->yielded && *off > s->want))) {
+				s->want = *off + 1;
+				s->yielded = 1;
 				return 1;
 			}
 			s->cursor_done = 1;
@@ -1303,8 +1335,14 @@ static int first_in_log(eng_db *db, const char *name, topic_view *v)
 	uint64_t off;
 	idx_entry e;
 	int rc;
-	while ((rc = src_next(&src, &off, &e)) == 1 && e.pos < start)
+	while ((rc = src_next(&src, &off, &e)) == 1) {
+		if (e.pos >= start) {
+			if (off > v->first)
+				v->first = off; /* the older entries are gone altogether */
+			break;
+		}
 		v->first = off + 1;
+	}
 	idx_cursor_close(src.c);
 	return rc < 0 ? rc : 0;
 }
@@ -1365,6 +1403,11 @@ int eng_read(eng_db *db, const char *name, uint64_t from, size_t max_count, size
 		}
 		if (got == 0 || off >= v.next)
 			break;
+		if (n == 0 && off > start) {
+			/* Nothing older is left in the index: the retained range starts here. */
+			v.first = off;
+			out->below_retained = from < off;
+		}
 		if (e.pos < log_start) {
 			/* Its segment was deleted by retention: the retained range starts later. */
 			v.first = off + 1;
@@ -1487,6 +1530,9 @@ int eng_offset_delete_group(eng_db *db, const char *group)
 typedef struct expire_scan {
 	eng_db *db;
 	uint64_t now;
+	uint64_t new_start;        /* where the log will start after this pass's segment deletion */
+	char (*keep)[ENG_TOPIC_MAX + 1]; /* live topics whose create record is below new_start */
+	size_t n_keep, cap_keep;
 	char (*names)[ENG_TOPIC_MAX + 1];
 	uint64_t *cutoffs;
 	size_t n, cap;
@@ -1498,6 +1544,13 @@ static int expire_visit(void *ctx, const char *name, const idx_topic_meta *m)
 	const char *slash = strchr(name, '/');
 	const parent_def *p = slash ? find_parent(s->db, name, (size_t)(slash - name)) : NULL;
 	uint64_t ttl = p && p->ttl_ms ? p->ttl_ms : DAY_MS;
+	if (p && m->create_pos < s->new_start) {
+		if (s->n_keep == s->cap_keep) {
+			s->cap_keep = s->cap_keep ? s->cap_keep * 2 : 64;
+			s->keep = xrealloc(s->keep, s->cap_keep * sizeof *s->keep);
+		}
+		strcpy(s->keep[s->n_keep++], name);
+	}
 	if (!p || s->now < ttl)
 		return 0;
 	uint64_t cutoff = s->now - ttl, last = 0;
@@ -1527,10 +1580,29 @@ static int expire_visit(void *ctx, const char *name, const idx_topic_meta *m)
 
 int eng_maintain(eng_db *db, uint64_t now)
 {
-	expire_scan s = {.db = db, .now = now};
+	uint64_t retention = db->cfg.retention_ms ? db->cfg.retention_ms : 3 * DAY_MS;
+	uint64_t older = now > retention ? now - retention : 0, new_start;
+	cl_delete_head(db->log, older, db->cfg.log_max_bytes, UINT64_MAX, 1, &new_start);
+	expire_scan s = {.db = db, .now = now, .new_start = new_start};
 	int rc = idx_topics_scan(db->ix, expire_visit, &s);
 	if (rc == 1)
 		rc = 0;
+	/* Re-declare before deleting: after this, segments below new_start name no live topic that
+	 * the rest of the log does not name again. An expired one is re-declared and then deleted,
+	 * which is harmless. */
+	for (size_t i = 0; i < s.n_keep; i++) {
+		req *r = xcalloc(1, sizeof *r);
+		r->op = OP_REDECLARE;
+		r->expected = new_start;
+		strcpy(r->topic, s.keep[i]);
+		if (enqueue(db, r, 0) != 0) {
+			free(r);
+			new_start = 0; /* could not re-declare: delete no segment this time */
+		}
+	}
+	if (s.n_keep && sync_op(db, OP_BARRIER, NULL, 0) != 0)
+		new_start = 0;
+	free(s.keep);
 	for (size_t i = 0; !rc && i < s.n; i++) {
 		/* Through the writer, which re-checks the last write: a publish racing the scan wins. */
 		int r = sync_op(db, OP_EXPIRE, s.names[i], s.cutoffs[i]);
@@ -1539,10 +1611,7 @@ int eng_maintain(eng_db *db, uint64_t now)
 	}
 	free(s.names);
 	free(s.cutoffs);
-	uint64_t retention = db->cfg.retention_ms ? db->cfg.retention_ms : 3 * DAY_MS;
-	uint64_t new_start;
-	int deleted = cl_delete_head(db->log, now > retention ? now - retention : 0,
-				     db->cfg.log_max_bytes, &new_start);
+	int deleted = cl_delete_head(db->log, older, db->cfg.log_max_bytes, new_start, 0, &new_start);
 	if (deleted > 0)
 		logf_(db, 2, "retention deleted %d segment(s); log starts at %llu", deleted,
 		      (unsigned long long)new_start);
@@ -1636,7 +1705,7 @@ static int recovery_visit(void *ctx, uint64_t pos, const cl_rec *rec)
 		memcpy(name, rec->payload, rec->payload_len);
 		name[rec->payload_len] = 0;
 		if (type == CL_REC_TOPIC_CREATE) {
-			idx_topic_meta m = {tid, rec->time_ms, 0, pos};
+			idx_topic_meta m = {tid, rec->offset ? rec->offset : rec->time_ms, 0, pos};
 			idx_batch_topic_put(db->batch, name, &m);
 		} else {
 			if (r) { /* drop entries staged for it: the delete wins */

@@ -355,7 +355,7 @@ struct idx_cursor {
 	const uint8_t *run;        /* current run's value (borrowed from the iterator) */
 	uint64_t run_first;
 	uint32_t run_n, run_i;
-	int started;
+	int started, yielded;
 };
 
 int idx_cursor_open(idx *ix, uint64_t tid, uint64_t from, idx_cursor **out)
@@ -422,8 +422,12 @@ int idx_cursor_next(idx_cursor *c, uint64_t *off, idx_entry *e)
 			c->run_i = skip >= c->run_n - c->run_i ? c->run_n : c->run_i + (uint32_t)skip;
 			continue;
 		}
-		if (o > c->want)
+		if (o > c->want && c->yielded)
 			return 0; /* a gap: never expected; stop rather than skip a message */
+		/* A gap before the first entry is the retained range starting later than asked (the
+		 * older runs went with their segments, or a rebuild never saw them): start there. */
+		c->want = o;
+		c->yielded = 1;
 		const uint8_t *p = c->run + (size_t)c->run_i * IDX_ENTRY;
 		e->pos = le64_get(p);
 		memcpy(&e->len, p + 8, 4);

@@ -64,7 +64,8 @@ uint64_t idx_topics_count(idx *ix);
 /* A forward cursor over one topic's consume queue, yielding each offset once, in order. */
 typedef struct idx_cursor idx_cursor;
 int idx_cursor_open(idx *ix, uint64_t tid, uint64_t from, idx_cursor **out);
-/** @return 1 and the entry of offset *off, 0 at the end (or a gap), or negative code. */
+/** @return 1 and the entry of offset *off, 0 at the end (or a gap), or negative code. The first
+ *  entry may be past @p from when the older ones are gone (its offset says where it is). */
 int idx_cursor_next(idx_cursor *c, uint64_t *off, idx_entry *e);
 void idx_cursor_close(idx_cursor *c);
 

@@ -141,7 +141,12 @@ static void test_segments_roll_and_read(void **state)
 	assert_int_equal(n, 20);
 	/* Delete all but the active segment by size cap. */
 	uint64_t start;
-	assert_true(cl_delete_head(log, 0, 1, &start) >= 4);
+	uint64_t planned;
+	int would = cl_delete_head(log, 0, 1, UINT64_MAX, 1, &planned);
+	assert_true(would >= 4);
+	assert_int_equal(cl_start(log), 0); /* a dry run deletes nothing */
+	assert_int_equal(cl_delete_head(log, 0, 1, UINT64_MAX, 0, &start), would);
+	assert_int_equal(start, planned);
 	assert_int_equal(cl_start(log), start);
 	assert_true(start > 0);
 	uint8_t buf[64];
