@@ -42,7 +42,6 @@ struct gw_pub {
 	unsigned reply_ready : 1;      /* reply is built and waits for WRITEABLE */
 	unsigned replied : 1;
 	unsigned flow_off : 1;         /* we paused reading the body */
-	unsigned in_body : 1;          /* inside gw_pub_body(): batch appends at its end */
 	struct gw_chunked ch;
 	uint64_t content_length;       /* when not chunked */
 	uint64_t body_bytes;           /* decoded body bytes so far */
@@ -450,8 +449,20 @@ gw_pub_body_done(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 	(void)gw;
 	(void)wsi;
 	/* A chunked body ends at its last chunk, which lws does not know about. */
-	if (pub->chunked || pub->body_done)
+	if (pub->chunked)
 		return 0;
+	if (pub->body_done) {
+		/*
+		 * Called again: the client pipelined another request behind this body before we could
+		 * answer. lws 4.1.6 keeps such bytes in its body state and calls us again on every loop
+		 * turn until the transaction completes (a busy loop while the engine syncs), and pausing
+		 * rx there stalls the connection's writes too. So pipelining a publish closes the
+		 * connection: what was appended stays appended, the client sees no reply and retries.
+		 * (Browsers, curl and common HTTP libraries never pipeline.)
+		 */
+		LOG_DEBUG("request pipelined behind a publish: closing the connection");
+		return -1;
+	}
 	finish_body(pub);
 	maybe_reply(pub);
 	return 0;

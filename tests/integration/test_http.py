@@ -134,6 +134,39 @@ class PublishAndRead(TestCase):
         finally:
             conn.close()
 
+    def test_pipelined_publish_closes_instead_of_spinning(self):
+        # lws 4.1.6 cannot hold a request pipelined behind a publish whose reply waits for the
+        # engine; the gateway closes that connection. It must not spin or lose the first message.
+        def cpu_ticks():
+            with open("/proc/%d/stat" % self.gw.proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+        try:
+            body = b'{"data":"p"}'
+            req = (b"POST /v1/topics/chatbot/pipe/messages HTTP/1.1\r\nHost: x\r\n"
+                   b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            s.sendall(req + req)
+            data = b""
+            try:
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            except ConnectionResetError:
+                pass
+        finally:
+            s.close()
+        before = cpu_ticks()
+        time.sleep(1.0)
+        self.assertLess(cpu_ticks() - before, 20)  # well under 20% of a core: no busy loop
+        self.assertEqual(self.gw.http("GET", "/healthz")[0], 200)
+        stored = [m["data"] for m in self.gw.history("chatbot/pipe")]
+        self.assertIn(len(stored), (1, 2))
+        self.assertEqual(set(stored), {"p"})
+
     def test_expect_100_continue(self):
         s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
         try:
