@@ -72,6 +72,9 @@ typedef struct eng_parent {
 	uint64_t idle_ttl_ms;      /* expire a topic this long after its last write; 0 = 24 h default */
 	uint64_t max_retained;     /* keep at most this many messages per topic; 0 = unlimited */
 	uint8_t priority;          /* 0..9, used by consumers that schedule by priority */
+	uint64_t dedup_window_ms;  /* remember producer keys this long; 0 = 10 min default */
+	uint32_t dedup_max_keys;   /* and at most this many per topic (oldest forgotten first);
+				      0 = 100,000 default */
 } eng_parent;
 
 /** Host log sink: the engine never prints. level: 0 error, 1 warning, 2 info, 3 debug. */
@@ -135,9 +138,16 @@ typedef struct eng_msg_in {
 /** Result of an append, passed to its completion. Offsets are valid when rc == 0. */
 typedef struct eng_append_result {
 	int rc;                /* 0, ENG_EMISMATCH, ENG_EFULL, ENG_EFAILED, ENG_ECLOSING, errno */
-	uint64_t first_offset; /* offset of the first message */
-	uint32_t count;        /* messages appended (all of them, or none) */
+	uint64_t first_offset; /* offset of the first message (of the first request, if a duplicate) */
+	uint32_t count;        /* messages of this request now stored (appended or found) */
 	uint64_t next_offset;  /* the topic's next offset after this append (or at the mismatch) */
+	int duplicate;         /* 1: nothing appended, every message was stored before (the request
+				  key, or every message key, was seen within the dedup window) */
+	uint32_t n_dups;       /* messages found by their key instead of appended */
+	/* When the request carried any key: per input message, its offset and whether it was a
+	 * duplicate. Borrowed: valid only during the completion callback. NULL otherwise. */
+	const uint64_t *offsets;
+	const uint8_t *dup;
 } eng_append_result;
 
 typedef void (*eng_append_fn)(void *ctx, const eng_append_result *res);
@@ -157,6 +167,25 @@ typedef void (*eng_append_fn)(void *ctx, const eng_append_result *res);
  */
 int eng_append(eng_db *db, const char *topic, const eng_msg_in *msgs, size_t n,
 	       uint64_t expected_offset, eng_append_fn done, void *ctx);
+
+/** Options of eng_append_ex(). Zero-initialise, then set what is needed. */
+typedef struct eng_append_opts {
+	int has_expected;          /* apply expected_offset (see eng_append) */
+	uint64_t expected_offset;
+	const char *request_key;   /* the producer's key of the whole request (Idempotency-Key):
+				      if seen in this topic within the dedup window, nothing is
+				      appended and the result repeats the first request's offsets */
+} eng_append_opts;
+
+/**
+ * @brief eng_append with options. Keys are checked before the expected offset: a retried request
+ *        whose first attempt was appended is answered as a duplicate, not as a mismatch. Message
+ *        keys (eng_msg_in.key) are deduplicated one by one: the new messages of a batch are
+ *        appended contiguously, the others reported with their earlier offsets.
+ * @return as eng_append; ENG_EBADNAME also for a malformed request key.
+ */
+int eng_append_ex(eng_db *db, const char *topic, const eng_msg_in *msgs, size_t n,
+		  const eng_append_opts *opts, eng_append_fn done, void *ctx);
 
 /** @brief An fd (eventfd) that becomes readable when completions or ready topics wait. */
 int eng_notify_fd(const eng_db *db);
@@ -273,6 +302,7 @@ typedef struct eng_stats {
 	uint64_t topics;            /* lite topics that exist */
 	uint64_t cached_topics;     /* lite topics with in-memory state now */
 	uint64_t expired_topics;    /* since open */
+	uint64_t duplicates;        /* messages not appended because their key was seen, since open */
 	uint64_t recovered_bytes;   /* re-dispatched at open */
 	uint64_t recovery_us;       /* time spent re-dispatching at open */
 	int failed;                 /* 0, or the sticky error refusing appends */

@@ -75,7 +75,15 @@ void cl_encode(uint8_t *d, uint16_t flags, uint64_t topic_id, uint64_t offset, u
 	       const char *ev, size_t ev_len, const char *key, size_t key_len, const void *payload,
 	       size_t payload_len)
 {
-	uint32_t total = cl_rec_size(ev_len, key_len, payload_len);
+	cl_encode_rk(d, flags, topic_id, offset, time_ms, ev, ev_len, key, key_len, NULL, 0, payload,
+		     payload_len);
+}
+
+void cl_encode_rk(uint8_t *d, uint16_t flags, uint64_t topic_id, uint64_t offset, uint64_t time_ms,
+		  const char *ev, size_t ev_len, const char *key, size_t key_len, const char *rkey,
+		  size_t rkey_len, const void *payload, size_t payload_len)
+{
+	uint32_t total = cl_rec_size(ev_len, key_len + rkey_len, payload_len);
 	put32(d, CL_MAGIC);
 	put32(d + 4, total);
 	memcpy(d + 12, &flags, 2);
@@ -85,13 +93,15 @@ void cl_encode(uint8_t *d, uint16_t flags, uint64_t topic_id, uint64_t offset, u
 	put64(d + 24, offset);
 	put64(d + 32, time_ms);
 	put32(d + 40, (uint32_t)payload_len);
-	put32(d + 44, 0);
+	put32(d + 44, (uint32_t)rkey_len);
 	if (ev_len)
 		memcpy(d + CL_HDR, ev, ev_len);
 	if (key_len)
 		memcpy(d + CL_HDR + ev_len, key, key_len);
+	if (rkey_len)
+		memcpy(d + CL_HDR + ev_len + key_len, rkey, rkey_len);
 	if (payload_len)
-		memcpy(d + CL_HDR + ev_len + key_len, payload, payload_len);
+		memcpy(d + CL_HDR + ev_len + key_len + rkey_len, payload, payload_len);
 	put32(d + 8, crc32c_extend(0, d + 12, total - 12));
 }
 
@@ -102,9 +112,10 @@ int cl_decode(const uint8_t *buf, size_t avail, cl_rec *out)
 	if (get32(buf) != CL_MAGIC)
 		return ENG_ECORRUPT;
 	uint32_t total = get32(buf + 4);
-	uint8_t ev_len = buf[14], key_len = buf[15];
+	uint8_t ev_len = buf[14], key_len = buf[15], rkey_len = buf[44];
 	uint32_t plen = get32(buf + 40);
-	if (total < CL_HDR || (uint64_t)CL_HDR + ev_len + key_len + plen != total)
+	if (total < CL_HDR || buf[45] || buf[46] || buf[47] ||
+	    (uint64_t)CL_HDR + ev_len + key_len + rkey_len + plen != total)
 		return ENG_ECORRUPT;
 	if (total > avail)
 		return 1;
@@ -120,7 +131,9 @@ int cl_decode(const uint8_t *buf, size_t avail, cl_rec *out)
 	out->payload_len = plen;
 	out->event = (const char *)buf + CL_HDR;
 	out->key = out->event + ev_len;
-	out->payload = (const uint8_t *)out->key + key_len;
+	out->rkey_len = rkey_len;
+	out->rkey = out->key + key_len;
+	out->payload = (const uint8_t *)out->rkey + rkey_len;
 	return 0;
 }
 
@@ -420,10 +433,18 @@ int cl_add(cl_log *log, uint16_t flags, uint64_t topic_id, uint64_t offset, uint
 	   const char *ev, size_t ev_len, const char *key, size_t key_len, const void *payload,
 	   size_t payload_len, uint64_t *pos)
 {
+	return cl_add_rk(log, flags, topic_id, offset, time_ms, ev, ev_len, key, key_len, NULL, 0,
+			 payload, payload_len, pos);
+}
+
+int cl_add_rk(cl_log *log, uint16_t flags, uint64_t topic_id, uint64_t offset, uint64_t time_ms,
+	      const char *ev, size_t ev_len, const char *key, size_t key_len, const char *rkey,
+	      size_t rkey_len, const void *payload, size_t payload_len, uint64_t *pos)
+{
 	int rc;
 	if (log->failed)
 		return log->failed;
-	uint32_t size = cl_rec_size(ev_len, key_len, payload_len);
+	uint32_t size = cl_rec_size(ev_len, key_len + rkey_len, payload_len);
 	seg *cur = &log->segs[log->n - 1];
 	uint64_t wp = log->buf_pos + log->buf_len;
 	if (wp > cur->base && wp - cur->base + size > log->seg_bytes && (rc = roll(log)) != 0)
@@ -436,8 +457,8 @@ int cl_add(cl_log *log, uint16_t flags, uint64_t topic_id, uint64_t offset, uint
 			log->buf_cap *= 2;
 		log->buf = xrealloc(log->buf, log->buf_cap);
 	}
-	cl_encode(log->buf + log->buf_len, flags, topic_id, offset, time_ms, ev, ev_len, key, key_len,
-		  payload, payload_len);
+	cl_encode_rk(log->buf + log->buf_len, flags, topic_id, offset, time_ms, ev, ev_len, key, key_len,
+		     rkey, rkey_len, payload, payload_len);
 	*pos = log->buf_pos + log->buf_len;
 	log->buf_len += size;
 	return 0;

@@ -7,9 +7,12 @@
  *
  * Record layout (little-endian, 48-byte header, no padding):
  *   0 u32 magic 'LGR1'      4 u32 total length     8 u32 CRC32C of bytes [12, total)
- *  12 u16 flags (type | CL_F_MORE)  14 u8 event length  15 u8 key length
+ *  12 u16 flags (type | CL_F_MORE)  14 u8 event length  15 u8 message key length
  *  16 u64 topic id         24 u64 offset in topic  32 u64 store time (ms)  40 u32 payload length
- *  44 u32 reserved (0)     48 event bytes, key bytes, payload bytes
+ *  44 u8 request key length  45-47 reserved (0)
+ *  48 event bytes, message key bytes, request key bytes, payload bytes
+ * A message key is the producer's id of one message; a request key (on the first record of an
+ * atomic append only) is the id of the whole request. Both feed the dedup index.
  *
  * Threads: one writer (cl_add/cl_flush/cl_sync/roll) and any number of readers (cl_read), plus the
  * maintenance thread (cl_delete_head). Segment list changes take the rwlock; readers hold it shared.
@@ -42,6 +45,8 @@ typedef struct cl_rec {
 	uint8_t event_len;
 	const char *key;
 	uint8_t key_len;
+	const char *rkey;
+	uint8_t rkey_len;
 	const uint8_t *payload;
 	uint32_t payload_len;
 } cl_rec;
@@ -54,7 +59,7 @@ typedef struct cl_faults {
 
 typedef struct cl_log cl_log;
 
-/** @brief Record size for the given lengths. */
+/** @brief Record size for the given lengths (key = both keys' lengths together). */
 static inline uint32_t cl_rec_size(size_t ev, size_t key, size_t payload)
 {
 	return (uint32_t)(CL_HDR + ev + key + payload);
@@ -67,10 +72,14 @@ static inline uint32_t cl_rec_size(size_t ev, size_t key, size_t payload)
  */
 int cl_decode(const uint8_t *buf, size_t avail, cl_rec *out);
 
-/** @brief Encode a record into @p dst (cl_rec_size bytes). */
+/** @brief Encode a record into @p dst (cl_rec_size bytes), without a request key. */
 void cl_encode(uint8_t *dst, uint16_t flags, uint64_t topic_id, uint64_t offset, uint64_t time_ms,
 	       const char *ev, size_t ev_len, const char *key, size_t key_len, const void *payload,
 	       size_t payload_len);
+/** @brief The same with a request key (@p rkey_len 0..255). */
+void cl_encode_rk(uint8_t *dst, uint16_t flags, uint64_t topic_id, uint64_t offset, uint64_t time_ms,
+		  const char *ev, size_t ev_len, const char *key, size_t key_len, const char *rkey,
+		  size_t rkey_len, const void *payload, size_t payload_len);
 
 /** @brief Open or create the log in @p dir (created if missing). */
 int cl_open(const char *dir, uint64_t segment_bytes, const cl_faults *faults, cl_log **out);
@@ -95,6 +104,10 @@ int cl_scan(cl_log *log, uint64_t from, cl_scan_fn fn, void *ctx, uint64_t *trun
 int cl_add(cl_log *log, uint16_t flags, uint64_t topic_id, uint64_t offset, uint64_t time_ms,
 	   const char *ev, size_t ev_len, const char *key, size_t key_len, const void *payload,
 	   size_t payload_len, uint64_t *pos);
+/** @brief cl_add with a request key. */
+int cl_add_rk(cl_log *log, uint16_t flags, uint64_t topic_id, uint64_t offset, uint64_t time_ms,
+	      const char *ev, size_t ev_len, const char *key, size_t key_len, const char *rkey,
+	      size_t rkey_len, const void *payload, size_t payload_len, uint64_t *pos);
 /** @brief write() the pending buffer. After it, records are readable by cl_read. */
 int cl_flush(cl_log *log);
 /** @brief fdatasync the current segment (and any rolled since the last sync). */

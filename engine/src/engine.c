@@ -86,7 +86,20 @@ typedef struct parent_def {
 	uint32_t max_msg;
 	uint64_t ttl_ms, max_retained;
 	uint8_t priority;
+	uint64_t dedup_window_ms;
+	uint32_t dedup_max;
 } parent_def;
+
+/* A producer key remembered in a topic's dedup index (writer only). */
+typedef struct dd_node {
+	hnode hn;
+	struct dd_node *next;   /* insertion order: the oldest is forgotten first */
+	uint64_t offset;        /* the message's offset, or a request's first offset */
+	uint32_t count;         /* messages of the request (request keys) */
+	uint64_t time_ms;
+	uint8_t is_req, len;
+	char key[];
+} dd_node;
 
 /* An active lite topic. Only the writer creates, changes the write-side fields of, and frees
  * one; readers look it up under t_mu and copy what they need. */
@@ -107,6 +120,10 @@ typedef struct topic {
 	/* Per-batch scratch (writer only). */
 	struct topic *batch_next;
 	int in_batch, fresh;
+	/* The dedup index of producer keys, built from the log on the first keyed append. */
+	int dd_loaded;
+	hmap dd;
+	dd_node *dd_head, *dd_tail;
 	const char *events[8];     /* distinct event names appended in this batch */
 	size_t n_events;           /* > 8 means "too many to list": match every filter */
 	char name[];
@@ -136,6 +153,10 @@ typedef struct req {
 	size_t n;
 	msg_ref *msgs;
 	uint8_t *blob;
+	char rkey[ENG_KEY_MAX + 1]; /* the request's key, "" if none */
+	int keyed;                  /* any key at all: per-message results below are kept */
+	uint64_t *offsets;          /* per message (when keyed) */
+	uint8_t *dup;
 } req;
 
 typedef struct topic_subs {
@@ -581,6 +602,11 @@ static topic *topic_new(const char *name, const parent_def *p)
 
 static void topic_free(topic *t)
 {
+	for (dd_node *d = t->dd_head, *nx; d; d = nx) {
+		nx = d->next;
+		free(d);
+	}
+	hmap_free(&t->dd);
 	free(t->blk);
 	free(t);
 }
@@ -776,6 +802,181 @@ static int topic_create(eng_db *db, const char *name, const parent_def *p, uint6
 	return 0;
 }
 
+/* ---- Reading a topic's index entries (any thread) ------------------------------------------- */
+
+/* The entries of one topic from an offset on, in order: first from RocksDB, then from the
+ * topic's open block in the cache. The writer may move a block to RocksDB between the two looks;
+ * then the cursor is reopened where the reader stands, so nothing is skipped. */
+typedef struct entry_src {
+	eng_db *db;
+	const char *name;
+	uint64_t tid, want, limit;  /* next offset to yield; stop before limit (the visible end) */
+	idx_cursor *c;
+	int cursor_done;
+	uint64_t reopened_at;
+	int yielded;                /* the first entry may be past want (retention): see idx_cursor */
+	idx_entry mem[64];          /* entries copied out of the open block */
+	size_t mem_n, mem_i;
+	uint64_t mem_first;
+} entry_src;
+
+static int src_next(entry_src *s, uint64_t *off, idx_entry *e)
+{
+	for (;;) {
+		if (s->want >= s->limit)
+			return 0;
+		if (s->mem_i < s->mem_n) {
+			*off = s->mem_first + s->mem_i;
+			*e = s->mem[s->mem_i++];
+			s->want = *off + 1;
+			s->yielded = 1;
+			return 1;
+		}
+		if (!s->cursor_done) {
+			int rc;
+			if (!s->c && (rc = idx_cursor_open(s->db->ix, s->tid, s->want, &s->c)) != 0)
+				return rc;
+			int got = idx_cursor_next(s->c, off, e);
+			if (got < 0)
+				return got;
+			if (got == 1 && (*off == s->want || (!s->yielded && *off > s->want))) {
+				s->want = *off + 1;
+				s->yielded = 1;
+				return 1;
+			}
+			s->cursor_done = 1;
+		}
+		int in_rocksdb = 0;
+		pthread_mutex_lock(&s->db->t_mu);
+		topic *t = (topic *)hmap_find(&s->db->topics, name_hash(s->name), topic_eq, s->name);
+		if (t && t->tid == s->tid && t->blk_first <= s->want && s->want < t->blk_first + t->blk_n) {
+			size_t i0 = (size_t)(s->want - t->blk_first);
+			size_t k = t->blk_n - i0;
+			if (k > 64)
+				k = 64;
+			memcpy(s->mem, t->blk + i0, k * sizeof *s->mem);
+			s->mem_first = s->want;
+			s->mem_n = k;
+			s->mem_i = 0;
+		} else {
+			in_rocksdb = !t || t->tid != s->tid || s->want < t->blk_first;
+		}
+		pthread_mutex_unlock(&s->db->t_mu);
+		if (s->mem_n > s->mem_i)
+			continue;
+		if (!in_rocksdb || s->reopened_at == s->want + 1)
+			return 0;
+		s->reopened_at = s->want + 1;
+		idx_cursor_close(s->c);
+		s->c = NULL;
+		s->cursor_done = 0;
+	}
+}
+
+/* ---- Producer keys: the dedup index ------------------------------------------------------------ */
+
+typedef struct dd_key {
+	const char *key;
+	size_t len;
+	uint8_t is_req;
+} dd_key;
+
+static int dd_eq(const hnode *n, const void *k)
+{
+	const dd_node *d = (const dd_node *)n;
+	const dd_key *x = k;
+	return d->is_req == x->is_req && d->len == x->len && memcmp(d->key, x->key, x->len) == 0;
+}
+
+static dd_node *dd_find(topic *t, int is_req, const char *key, size_t len, uint64_t now)
+{
+	dd_key k = {key, len, (uint8_t)is_req};
+	dd_node *d = (dd_node *)hmap_find(&t->dd, hmap_hash(key, len, (uint64_t)is_req + 11), dd_eq, &k);
+	return d && now - d->time_ms <= t->parent->dedup_window_ms ? d : NULL;
+}
+
+/* Remember a key; forget the oldest ones past the window or the per-topic cap. */
+static void dd_add(topic *t, int is_req, const char *key, size_t len, uint64_t offset,
+		   uint32_t count, uint64_t time_ms, uint64_t now)
+{
+	dd_node *d = xcalloc(1, sizeof *d + len + 1);
+	d->hn.hash = hmap_hash(key, len, (uint64_t)is_req + 11);
+	d->offset = offset;
+	d->count = count;
+	d->time_ms = time_ms;
+	d->is_req = (uint8_t)is_req;
+	d->len = (uint8_t)len;
+	memcpy(d->key, key, len);
+	hmap_insert(&t->dd, &d->hn);
+	if (t->dd_tail)
+		t->dd_tail->next = d;
+	else
+		t->dd_head = d;
+	t->dd_tail = d;
+	while (t->dd_head && (t->dd.n > t->parent->dedup_max ||
+			      now - t->dd_head->time_ms > t->parent->dedup_window_ms)) {
+		dd_node *old = t->dd_head;
+		t->dd_head = old->next;
+		if (!t->dd_head)
+			t->dd_tail = NULL;
+		hmap_remove(&t->dd, &old->hn);
+		free(old);
+	}
+}
+
+/* Build @t's dedup index from the log: the keys of its messages stored within the window.
+ * Lazy (the first keyed append after the topic was loaded), so unkeyed traffic never pays. */
+static int dd_load(eng_db *db, topic *t, uint64_t now)
+{
+	uint64_t since = now > t->parent->dedup_window_ms ? now - t->parent->dedup_window_ms : 0;
+	uint64_t from;
+	int rc = idx_cq_since(db->ix, t->tid, since, &from);
+	if (rc)
+		return rc;
+	if (t->blk_n && t->blk_first < from)
+		from = t->blk_first;
+	t->dd_loaded = 1;
+	if (from >= t->visible)
+		return 0;
+	entry_src src = {.db = db, .name = t->name, .tid = t->tid, .want = from, .limit = t->visible};
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	uint64_t off, req_first = 0;
+	uint32_t req_count = 0;
+	char rkey[ENG_KEY_MAX + 1];
+	size_t rkl = 0;
+	idx_entry e;
+	while ((rc = src_next(&src, &off, &e)) == 1) {
+		if (e.len > cap) {
+			cap = e.len;
+			buf = xrealloc(buf, cap);
+		}
+		cl_rec rec;
+		if ((rc = cl_read(db->log, e.pos, e.len, buf)) != 0 || (rc = cl_decode(buf, e.len, &rec)) != 0)
+			break;
+		if (rec.time_ms < since)
+			continue;
+		if (rec.key_len)
+			dd_add(t, 0, rec.key, rec.key_len, off, 1, rec.time_ms, now);
+		if (rec.rkey_len) { /* the first record of a keyed request: count its chain */
+			memcpy(rkey, rec.rkey, rec.rkey_len);
+			rkl = rec.rkey_len;
+			req_first = off;
+			req_count = 0;
+		}
+		if (rkl) {
+			req_count++;
+			if (!(rec.flags & CL_F_MORE)) {
+				dd_add(t, 1, rkey, rkl, req_first, req_count, rec.time_ms, now);
+				rkl = 0;
+			}
+		}
+	}
+	idx_cursor_close(src.c);
+	free(buf);
+	return rc < 0 || rc > 1 ? rc : 0;
+}
+
 /* Queue @r's records. Returns 0 or a code for this request only (sticky codes stop the batch). */
 static int stage_append(eng_db *db, req *r, uint64_t now, uint64_t mono, topic **touched)
 {
@@ -791,9 +992,58 @@ static int stage_append(eng_db *db, req *r, uint64_t now, uint64_t mono, topic *
 	if (rc)
 		return rc;
 	t->last_used_mono = mono;
-	if (r->expected != ENG_NO_EXPECT && r->expected != t->next) {
+	size_t fresh = r->n; /* messages to append (not duplicates) */
+	if (r->keyed) {
+		if (!t->dd_loaded && (rc = dd_load(db, t, now)) != 0)
+			return rc;
+		dd_node *d = r->rkey[0] ? dd_find(t, 1, r->rkey, strlen(r->rkey), now) : NULL;
+		if (d) {
+			/* The whole request was appended before: answer as the first time. */
+			for (size_t i = 0; i < r->n; i++) {
+				r->offsets[i] = d->offset + i;
+				r->dup[i] = 1;
+			}
+			r->res = (eng_append_result){.first_offset = d->offset, .count = d->count,
+						     .next_offset = t->next, .duplicate = 1,
+						     .n_dups = (uint32_t)r->n};
+			STAT_ADD(db, duplicates, r->n);
+			return 0;
+		}
+		fresh = 0;
+		for (size_t i = 0; i < r->n; i++) {
+			const msg_ref *m = &r->msgs[i];
+			const char *key = (const char *)r->blob + m->key_off;
+			r->dup[i] = 0;
+			if (!m->key_len)
+				goto is_fresh;
+			if ((d = dd_find(t, 0, key, m->key_len, now)) != NULL) {
+				r->dup[i] = 1;
+				r->offsets[i] = d->offset;
+				continue;
+			}
+			for (size_t j = 0; j < i; j++) /* the same key twice in one request */
+				if (r->msgs[j].key_len == m->key_len &&
+				    !memcmp(r->blob + r->msgs[j].key_off, key, m->key_len)) {
+					r->dup[i] = 1;
+					r->offsets[i] = r->offsets[j];
+					break;
+				}
+			if (r->dup[i])
+				continue;
+		is_fresh:
+			r->offsets[i] = t->next + fresh++;
+		}
+	}
+	if (fresh && r->expected != ENG_NO_EXPECT && r->expected != t->next) {
 		r->res.next_offset = t->next;
 		return ENG_EMISMATCH;
+	}
+	if (!fresh) {
+		r->res = (eng_append_result){.first_offset = r->offsets[0], .count = (uint32_t)r->n,
+					     .next_offset = t->next, .duplicate = 1,
+					     .n_dups = (uint32_t)r->n};
+		STAT_ADD(db, duplicates, r->n);
+		return 0;
 	}
 	if (!t->in_batch) {
 		t->in_batch = 1;
@@ -801,28 +1051,45 @@ static int stage_append(eng_db *db, req *r, uint64_t now, uint64_t mono, topic *
 		t->batch_next = *touched;
 		*touched = t;
 	}
-	uint64_t first = t->next;
+	uint64_t first = t->next, o = first;
+	size_t rkl = strlen(r->rkey);
 	pthread_mutex_lock(&db->t_mu);
 	for (size_t i = 0; i < r->n; i++) {
 		const msg_ref *m = &r->msgs[i];
+		if (r->keyed && r->dup[i])
+			continue;
 		uint64_t pos;
 		const char *ev = (const char *)r->blob + m->ev_off;
-		uint16_t flags = CL_REC_MSG | (i + 1 < r->n ? CL_F_MORE : 0);
-		rc = cl_add(db->log, flags, t->tid, first + i, now, ev, m->ev_len,
-			    (const char *)r->blob + m->key_off, m->key_len, r->blob + m->data_off, m->len,
-			    &pos);
+		uint16_t flags = CL_REC_MSG | (o + 1 < first + fresh ? CL_F_MORE : 0);
+		/* The request key rides on the request's first record. */
+		size_t rk = o == first ? rkl : 0;
+		rc = cl_add_rk(db->log, flags, t->tid, o, now, ev, m->ev_len,
+			       (const char *)r->blob + m->key_off, m->key_len, r->rkey, rk,
+			       r->blob + m->data_off, m->len, &pos);
 		if (rc)
 			break;
-		blk_push(t, pos, cl_rec_size(m->ev_len, m->key_len, m->len), now);
+		blk_push(t, pos, cl_rec_size(m->ev_len, m->key_len + rk, m->len), now);
 		note_event(t, ev);
+		o++;
 	}
 	pthread_mutex_unlock(&db->t_mu);
 	if (rc)
 		return rc; /* sticky: the log refuses everything from here on */
-	t->next = first + r->n;
-	r->res.first_offset = first;
+	t->next = first + fresh;
+	r->res.first_offset = r->keyed ? r->offsets[0] : first;
 	r->res.count = (uint32_t)r->n;
 	r->res.next_offset = t->next;
+	if (r->keyed) {
+		for (size_t i = 0; i < r->n; i++)
+			if (!r->dup[i] && r->msgs[i].key_len)
+				dd_add(t, 0, (const char *)r->blob + r->msgs[i].key_off, r->msgs[i].key_len,
+				       r->offsets[i], 1, now, now);
+			else if (r->dup[i])
+				r->res.n_dups++;
+		if (rkl)
+			dd_add(t, 1, r->rkey, rkl, r->res.first_offset, r->res.count, now, now);
+		STAT_ADD(db, duplicates, r->res.n_dups);
+	}
 	return 0;
 }
 
@@ -1103,12 +1370,25 @@ static int enqueue(eng_db *db, req *r, int wait)
 int eng_append(eng_db *db, const char *topic_name, const eng_msg_in *msgs, size_t n,
 	       uint64_t expected_offset, eng_append_fn done, void *ctx)
 {
+	eng_append_opts o = {.has_expected = expected_offset != ENG_NO_EXPECT,
+			     .expected_offset = expected_offset};
+	return eng_append_ex(db, topic_name, msgs, n, &o, done, ctx);
+}
+
+int eng_append_ex(eng_db *db, const char *topic_name, const eng_msg_in *msgs, size_t n,
+		  const eng_append_opts *opts, eng_append_fn done, void *ctx)
+{
 	const parent_def *p;
 	int rc = topic_parent(db, topic_name, NULL, &p);
 	if (rc)
 		return rc;
 	if (!n || !msgs || !done || n > UINT32_MAX)
 		return ENG_EINVAL;
+	const char *rkey = opts && opts->request_key ? opts->request_key : NULL;
+	size_t rkl = rkey ? strnlen(rkey, ENG_KEY_MAX + 1) : 0;
+	if (rkey && names_token_check(rkey, rkl, ENG_KEY_MAX))
+		return ENG_EBADNAME;
+	int keyed = rkey != NULL;
 	size_t bytes = 0;
 	for (size_t i = 0; i < n; i++) {
 		const char *ev = msgs[i].event ? msgs[i].event : "message";
@@ -1123,17 +1403,26 @@ int eng_append(eng_db *db, const char *topic_name, const eng_msg_in *msgs, size_
 		if (msgs[i].len && !msgs[i].data)
 			return ENG_EINVAL;
 		bytes += el + 1 + kl + 1 + msgs[i].len;
+		keyed |= msgs[i].key != NULL;
 	}
-	req *r = xcalloc(1, sizeof *r + n * sizeof(msg_ref) + bytes);
+	size_t results = keyed ? n * (sizeof(uint64_t) + 1) : 0;
+	req *r = xcalloc(1, sizeof *r + n * sizeof(msg_ref) + results + bytes);
 	r->op = OP_APPEND;
 	strcpy(r->topic, topic_name);
 	r->parent = p;
-	r->expected = expected_offset;
+	r->expected = opts && opts->has_expected ? opts->expected_offset : ENG_NO_EXPECT;
+	if (rkey)
+		memcpy(r->rkey, rkey, rkl + 1);
+	r->keyed = keyed;
 	r->done = done;
 	r->ctx = ctx;
 	r->n = n;
 	r->msgs = (msg_ref *)(r + 1);
-	r->blob = (uint8_t *)(r->msgs + n);
+	if (keyed) {
+		r->offsets = (uint64_t *)(r->msgs + n);
+		r->dup = (uint8_t *)(r->offsets + n);
+	}
+	r->blob = (uint8_t *)(r->msgs + n) + results;
 	r->bytes = bytes + cl_rec_size(0, 0, 0) * n;
 	size_t o = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -1179,6 +1468,10 @@ size_t eng_poll_completions(eng_db *db)
 	size_t n = 0;
 	for (req *r = list, *nx; r; r = nx, n++) {
 		nx = r->next;
+		if (r->keyed && r->res.rc == 0) {
+			r->res.offsets = r->offsets;
+			r->res.dup = r->dup;
+		}
 		r->done(r->ctx, &r->res);
 		free(r);
 	}
@@ -1255,75 +1548,6 @@ static int topic_view_get(eng_db *db, const char *name, topic_view *v)
 	return 0;
 }
 
-
-/* The entries of one topic from an offset on, in order: first from RocksDB, then from the
- * topic's open block in the cache. The writer may move a block to RocksDB between the two looks;
- * then the cursor is reopened where the reader stands, so nothing is skipped. */
-typedef struct entry_src {
-	eng_db *db;
-	const char *name;
-	uint64_t tid, want, limit;  /* next offset to yield; stop before limit (the visible end) */
-	idx_cursor *c;
-	int cursor_done;
-	uint64_t reopened_at;
-	int yielded;                /* the first entry may be past want (retention): see idx_cursor */
-	idx_entry mem[64];          /* entries copied out of the open block */
-	size_t mem_n, mem_i;
-	uint64_t mem_first;
-} entry_src;
-
-static int src_next(entry_src *s, uint64_t *off, idx_entry *e)
-{
-	for (;;) {
-		if (s->want >= s->limit)
-			return 0;
-		if (s->mem_i < s->mem_n) {
-			*off = s->mem_first + s->mem_i;
-			*e = s->mem[s->mem_i++];
-			s->want = *off + 1;
-			s->yielded = 1;
-			return 1;
-		}
-		if (!s->cursor_done) {
-			int rc;
-			if (!s->c && (rc = idx_cursor_open(s->db->ix, s->tid, s->want, &s->c)) != 0)
-				return rc;
-			int got = idx_cursor_next(s->c, off, e);
-			if (got < 0)
-				return got;
-			if (got == 1 && (*off == s->want || (!s->yielded && *off > s->want))) {
-				s->want = *off + 1;
-				s->yielded = 1;
-				return 1;
-			}
-			s->cursor_done = 1;
-		}
-		int in_rocksdb = 0;
-		pthread_mutex_lock(&s->db->t_mu);
-		topic *t = (topic *)hmap_find(&s->db->topics, name_hash(s->name), topic_eq, s->name);
-		if (t && t->tid == s->tid && t->blk_first <= s->want && s->want < t->blk_first + t->blk_n) {
-			size_t i0 = (size_t)(s->want - t->blk_first);
-			size_t k = t->blk_n - i0;
-			if (k > 64)
-				k = 64;
-			memcpy(s->mem, t->blk + i0, k * sizeof *s->mem);
-			s->mem_first = s->want;
-			s->mem_n = k;
-			s->mem_i = 0;
-		} else {
-			in_rocksdb = !t || t->tid != s->tid || s->want < t->blk_first;
-		}
-		pthread_mutex_unlock(&s->db->t_mu);
-		if (s->mem_n > s->mem_i)
-			continue;
-		if (!in_rocksdb || s->reopened_at == s->want + 1)
-			return 0;
-		s->reopened_at = s->want + 1;
-		idx_cursor_close(s->c);
-		s->c = NULL;
-		s->cursor_done = 0;
-	}
-}
 
 /* Move v->first past messages whose segments retention deleted. */
 static int first_in_log(eng_db *db, const char *name, topic_view *v)
@@ -1823,6 +2047,8 @@ static int copy_config(eng_db *db, const eng_config *cfg)
 		p->ttl_ms = in->idle_ttl_ms ? in->idle_ttl_ms : DAY_MS;
 		p->max_retained = in->max_retained;
 		p->priority = in->priority;
+		p->dedup_window_ms = in->dedup_window_ms ? in->dedup_window_ms : 10 * 60 * 1000;
+		p->dedup_max = in->dedup_max_keys ? in->dedup_max_keys : 100000;
 		db->n_parents = i + 1;
 	}
 	db->cfg.parents = NULL;
@@ -1979,6 +2205,7 @@ void eng_stats_get(eng_db *db, eng_stats *out)
 	out->fsyncs = __atomic_load_n(&db->st.fsyncs, __ATOMIC_RELAXED);
 	out->topics = __atomic_load_n(&db->st.topics, __ATOMIC_RELAXED);
 	out->expired_topics = __atomic_load_n(&db->st.expired_topics, __ATOMIC_RELAXED);
+	out->duplicates = __atomic_load_n(&db->st.duplicates, __ATOMIC_RELAXED);
 	out->recovered_bytes = db->st.recovered_bytes;
 	out->recovery_us = db->st.recovery_us;
 	cl_size(db->log, &out->log_bytes, &out->segments);

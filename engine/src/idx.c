@@ -305,6 +305,34 @@ int idx_cq_last(idx *ix, uint64_t tid, uint64_t *next_offset, uint64_t *last_tim
 	return take_err(err);
 }
 
+int idx_cq_since(idx *ix, uint64_t tid, uint64_t since_ms, uint64_t *from)
+{
+	uint8_t hi[IDX_CQ_KEY];
+	idx_cq_key(hi, tid, UINT64_MAX);
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(ix->db, ix->ro, ix->cf[CF_CQ]);
+	*from = UINT64_MAX;
+	/* Backwards over the runs while their last entry is recent enough. */
+	for (rocksdb_iter_seek_for_prev(it, (const char *)hi, sizeof hi); rocksdb_iter_valid(it);
+	     rocksdb_iter_prev(it)) {
+		size_t kl, vl;
+		const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+		const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+		uint32_t cnt;
+		if (kl != IDX_CQ_KEY || be64_get(k) != tid || vl < 4)
+			break;
+		memcpy(&cnt, v, 4);
+		if (!cnt || vl != 4 + (size_t)cnt * IDX_ENTRY)
+			continue;
+		if (le64_get(v + 4 + (size_t)(cnt - 1) * IDX_ENTRY + 12) < since_ms)
+			break;
+		*from = be64_get(k + 8);
+	}
+	char *err = NULL;
+	rocksdb_iter_get_error(it, &err);
+	rocksdb_iter_destroy(it);
+	return take_err(err);
+}
+
 int idx_topics_scan(idx *ix, idx_topic_fn fn, void *ctx)
 {
 	int rc = 0;

@@ -55,6 +55,10 @@ int idx_topic_get(idx *ix, const char *name, idx_topic_meta *m);
 /** @brief Next offset and last store time of topic @p tid from its last run. 0/0 if none. */
 int idx_cq_last(idx *ix, uint64_t tid, uint64_t *next_offset, uint64_t *last_time_ms);
 
+/** @brief The first offset of topic @p tid's earliest run holding an entry stored at or after
+ *  @p since_ms (UINT64_MAX if none): where a scan of recent messages starts. */
+int idx_cq_since(idx *ix, uint64_t tid, uint64_t since_ms, uint64_t *from);
+
 /** Visit every topic; return non-zero from @p fn to stop. */
 typedef int (*idx_topic_fn)(void *ctx, const char *name, const idx_topic_meta *m);
 int idx_topics_scan(idx *ix, idx_topic_fn fn, void *ctx);

@@ -620,6 +620,153 @@ static void test_topic_cache_eviction(void **state)
 	assert_int_equal(off, 1);
 }
 
+/* Append with keys synchronously and keep the per-message results. */
+typedef struct keyed_done {
+	int finished;
+	eng_append_result res;
+	uint64_t offsets[8];
+	uint8_t dup[8];
+} keyed_done;
+
+static void on_keyed(void *ctx, const eng_append_result *res)
+{
+	keyed_done *d = ctx;
+	d->res = *res;
+	for (size_t i = 0; res->offsets && i < 8 && i < res->count; i++) {
+		d->offsets[i] = res->offsets[i];
+		d->dup[i] = res->dup[i];
+	}
+	d->res.offsets = NULL;
+	d->res.dup = NULL;
+	d->finished = 1;
+}
+
+static int keyed_append(eng_db *db, const char *topic, const eng_msg_in *m, size_t n,
+			const char *rkey, keyed_done *d)
+{
+	eng_append_opts o = {.request_key = rkey};
+	memset(d, 0, sizeof *d);
+	int rc = eng_append_ex(db, topic, m, n, &o, on_keyed, d);
+	if (rc)
+		return rc;
+	while (!d->finished) {
+		struct pollfd p = {.fd = eng_notify_fd(db), .events = POLLIN};
+		poll(&p, 1, 1000);
+		eng_poll_completions(db);
+	}
+	return d->res.rc;
+}
+
+/* A retried request (same Idempotency-Key) appends nothing and gets the first answer, also
+ * after a crash between the append and its acknowledgement. */
+static void test_request_key_dedup(void **state)
+{
+	fixture *f = *state;
+	uint64_t off;
+	keyed_done d;
+	assert_int_equal(tu_append(f->db, "chatbot/k", "e", "before", &off), 0);
+	eng_msg_in m[2] = {{"token", "a", 1, NULL}, {"token", "b", 1, NULL}};
+	assert_int_equal(keyed_append(f->db, "chatbot/k", m, 2, "req-1", &d), 0);
+	assert_int_equal(d.res.duplicate, 0);
+	assert_int_equal(d.res.first_offset, 1);
+	assert_int_equal(d.res.count, 2);
+	/* Power loss after the acknowledgement was computed: the retry must still be recognised. */
+	eng__close_power_loss(f->db);
+	f->db = tu_open(f->dir);
+	assert_int_equal(keyed_append(f->db, "chatbot/k", m, 2, "req-1", &d), 0);
+	assert_int_equal(d.res.duplicate, 1);
+	assert_int_equal(d.res.first_offset, 1);
+	assert_int_equal(d.res.count, 2);
+	assert_int_equal(d.res.next_offset, 3);
+	/* A different key appends; the same key in another topic is independent. */
+	assert_int_equal(keyed_append(f->db, "chatbot/k", m, 2, "req-2", &d), 0);
+	assert_int_equal(d.res.duplicate, 0);
+	assert_int_equal(d.res.first_offset, 3);
+	assert_int_equal(keyed_append(f->db, "chatbot/other", m, 2, "req-1", &d), 0);
+	assert_int_equal(d.res.duplicate, 0);
+	assert_int_equal(d.res.first_offset, 0);
+	eng_stats st;
+	eng_stats_get(f->db, &st);
+	assert_int_equal(st.duplicates, 2);
+	/* Exactly one copy of each in the log. */
+	eng_read_result rr;
+	assert_int_equal(eng_read(f->db, "chatbot/k", 0, 100, 1 << 20, &rr), 0);
+	assert_int_equal(rr.n, 5);
+	eng_read_free(&rr);
+	/* A bad key is refused up front. */
+	assert_int_equal(keyed_append(f->db, "chatbot/k", m, 1, "bad key", &d), ENG_EBADNAME);
+}
+
+/* Per-message keys: duplicates in a batch are reported with their first offsets, the new ones
+ * appended contiguously; the same key twice in one batch counts once. */
+static void test_message_key_dedup(void **state)
+{
+	fixture *f = *state;
+	keyed_done d;
+	eng_msg_in m[3] = {{"token", "t0", 2, "p7-0"}, {"token", "t1", 2, "p7-1"}, {"token", "t2", 2, "p7-2"}};
+	assert_int_equal(keyed_append(f->db, "chatbot/m", m, 2, NULL, &d), 0);
+	assert_int_equal(d.res.n_dups, 0);
+	assert_int_equal(d.offsets[1], 1);
+	reopen(f); /* the index of keys is rebuilt from the log */
+	assert_int_equal(keyed_append(f->db, "chatbot/m", m, 3, NULL, &d), 0);
+	assert_int_equal(d.res.duplicate, 0);
+	assert_int_equal(d.res.n_dups, 2);
+	assert_int_equal(d.dup[0], 1);
+	assert_int_equal(d.dup[1], 1);
+	assert_int_equal(d.dup[2], 0);
+	assert_int_equal(d.offsets[0], 0);
+	assert_int_equal(d.offsets[1], 1);
+	assert_int_equal(d.offsets[2], 2);
+	assert_int_equal(keyed_append(f->db, "chatbot/m", m, 3, NULL, &d), 0);
+	assert_int_equal(d.res.duplicate, 1);
+	eng_msg_in twice[2] = {{"token", "x", 1, "same"}, {"token", "y", 1, "same"}};
+	assert_int_equal(keyed_append(f->db, "chatbot/m", twice, 2, NULL, &d), 0);
+	assert_int_equal(d.dup[0], 0);
+	assert_int_equal(d.dup[1], 1);
+	assert_int_equal(d.offsets[1], d.offsets[0]);
+	eng_topic_info info;
+	assert_int_equal(eng_topic_info_get(f->db, "chatbot/m", &info), 0);
+	assert_int_equal(info.next_offset, 4);
+	tu_expect_msg(f->db, "chatbot/m", 2, "token", "t2");
+	tu_expect_msg(f->db, "chatbot/m", 3, "token", "x");
+	/* A duplicate is answered before the expected offset is checked: a retry is no mismatch. */
+	eng_append_opts o = {.has_expected = 1, .expected_offset = 0};
+	keyed_done d2 = {0};
+	assert_int_equal(eng_append_ex(f->db, "chatbot/m", m, 1, &o, on_keyed, &d2), 0);
+	while (!d2.finished) {
+		struct pollfd p = {.fd = eng_notify_fd(f->db), .events = POLLIN};
+		poll(&p, 1, 1000);
+		eng_poll_completions(f->db);
+	}
+	assert_int_equal(d2.res.rc, 0);
+	assert_int_equal(d2.res.duplicate, 1);
+}
+
+/* Keys expire after the window and beyond the per-topic cap (the "dd" parent: 300 ms, 4 keys). */
+static void test_key_window(void **state)
+{
+	fixture *f = *state;
+	keyed_done d;
+	eng_msg_in m = {"token", "v", 1, "k0"};
+	assert_int_equal(keyed_append(f->db, "dd/w", &m, 1, NULL, &d), 0);
+	assert_int_equal(keyed_append(f->db, "dd/w", &m, 1, NULL, &d), 0);
+	assert_int_equal(d.res.duplicate, 1);
+	usleep(400 * 1000);
+	assert_int_equal(keyed_append(f->db, "dd/w", &m, 1, NULL, &d), 0);
+	assert_int_equal(d.res.duplicate, 0);
+	assert_int_equal(d.res.first_offset, 1);
+	/* Five more keys: the oldest (k0 again, at offset 1) falls out of the 4-key cap. */
+	char key[8];
+	for (int i = 1; i <= 5; i++) {
+		snprintf(key, sizeof key, "k%d", i);
+		eng_msg_in mi = {"token", "v", 1, key};
+		assert_int_equal(keyed_append(f->db, "dd/w", &mi, 1, NULL, &d), 0);
+		assert_int_equal(d.res.duplicate, 0);
+	}
+	assert_int_equal(keyed_append(f->db, "dd/w", &m, 1, NULL, &d), 0);
+	assert_int_equal(d.res.duplicate, 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -645,6 +792,9 @@ int main(void)
 		T(test_power_loss_none_policy),
 		T(test_interval_policy),
 		T(test_topic_cache_eviction),
+		T(test_request_key_dedup),
+		T(test_message_key_dedup),
+		T(test_key_window),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

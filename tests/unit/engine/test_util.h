@@ -42,6 +42,7 @@ static const eng_parent tu_parents[] = {
 	{.name = "agent", .max_message_bytes = 64},
 	{.name = "short", .idle_ttl_ms = 1000},
 	{.name = "capped", .max_retained = 5},
+	{.name = "dd", .dedup_window_ms = 300, .dedup_max_keys = 4},
 };
 
 static inline void tu_config(eng_config *cfg, const char *dir)
