@@ -291,6 +291,27 @@ int eng_offset_get(eng_db *db, const char *group, const char *topic, uint64_t *o
 /** @brief Forget every stored offset of @p group. */
 int eng_offset_delete_group(eng_db *db, const char *group);
 
+/* ---- Host metadata ------------------------------------------------------------------------------ */
+/**
+ * Small durable records of the host's own (consumer group definitions, for example), kept in the
+ * index with RocksDB's WAL and synced. Not for messages: a few KiB each, a few thousand in all.
+ */
+#define ENG_META_KEY_MAX 256
+
+/** @brief Store @p len bytes under @p key (1..256 bytes, NUL-terminated). Durable on return. */
+int eng_meta_put(eng_db *db, const char *key, const void *val, size_t len);
+/** @brief Remove @p key (absent is fine). Durable on return. */
+int eng_meta_delete(eng_db *db, const char *key);
+/**
+ * @brief Read @p key. @param[out] val owned by the caller, release with free(); @param[out] len.
+ * @return 0, ENG_ENOTFOUND, errno.
+ */
+int eng_meta_get(eng_db *db, const char *key, void **val, size_t *len);
+/** Called for each record of a scan; return non-zero to stop (eng_meta_scan returns it). */
+typedef int (*eng_meta_fn)(void *ctx, const char *key, const void *val, size_t len);
+/** @brief Visit every record whose key starts with @p prefix, in key order. */
+int eng_meta_scan(eng_db *db, const char *prefix, eng_meta_fn fn, void *ctx);
+
 /* ---- Introspection ------------------------------------------------------------------------------ */
 typedef struct eng_stats {
 	uint64_t appended_msgs;     /* since open */

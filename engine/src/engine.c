@@ -1749,6 +1749,39 @@ int eng_offset_delete_group(eng_db *db, const char *group)
 	return rc ? rc : idx_offset_delete_group(db->ix, group);
 }
 
+/* ---- Host metadata ------------------------------------------------------------------------------ */
+
+static int meta_key_check(const char *key)
+{
+	size_t n = strnlen(key, ENG_META_KEY_MAX + 1);
+	return n == 0 || n > ENG_META_KEY_MAX ? ENG_EINVAL : 0;
+}
+
+int eng_meta_put(eng_db *db, const char *key, const void *val, size_t len)
+{
+	int rc = meta_key_check(key);
+	return rc ? rc : idx_meta_put(db->ix, key, val, len);
+}
+
+int eng_meta_delete(eng_db *db, const char *key)
+{
+	int rc = meta_key_check(key);
+	return rc ? rc : idx_meta_delete(db->ix, key);
+}
+
+int eng_meta_get(eng_db *db, const char *key, void **val, size_t *len)
+{
+	int rc = meta_key_check(key);
+	return rc ? rc : idx_meta_get(db->ix, key, val, len);
+}
+
+int eng_meta_scan(eng_db *db, const char *prefix, eng_meta_fn fn, void *ctx)
+{
+	if (strnlen(prefix, ENG_META_KEY_MAX + 1) > ENG_META_KEY_MAX)
+		return ENG_EINVAL;
+	return idx_meta_scan(db->ix, prefix, fn, ctx);
+}
+
 /* ---- Retention ---------------------------------------------------------------------------------- */
 
 typedef struct expire_scan {

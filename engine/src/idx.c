@@ -538,3 +538,67 @@ int idx_offset_delete_group(idx *ix, const char *group)
 	rocksdb_writebatch_destroy(wb);
 	return take_err(err);
 }
+
+/* ---- Host metadata ------------------------------------------------------------------------------ */
+
+static size_t meta_key(char *k, const char *key)
+{
+	size_t n = strlen(key);
+	k[0] = 'm';
+	memcpy(k + 1, key, n);
+	return n + 1;
+}
+
+int idx_meta_put(idx *ix, const char *key, const void *val, size_t len)
+{
+	char k[1 + 257], *err = NULL;
+	rocksdb_put_cf(ix->db, ix->wo_sync, ix->cf[CF_DEFAULT], k, meta_key(k, key), val, len, &err);
+	return take_err(err);
+}
+
+int idx_meta_delete(idx *ix, const char *key)
+{
+	char k[1 + 257], *err = NULL;
+	rocksdb_delete_cf(ix->db, ix->wo_sync, ix->cf[CF_DEFAULT], k, meta_key(k, key), &err);
+	return take_err(err);
+}
+
+int idx_meta_get(idx *ix, const char *key, void **val, size_t *len)
+{
+	char k[1 + 257], *err = NULL;
+	size_t vl = 0;
+	char *v = rocksdb_get_cf(ix->db, ix->ro, ix->cf[CF_DEFAULT], k, meta_key(k, key), &vl, &err);
+	if (err)
+		return take_err(err);
+	if (!v)
+		return ENG_ENOTFOUND;
+	*val = memcpy(xmalloc(vl + 1), v, vl); /* ours to give: callers free() it */
+	((char *)*val)[vl] = 0;
+	*len = vl;
+	rocksdb_free(v);
+	return 0;
+}
+
+int idx_meta_scan(idx *ix, const char *prefix, idx_meta_fn fn, void *ctx)
+{
+	char k[1 + 257];
+	size_t pl = meta_key(k, prefix);
+	int rc = 0;
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(ix->db, ix->ro, ix->cf[CF_DEFAULT]);
+	for (rocksdb_iter_seek(it, k, pl); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t kl, vl;
+		const char *key = rocksdb_iter_key(it, &kl);
+		const char *v = rocksdb_iter_value(it, &vl);
+		if (kl < pl || memcmp(key, k, pl) != 0 || kl - 1 > 256)
+			break;
+		char name[257];
+		memcpy(name, key + 1, kl - 1);
+		name[kl - 1] = 0;
+		if ((rc = fn(ctx, name, v, vl)) != 0)
+			break;
+	}
+	char *err = NULL;
+	rocksdb_iter_get_error(it, &err);
+	rocksdb_iter_destroy(it);
+	return rc ? rc : take_err(err);
+}

@@ -73,6 +73,13 @@ int idx_cursor_open(idx *ix, uint64_t tid, uint64_t from, idx_cursor **out);
 int idx_cursor_next(idx_cursor *c, uint64_t *off, idx_entry *e);
 void idx_cursor_close(idx_cursor *c);
 
+/* Host metadata (engine.h eng_meta_*): column family "default", key 'm' | key, WAL and synced. */
+int idx_meta_put(idx *ix, const char *key, const void *val, size_t len);
+int idx_meta_delete(idx *ix, const char *key);
+int idx_meta_get(idx *ix, const char *key, void **val, size_t *len);
+typedef int (*idx_meta_fn)(void *ctx, const char *key, const void *val, size_t len);
+int idx_meta_scan(idx *ix, const char *prefix, idx_meta_fn fn, void *ctx);
+
 /** @brief Durable (WAL, synced) consumer offset put. */
 int idx_offset_put(idx *ix, const char *group, const char *topic, uint64_t off);
 int idx_offset_get(idx *ix, const char *group, const char *topic, uint64_t *off);

@@ -14,6 +14,7 @@
  *   its offsets with one range delete.
  * Column family "default": key "checkpoint" -> u64 log position up to which every record is
  *   dispatched | u64 next topic id. Written in the same WriteBatch as the entries it covers.
+ *   key = 'm' | host key -> host value (eng_meta_*), written with the WAL and synced.
  */
 #ifndef LITEGATE_IDX_KEYS_H
 #define LITEGATE_IDX_KEYS_H

@@ -767,6 +767,37 @@ static void test_key_window(void **state)
 	assert_int_equal(d.res.duplicate, 0);
 }
 
+static int collect_meta(void *ctx, const char *key, const void *val, size_t len)
+{
+	char *out = ctx;
+	strcat(out, key);
+	strcat(out, "=");
+	strncat(out, val, len);
+	strcat(out, ";");
+	return 0;
+}
+
+static void test_host_metadata(void **state)
+{
+	fixture *f = *state;
+	assert_int_equal(eng_meta_put(f->db, "group/b", "{\"x\":2}", 7), 0);
+	assert_int_equal(eng_meta_put(f->db, "group/a", "{\"x\":1}", 7), 0);
+	assert_int_equal(eng_meta_put(f->db, "other", "z", 1), 0);
+	reopen(f);
+	void *v;
+	size_t len;
+	assert_int_equal(eng_meta_get(f->db, "group/a", &v, &len), 0);
+	assert_int_equal(len, 7);
+	assert_memory_equal(v, "{\"x\":1}", 7);
+	free(v);
+	char seen[256] = "";
+	assert_int_equal(eng_meta_scan(f->db, "group/", collect_meta, seen), 0);
+	assert_string_equal(seen, "group/a={\"x\":1};group/b={\"x\":2};");
+	assert_int_equal(eng_meta_delete(f->db, "group/a"), 0);
+	assert_int_equal(eng_meta_get(f->db, "group/a", &v, &len), ENG_ENOTFOUND);
+	assert_int_equal(eng_meta_put(f->db, "", "z", 1), ENG_EINVAL);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -795,6 +826,7 @@ int main(void)
 		T(test_request_key_dedup),
 		T(test_message_key_dedup),
 		T(test_key_window),
+		T(test_host_metadata),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
