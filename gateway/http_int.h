@@ -5,6 +5,8 @@
 #ifndef GW_HTTP_INT_H
 #define GW_HTTP_INT_H
 
+#include <ev.h>
+
 #include "gw.h"
 #include "route.h"
 
@@ -13,6 +15,7 @@ struct gw_pub; /* publish.c */
 /* An SSE stream. Lives inside the pss, whose memory lws owns until CLOSED_HTTP returns. */
 struct gw_sse {
 	struct gw_sub sub;             /* registry link; sub.wsi is the stream */
+	ev_io peer_w;                  /* the socket's read side: EOF means the client went away */
 	char topic[ENG_TOPIC_MAX + 1];
 	uint64_t next;                 /* next offset to send */
 	unsigned started : 1;          /* "retry:" has been sent */

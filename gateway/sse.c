@@ -9,8 +9,10 @@
  */
 #include "http_int.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "log.h"
 
@@ -38,6 +40,23 @@ last_event_id(struct lws *wsi, uint64_t *id, int *bad)
 		return 0;
 	}
 	return 1;
+}
+
+static void
+on_peer(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct gw_sse *sse = w->data;
+	char c;
+	ssize_t n;
+
+	(void)revents;
+	n = recv(w->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	/* EOF, an error, or bytes nobody asked for: end the stream at its next WRITEABLE. */
+	ev_io_stop(loop, w);
+	sse->sub.closing = 1;
+	lws_callback_on_writable(sse->sub.wsi);
 }
 
 int
@@ -111,8 +130,18 @@ gw_sse_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 	}
 	if (lws_finalize_write_http_header(wsi, start, &p, end))
 		return -1;
-	/* Clears lws's timeouts: the stream may be idle for hours. Our heartbeat finds dead peers. */
+	/* Clears lws's timeouts: the stream may be idle for hours. */
 	lws_http_mark_sse(wsi);
+	/*
+	 * lws 4.1.6 does not read an h1 socket in the SSE state (the fixes are in 4.3/4.4), so once
+	 * the client closes, its level-triggered POLLIN fires on every loop turn: a busy loop until
+	 * a write fails. Watch the read side too: EOF (or any byte: a client has nothing to say on
+	 * an SSE stream) ends the stream within a loop turn. (Taking POLLIN away from lws with
+	 * lws_rx_flow_control() instead makes 4.1.6 re-arm the fd on every turn: worse.)
+	 */
+	ev_io_init(&sse->peer_w, on_peer, lws_get_socket_fd(wsi), EV_READ);
+	sse->peer_w.data = sse;
+	ev_io_start(gw->loop, &sse->peer_w);
 	gw_sub_want_write(gw, &sse->sub);
 	return 0;
 }
@@ -265,7 +294,9 @@ gw_sse_close(struct gw *gw, struct gw_http_pss *pss)
 
 	if (!sse->sub.registered)
 		return;
-	if (sse->sub.stall_armed)
+	if (ev_is_active(&sse->peer_w))
+		ev_io_stop(gw->loop, &sse->peer_w);
+	if (sse->sub.stall_armed && !sse->sub.closing)
 		gw->m.stalled_dropped++;
 	gw_sub_unregister(gw, &sse->sub);
 	gw->m.sse_open--;

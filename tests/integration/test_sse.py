@@ -67,6 +67,34 @@ class Stream(TestCase):
             sse.next(timeout=2.5)  # heartbeat_s is 1 in the test config
         self.assertGreaterEqual(sse.comments, 1)
 
+    def test_a_client_that_goes_away_is_noticed_at_once_without_spinning(self):
+        # lws 4.1.6 does not read an SSE socket, so a closed client used to leave a level-
+        # triggered POLLIN firing on every loop turn until a heartbeat write failed.
+        def cpu_ticks():
+            with open("/proc/%d/stat" % self.gw.proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+
+        def open_streams():
+            text = self.gw.http("GET", "/metrics")[2].decode()
+            return int([l for l in text.splitlines() if l.startswith("litegate_sse_connections ")][0].split()[1])
+
+        closers = [lambda s: s.sock.shutdown(socket.SHUT_WR),  # half-close, as a browser's FIN looks
+                   lambda s: s.sock.close(),
+                   lambda s: s.sock.sendall(b"unexpected bytes")]
+        for close in closers:
+            sse = self.gw.sse("/v1/topics/chatbot/gone-away/events")
+            self.assertEqual(open_streams(), 1)
+            close(sse)
+            deadline = time.time() + 2
+            while open_streams() and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(open_streams(), 0)
+            before = cpu_ticks()
+            time.sleep(0.5)
+            self.assertLess(cpu_ticks() - before, 10)
+            sse.close()
+
     def test_resume_by_last_event_id_no_loss_no_duplicate_in_order(self):
         total = 400
         stop = threading.Event()
