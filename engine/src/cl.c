@@ -107,8 +107,9 @@ void cl_encode_rk(uint8_t *d, uint16_t flags, uint64_t topic_id, uint64_t offset
 
 int cl_decode(const uint8_t *buf, size_t avail, cl_rec *out)
 {
+	/* Fewer than 4 bytes cannot be told from a torn magic; check the length before reading it. */
 	if (avail < CL_HDR)
-		return avail == 0 || get32(buf) == CL_MAGIC || avail < 4 ? 1 : ENG_ECORRUPT;
+		return avail < 4 || get32(buf) == CL_MAGIC ? 1 : ENG_ECORRUPT;
 	if (get32(buf) != CL_MAGIC)
 		return ENG_ECORRUPT;
 	uint32_t total = get32(buf + 4);

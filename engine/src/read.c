@@ -1,0 +1,266 @@
+/*
+ * read.c - reads (engine.h): a topic's durable range, and its messages from an offset, found
+ * through the consume queue in RocksDB and then the topic's open block in memory. Any thread.
+ */
+#define _GNU_SOURCE
+#include "engine_int.h"
+
+int rd_next(rd_src *s, uint64_t *off, idx_entry *e)
+{
+	for (;;) {
+		if (s->want >= s->limit)
+			return 0;
+		if (s->mem_i < s->mem_n) {
+			*off = s->mem_first + s->mem_i;
+			*e = s->mem[s->mem_i++];
+			s->want = *off + 1;
+			s->yielded = 1;
+			return 1;
+		}
+		if (!s->cursor_done) {
+			int rc;
+			if (!s->c && (rc = idx_cursor_open(s->db->ix, s->tid, s->want, &s->c)) != 0)
+				return rc;
+			int got = idx_cursor_next(s->c, off, e);
+			if (got < 0)
+				return got;
+			if (got == 1 && (*off == s->want || (!s->yielded && *off > s->want))) {
+				s->want = *off + 1;
+				s->yielded = 1;
+				return 1;
+			}
+			s->cursor_done = 1;
+		}
+		int in_rocksdb = 0;
+		pthread_mutex_lock(&s->db->t_mu);
+		topic *t = (topic *)hmap_find(&s->db->topics, tc_hash(s->name), tc_eq, s->name);
+		if (t && t->tid == s->tid && t->blk_first <= s->want && s->want < t->blk_first + t->blk_n) {
+			size_t i0 = (size_t)(s->want - t->blk_first);
+			size_t k = t->blk_n - i0;
+			if (k > 64)
+				k = 64;
+			memcpy(s->mem, t->blk + i0, k * sizeof *s->mem);
+			s->mem_first = s->want;
+			s->mem_n = k;
+			s->mem_i = 0;
+		} else {
+			in_rocksdb = !t || t->tid != s->tid || s->want < t->blk_first;
+		}
+		pthread_mutex_unlock(&s->db->t_mu);
+		if (s->mem_n > s->mem_i)
+			continue;
+		if (!in_rocksdb || s->reopened_at == s->want + 1)
+			return 0;
+		s->reopened_at = s->want + 1;
+		idx_cursor_close(s->c);
+		s->c = NULL;
+		s->cursor_done = 0;
+	}
+}
+
+/* What a reader may see of @name: durable range and ids, from the cache or the index. */
+static int rd_topic_view(eng_db *db, const char *name, topic_view *v)
+{
+	const parent_def *p;
+	int rc = db_topic_parent(db, name, NULL, &p);
+	if (rc)
+		return rc;
+	v->parent = p;
+	pthread_mutex_lock(&db->t_mu);
+	topic *t = (topic *)hmap_find(&db->topics, tc_hash(name), tc_eq, name);
+	int have = t && (t->visible > 0 || !t->fresh);
+	if (t) {
+		v->tid = t->tid;
+		v->first = t->first;
+		v->next = t->visible;
+		v->created = t->created_ms;
+		v->last_write = t->last_write_ms;
+	}
+	pthread_mutex_unlock(&db->t_mu);
+	if (!have) {
+		idx_topic_meta m;
+		uint64_t last;
+		if ((rc = idx_topic_get(db->ix, name, &m)) != 0)
+			return rc;
+		if ((rc = idx_cq_last(db->ix, m.id, &v->next, &last)) != 0)
+			return rc;
+		v->tid = m.id;
+		v->first = m.first_offset;
+		v->created = m.created_ms;
+		v->last_write = last ? last : m.created_ms;
+	}
+	if (p->max_retained && v->next > p->max_retained && v->next - p->max_retained > v->first)
+		v->first = v->next - p->max_retained;
+	if (v->first > v->next)
+		v->first = v->next;
+	return 0;
+}
+
+/* Move v->first past messages whose segments retention deleted. */
+static int rd_first_in_log(eng_db *db, const char *name, topic_view *v)
+{
+	uint64_t start = cl_start(db->log);
+	if (start == 0 || v->first >= v->next)
+		return 0;
+	rd_src src = {.db = db, .name = name, .tid = v->tid, .want = v->first, .limit = v->next};
+	uint64_t off;
+	idx_entry e;
+	int rc;
+	while ((rc = rd_next(&src, &off, &e)) == 1) {
+		if (e.pos >= start) {
+			if (off > v->first)
+				v->first = off; /* the older entries are gone altogether */
+			break;
+		}
+		v->first = off + 1;
+	}
+	idx_cursor_close(src.c);
+	return rc < 0 ? rc : 0;
+}
+
+int eng_topic_info_get(eng_db *db, const char *name, eng_topic_info *out)
+{
+	topic_view v;
+	int rc = rd_topic_view(db, name, &v);
+	if (!rc)
+		rc = rd_first_in_log(db, name, &v);
+	if (rc)
+		return rc;
+	out->first_offset = v.first;
+	out->next_offset = v.next;
+	out->created_ms = v.created;
+	out->last_write_ms = v.last_write;
+	out->priority = v.parent->priority;
+	return 0;
+}
+
+int eng_read(eng_db *db, const char *name, uint64_t from, size_t max_count, size_t max_bytes,
+	     eng_read_result *out)
+{
+	topic_view v;
+	uint8_t *scratch = NULL;
+	size_t scratch_cap = 0;
+	int rc = rd_topic_view(db, name, &v);
+	if (rc)
+		return rc;
+	memset(out, 0, sizeof *out);
+	out->next_offset = v.next;
+	uint64_t start = from;
+	if (start < v.first) {
+		start = v.first;
+		out->below_retained = 1;
+	}
+	if (max_count == 0)
+		max_count = 1;
+	if (start >= v.next) {
+		out->first_offset = v.first;
+		out->next = start > v.next ? start : v.next;
+		return 0;
+	}
+	uint64_t log_start = cl_start(db->log);
+	rd_src src = {.db = db, .name = name, .tid = v.tid, .want = start, .limit = v.next};
+	size_t cap = max_count < 64 ? max_count : 64;
+	eng_msg_view *views = xmalloc(cap * sizeof *views);
+	size_t data_cap = 4096, data_len = 0, n = 0, payload = 0;
+	uint8_t *data = xmalloc(data_cap);
+	/* Views point into @data, which may move while it grows: record offsets, fix up at the end. */
+	uint64_t off;
+	idx_entry e;
+	while (n < max_count && (n == 0 || payload < max_bytes)) {
+		int got = rd_next(&src, &off, &e);
+		if (got < 0) {
+			rc = got;
+			goto out;
+		}
+		if (got == 0 || off >= v.next)
+			break;
+		if (n == 0 && off > start) {
+			/* Nothing older is left in the index: the retained range starts here. */
+			v.first = off;
+			out->below_retained = from < off;
+		}
+		if (e.pos < log_start) {
+			/* Its segment was deleted by retention: the retained range starts later. */
+			v.first = off + 1;
+			out->below_retained = from < v.first;
+			continue;
+		}
+		if (e.len > scratch_cap) {
+			scratch_cap = e.len;
+			scratch = xrealloc(scratch, scratch_cap);
+		}
+		if ((rc = cl_read(db->log, e.pos, e.len, scratch)) != 0) {
+			if (rc == ENG_ENOTFOUND) { /* deleted under us */
+				v.first = off + 1;
+				rc = 0;
+				continue;
+			}
+			goto out;
+		}
+		cl_rec rec;
+		if (cl_decode(scratch, e.len, &rec) != 0 || rec.total != e.len || rec.topic_id != v.tid ||
+		    rec.offset != off || (rec.flags & CL_TYPE_MASK) != CL_REC_MSG) {
+			rc = ENG_ECORRUPT;
+			goto out;
+		}
+		size_t need = (size_t)rec.event_len + 1 + rec.key_len + 1 + rec.payload_len;
+		if (data_len + need > data_cap) {
+			while (data_len + need > data_cap)
+				data_cap *= 2;
+			data = xrealloc(data, data_cap);
+		}
+		if (n == cap) {
+			cap *= 2;
+			views = xrealloc(views, cap * sizeof *views);
+		}
+		uint8_t *d = data + data_len;
+		memcpy(d, rec.event, rec.event_len);
+		d[rec.event_len] = 0;
+		memcpy(d + rec.event_len + 1, rec.key, rec.key_len);
+		d[rec.event_len + 1 + rec.key_len] = 0;
+		memcpy(d + rec.event_len + 2 + rec.key_len, rec.payload, rec.payload_len);
+		views[n] = (eng_msg_view){.offset = off,
+					  .time_ms = rec.time_ms,
+					  .event = (const char *)(uintptr_t)data_len,
+					  .key = (const char *)(uintptr_t)(data_len + rec.event_len + 1),
+					  .data = (const void *)(uintptr_t)(data_len + rec.event_len + 2 + rec.key_len),
+					  .len = rec.payload_len};
+		data_len += need;
+		payload += rec.payload_len;
+		n++;
+	}
+	/* One allocation owns both: the views first, then the bytes. */
+	uint8_t *buf = xmalloc(n * sizeof *views + data_len);
+	memcpy(buf + n * sizeof *views, data, data_len);
+	eng_msg_view *fixed = (eng_msg_view *)buf;
+	uint8_t *base = buf + n * sizeof *views;
+	for (size_t i = 0; i < n; i++) {
+		fixed[i] = views[i];
+		fixed[i].event = (const char *)base + (uintptr_t)views[i].event;
+		fixed[i].key = (const char *)base + (uintptr_t)views[i].key;
+		fixed[i].data = base + (uintptr_t)views[i].data;
+	}
+	out->msgs = fixed;
+	out->n = n;
+	out->_buf = buf;
+	out->first_offset = v.first;
+	out->next = n ? fixed[n - 1].offset + 1 : (start > v.first ? start : v.first);
+	if (!n && out->next < v.first)
+		out->next = v.first;
+out:
+	idx_cursor_close(src.c);
+	free(views);
+	free(data);
+	free(scratch);
+	if (rc)
+		memset(out, 0, sizeof *out);
+	return rc;
+}
+
+void eng_read_free(eng_read_result *res)
+{
+	if (!res)
+		return;
+	free(res->_buf);
+	memset(res, 0, sizeof *res);
+}
