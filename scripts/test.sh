@@ -15,6 +15,13 @@ done
 scripts/deps.sh test
 jobs=$(nproc)
 
+# The gateway talks to storage only through engine/include/engine.h (the seam a second backend
+# will implement): it may include nothing from engine/src.
+if grep -rnE '#include ".*(engine/src|engine_int\.h|cl\.h|idx\.h)' gateway/; then
+  echo "gateway/ includes engine internals: use engine/include/engine.h only" >&2
+  exit 1
+fi
+
 echo "== build (-Wall -Wextra -Werror) and test"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$jobs"
