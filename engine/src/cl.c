@@ -107,7 +107,8 @@ void cl_encode_rk(uint8_t *d, uint16_t flags, uint64_t topic_id, uint64_t offset
 
 int cl_decode(const uint8_t *buf, size_t avail, cl_rec *out)
 {
-	/* Fewer than 4 bytes cannot be told from a torn magic; check the length before reading it. */
+	/* Length first: the recovery scan decodes inside an mmap of the segment, and reading a 4-byte
+	 * magic from a 1..3-byte tail would go past the end of the file (and of a page-sized map). */
 	if (avail < CL_HDR)
 		return avail < 4 || get32(buf) == CL_MAGIC ? 1 : ENG_ECORRUPT;
 	if (get32(buf) != CL_MAGIC)
