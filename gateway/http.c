@@ -1,14 +1,17 @@
 /*
  * http.c - the "gw-http" protocol: routes every API request under /v1, /healthz and /metrics,
- * answers the simple ones at once (topic info, delete, history, health, metrics, CORS preflight,
- * errors) and hands publishes to publish.c and event streams to sse.c. Service thread.
+ * answers the simple ones at once (topic info, history, health, metrics, CORS preflight, errors),
+ * runs DELETE on the helper thread (bg.c), and hands publishes to publish.c and event streams to
+ * sse.c. Service thread.
  */
 #include "http_int.h"
 
 #include <string.h>
 
+#include "bg.h"
 #include "json.h"
 #include "log.h"
+#include "xalloc.h"
 
 static struct gw_buf scratch = { NULL, LWS_PRE, 0, 0 };
 
@@ -150,30 +153,118 @@ topic_get(struct gw *gw, struct lws *wsi, const struct gw_route *r)
 	return rc;
 }
 
-static int
-topic_delete(struct gw *gw, struct lws *wsi, const struct gw_route *r)
-{
-	struct gw_buf body;
-	struct gw_error e;
-	int rc;
+/* A DELETE in flight. Heap, not pss: the connection may close before the helper thread is done. */
+struct gw_del {
+	struct gw_job job;
+	struct gw *gw;
+	struct lws *wsi;               /* NULL once the request went away */
+	char topic[ENG_TOPIC_MAX + 1];
+	int rc;                        /* eng_topic_delete's result */
+	int finished;                  /* del_done ran (with the request still there) */
+	int ready;                     /* reply built, waiting for WRITEABLE */
+	struct gw_buf reply;
+};
 
-	/*
-	 * eng_topic_delete() waits for the writer thread (a tombstone is logged and synced), which
-	 * breaks "nothing waits on disk in the event loop" for the length of one fsync. Deletes are
-	 * rare and administrative, so this is accepted for now; engine.h has no asynchronous delete
-	 * (see docs/api.md, "Known limits").
-	 */
-	if ((rc = eng_topic_delete(gw->db, r->topic)) != 0) {
-		gw_error_from_eng(rc, &e);
-		if (rc == ENG_ENOTFOUND)
-			gw_error_set(&e, 404, "not_found", "no lite topic %s", r->topic);
-		return gw_http_fail(gw, wsi, &e, 0);
+static void
+del_work(struct gw_job *job)
+{
+	struct gw_del *d = (struct gw_del *)job;
+
+	d->rc = eng_topic_delete(d->gw->db, d->topic);
+}
+
+static void
+del_free(struct gw_del *d)
+{
+	gw_buf_free(&d->reply);
+	free(d);
+}
+
+static void
+del_done(struct gw_job *job)
+{
+	struct gw_del *d = (struct gw_del *)job;
+	struct gw *gw = d->gw;
+	struct gw_error e;
+	char body[256];
+	int n, rc;
+
+	if (!d->wsi) {
+		del_free(d);
+		return;
 	}
-	gw_buf_init(&body, 0);
-	gw_buf_printf(&body, "{\"topic\":\"%s\",\"deleted\":true}\n", r->topic);
-	rc = reply_json(gw, wsi, 200, &body);
-	gw_buf_free(&body);
-	return rc;
+	d->finished = 1;
+	if (d->rc) {
+		gw_error_from_eng(d->rc, &e);
+		if (d->rc == ENG_ENOTFOUND)
+			gw_error_set(&e, 404, "not_found", "no lite topic %s", d->topic);
+		rc = gw_reply_error(gw, d->wsi, &d->reply, &e, NULL, NULL, 0);
+	} else {
+		n = snprintf(body, sizeof(body), "{\"topic\":\"%s\",\"deleted\":true}\n", d->topic);
+		rc = gw_reply_build(gw, d->wsi, &d->reply, 200, "application/json", body, (size_t)n, NULL, 0);
+	}
+	if (rc) {
+		lws_set_timeout(d->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+		return;
+	}
+	d->ready = 1;
+	lws_callback_on_writable(d->wsi);
+}
+
+/*
+ * eng_topic_delete() waits for the writer thread (a tombstone is logged and synced), so it runs on
+ * the helper thread (bg.c) and the reply is written when it is done: the service thread never
+ * waits on disk.
+ */
+static int
+topic_delete(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const struct gw_route *r)
+{
+	struct gw_del *d = xcalloc(1, sizeof(*d));
+
+	d->job.work = del_work;
+	d->job.done = del_done;
+	d->gw = gw;
+	d->wsi = wsi;
+	memcpy(d->topic, r->topic, sizeof(d->topic));
+	gw_buf_init(&d->reply, LWS_PRE);
+	pss->kind = GW_HK_DEL;
+	pss->del = d;
+	gw->inflight++;
+	gw_bg_submit(&d->job);
+	return 0;
+}
+
+static int
+del_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
+{
+	struct gw_del *d = pss->del;
+
+	if (!d->ready)
+		return 0;
+	pss->del = NULL;
+	pss->kind = GW_HK_NONE;
+	gw->inflight--;
+	if (gw_reply_write(wsi, &d->reply)) {
+		del_free(d);
+		return -1;
+	}
+	del_free(d);
+	return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static void
+del_detach(struct gw *gw, struct gw_http_pss *pss)
+{
+	struct gw_del *d = pss->del;
+
+	pss->del = NULL;
+	if (!d)
+		return;
+	gw->inflight--;
+	if (d->finished)
+		del_free(d); /* del_done already ran */
+	else
+		d->wsi = NULL; /* del_done will free it */
 }
 
 static int
@@ -377,7 +468,7 @@ route_request(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 	}
 	switch (r.kind) {
 	case GW_R_TOPIC:
-		return m == GW_M_GET ? topic_get(gw, wsi, &r) : topic_delete(gw, wsi, &r);
+		return m == GW_M_GET ? topic_get(gw, wsi, &r) : topic_delete(gw, wsi, pss, &r);
 	case GW_R_MESSAGES:
 		if (m == GW_M_POST)
 			return gw_pub_start(gw, wsi, pss, &r);
@@ -400,6 +491,8 @@ pss_end(struct gw *gw, struct gw_http_pss *pss)
 		gw_pub_detach(gw, pss);
 	else if (pss->kind == GW_HK_SSE)
 		gw_sse_close(gw, pss);
+	else if (pss->kind == GW_HK_DEL)
+		del_detach(gw, pss);
 	pss->kind = GW_HK_NONE;
 }
 
@@ -430,6 +523,8 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 			return gw_pub_writeable(gw_from_wsi(wsi), wsi, pss);
 		if (pss->kind == GW_HK_SSE)
 			return gw_sse_writeable(gw_from_wsi(wsi), wsi, pss);
+		if (pss->kind == GW_HK_DEL)
+			return del_writeable(gw_from_wsi(wsi), wsi, pss);
 		return 0; /* lws may call WRITEABLE unasked: nothing to send is fine */
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 		/* Only when the engine has no notify fd (main.c); arrives without a wsi's user data. */

@@ -11,6 +11,7 @@
 #include "route.h"
 
 struct gw_pub; /* publish.c */
+struct gw_del; /* http.c: a DELETE waiting for the helper thread */
 
 /* An SSE stream. Lives inside the pss, whose memory lws owns until CLOSED_HTTP returns. */
 struct gw_sse {
@@ -25,11 +26,13 @@ enum gw_hkind {
 	GW_HK_NONE = 0,
 	GW_HK_PUB, /* a publish request: pss->pub */
 	GW_HK_SSE, /* an event stream: pss->sse */
+	GW_HK_DEL, /* a DELETE running on the helper thread: pss->del */
 };
 
 struct gw_http_pss {
 	enum gw_hkind kind;
 	struct gw_pub *pub;
+	struct gw_del *del;
 	struct gw_sse sse;
 };
 

@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bg.h"
 #include "gw.h"
 #include "log.h"
 #include "xalloc.h"
@@ -181,6 +182,7 @@ finish(struct gw *gw)
 	atomic_store(&wake_ctx, NULL);
 	gw->ctx = NULL;
 	lws_context_destroy(ctx);
+	gw_bg_stop(); /* after the connections (their jobs are detached), before the engine */
 	LOG_INFO("connections closed; closing the engine");
 	eng_close(gw->db);
 	gw->db = NULL;
@@ -387,7 +389,17 @@ run(struct gw *gw, const struct gw_config *cfg)
 	ev_io_start(gw->loop, &accept_w);
 	ev_timer_init(&accept_retry_w, on_accept_retry, 0.1, 0);
 
-	/* ---- Our watchers ---- */
+	/* ---- Our watchers and the helper thread ---- */
+	if ((rc = gw_bg_start(gw)) != 0) {
+		LOG_ERR("cannot start the helper thread: %s", strerror(rc));
+		stop_listening(gw);
+		lws_context_destroy(gw->ctx);
+		gw->ctx = NULL;
+		eng_close(gw->db);
+		gw->db = NULL;
+		free(root);
+		return 1;
+	}
 	fd = eng_notify_fd(gw->db);
 	if (fd >= 0) {
 		ev_io_init(&notify_w, on_notify, fd, EV_READ);

@@ -1,0 +1,231 @@
+/*
+ * groups.h - consumer groups: the pull side of the gateway (issue 4). Workers pop messages of many
+ * lite topics in one request, acknowledge them in batches, and get unacknowledged ones again after
+ * a visibility timeout; the engine's subscription and ready sets say which topics have news.
+ *
+ * Service thread only (the libev loop that lws runs on). Two files implement it:
+ *   groups.c   definitions (PUT/GET/DELETE, subscriptions), their persistence in the engine's host
+ *              metadata, restore at startup, and the hand-over from the engine's ready set;
+ *   consume.c  per-topic consumer state, pop (round robin over ready topics, priorities with
+ *              aging, the group's token bucket), receipts, ack/nack, redelivery timers, dead letters
+ *              and offsets.
+ * pull.c is the HTTP face (routes, bodies, long-poll waiters).
+ *
+ * Durable state, all through engine.h:
+ *   "grp/<name>"          the group's definition (JSON), eng_meta_*;
+ *   "gtp/<id>/<topic>"    a marker: the group has (or had) work in this topic of a subscribed
+ *                         parent. engine.h cannot list a parent's topics, so after a restart these
+ *                         markers are how a group finds the topics it had not finished;
+ *   eng_offset_*(group, topic)   the group's position: every offset below it is acknowledged (or
+ *                         was skipped: an event the group does not want).
+ * In-flight messages, receipts and delivery counts live in memory: after a restart every message
+ * that was in flight is simply handed out again (at-least-once).
+ */
+#ifndef GW_GROUPS_H
+#define GW_GROUPS_H
+
+#include <ev.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gw.h"
+
+#define GW_GROUP_NAME_MAX 64          /* [A-Za-z0-9_.:-]{1,64}, not starting with '.' */
+#define GW_GROUP_EVENTS_MAX 16        /* event names in one group's filter */
+#define GW_GROUP_SUB_BASE (1ull << 62)/* engine subscriber ids of groups: base + group id */
+#define GW_PRIO_LEVELS 10             /* priorities 0..9, 9 served first */
+#define GW_DLQ_PREFIX "_dlq."         /* dead letters of group g go to <parent>/_dlq.<g> */
+
+struct gw_group;
+struct gw_gtopic;
+
+/* Where one message of a topic stands for its group. */
+enum gw_entry_state {
+	GW_E_INFLIGHT = 1, /* handed out; invisible until due_ms */
+	GW_E_AVAIL,        /* timed out or nacked: the next pop hands it out again */
+	GW_E_DELAYED,      /* nacked with a delay: becomes GW_E_AVAIL at due_ms */
+	GW_E_DLQ,          /* being appended to the dead-letter topic */
+	GW_E_ACKED,        /* acknowledged; waits for the messages before it */
+};
+
+/* One wanted message between a topic's committed offset and its read position. */
+struct gw_entry {
+	uint64_t offset;
+	uint64_t nonce;     /* of its current hand-out: a receipt must carry it */
+	uint64_t due_ms;    /* monotonic ms: INFLIGHT invisible until, DELAYED visible at */
+	uint32_t delivery;  /* hand-outs so far (1 the first time) */
+	uint8_t state;      /* enum gw_entry_state */
+};
+
+/*
+ * A group's consumer state in one lite topic. Exists while the topic has work for the group (and a
+ * few seconds after); rebuilt from the stored offset when news comes again.
+ *
+ * Offsets: [0, committed) acknowledged or skipped; [committed, next_read) read: the wanted ones are
+ * in win[] (in offset order), the others were skipped; [next_read, end) not read yet.
+ */
+struct gw_gtopic {
+	struct gw_gtopic *hnext;         /* group's hash chain */
+	struct gw_gtopic *qprev, *qnext; /* ready queue of its priority, while queued */
+	struct gw_gtopic *dnext;         /* the dead list, once dead */
+	struct gw_group *g;
+	uint64_t committed;              /* next offset to acknowledge (in memory) */
+	uint64_t stored;                 /* what eng_offset_commit last stored (or found) */
+	uint64_t next_read;              /* next offset to read from the log */
+	uint64_t end;                    /* the topic's next offset as last seen */
+	uint64_t skip_before_ms;         /* "from":"tail" on a parent: skip what was stored before */
+	uint64_t ready_since_ms;         /* when it joined its ready queue (for aging) */
+	uint64_t last_used_ms;           /* for idle eviction */
+	struct gw_entry *win;            /* wanted messages read and not yet committed */
+	uint32_t n_win, cap_win;
+	uint32_t n_unacked;              /* entries not ACKED (in flight, available, delayed, dlq) */
+	uint32_t n_avail;                /* entries AVAIL */
+	uint32_t refs;                   /* timers, hand-outs and appends that point here */
+	uint8_t prio;                    /* 0..9: its parent's priority */
+	unsigned queued : 1;             /* in a ready queue */
+	unsigned dead : 1;               /* left its group (unsubscribed, deleted, gone): freed at refs 0 */
+	char name[ENG_TOPIC_MAX + 1];
+};
+
+/* A parked pop request (pull.c embeds one per request). */
+struct gw_waiter {
+	struct gw_waiter *prev, *next;   /* the group's waiters, oldest first, while parked */
+	struct gw_group *g;
+	uint32_t max;                    /* messages wanted */
+	size_t max_bytes;                /* payload budget of the reply */
+	struct gw_buf out;               /* the messages, as comma-separated JSON objects */
+	uint32_t n_out;
+	struct gw_handout *handed;       /* what it was given, to take back if it is never written */
+	uint32_t n_handed, cap_handed;
+	void (*filled)(struct gw_waiter *w); /* a parked waiter got messages (or must answer now) */
+	unsigned parked : 1;
+};
+
+struct gw_handout {
+	struct gw_gtopic *gt;            /* holds a ref */
+	uint64_t offset, nonce;
+};
+
+/* A group: its definition and its consumer state. */
+struct gw_group {
+	struct gw_group *next;           /* gw->groups->list */
+	struct gw *gw;
+	char name[GW_GROUP_NAME_MAX + 1];
+	uint32_t id;                     /* stable across restarts: engine sub id and marker keys */
+	/* definition */
+	char parent[ENG_PARENT_MAX + 1]; /* "" = no whole-parent subscription */
+	char events[GW_GROUP_EVENTS_MAX][ENG_EVENT_MAX + 1];
+	size_t n_events;                 /* 0 = every event */
+	char **topics;                   /* explicit lite topics */
+	size_t n_topics;
+	uint32_t max_inflight;           /* per topic */
+	uint32_t invisible_ms;
+	uint32_t max_deliveries;
+	int from_tail;                   /* a topic seen for the first time starts at its end */
+	uint64_t since_ms;               /* wall clock: when the parent subscription began */
+	uint64_t created_ms;
+	double rate, burst;              /* token bucket; rate 0 = unlimited */
+	/* state */
+	struct gw_gtopic **htab;         /* topic name -> state */
+	size_t hcap, hcount;
+	struct gw_gtopic *qhead[GW_PRIO_LEVELS], *qtail[GW_PRIO_LEVELS];
+	size_t n_ready;                  /* topics queued */
+	struct gw_waiter waiters;        /* sentinel */
+	size_t n_waiters;
+	double tokens;                   /* token bucket level */
+	uint64_t tokens_us;              /* when it was last topped up (monotonic) */
+	ev_timer rate_w;                 /* wakes waiters when tokens come back */
+	uint64_t inflight;               /* entries in flight over all topics (for GET) */
+	unsigned deleted : 1;
+};
+
+/* The module's state, hung off struct gw. */
+struct gw_groups {
+	struct gw_group *list;
+	struct gw_group *graveyard;      /* deleted groups, freed at exit (dead topics may point here) */
+	struct gw_gtopic *dead;          /* dead topic states still referenced */
+	uint32_t next_id;
+	struct gw_timer_rec *heap;       /* visibility and nack-delay deadlines, a binary min-heap */
+	size_t n_heap, cap_heap;
+	ev_timer heap_w;                 /* armed for the earliest deadline */
+	ev_timer house_w;                /* 1 s: store skipped-over offsets, evict idle topic states */
+	uint64_t nonce;                  /* hand-out counter */
+	uint8_t key[16];                 /* receipt MAC key, random per process */
+	unsigned closing : 1;            /* the engine is closing: store nothing more */
+};
+
+/* ---- Lifecycle (main.c) ------------------------------------------------------------------------ */
+/** @brief Restore every group from the engine and subscribe it. @return 0, or -1 (logged). */
+int gw_groups_open(struct gw *gw);
+/** @brief SIGTERM: answer every parked pop now (with what it has, usually nothing). */
+void gw_groups_drain(struct gw *gw);
+/** @brief Before eng_close: store pending offsets, stop timers. */
+void gw_groups_close(struct gw *gw);
+/** @brief After eng_close: free everything. */
+void gw_groups_free(struct gw *gw);
+
+/* ---- From the engine's ready set (subs.c) ------------------------------------------------------ */
+static inline int
+gw_groups_owns(uint64_t sub)
+{
+	return sub >= GW_GROUP_SUB_BASE;
+}
+void gw_groups_on_ready(struct gw *gw, const eng_ready *r);
+
+/* ---- Definitions (groups.c) --------------------------------------------------------------------- */
+int gw_group_name_ok(const char *s, size_t len);
+struct gw_group *gw_group_find(struct gw *gw, const char *name);
+/**
+ * @brief PUT /v1/groups/{name}: create or replace the definition. Replacing keeps the consumer
+ *        state of topics that stay subscribed.
+ * @param[out] out the group as GET shows it; @param[out] status 200 or 201.
+ * @return 0, or -1 with @p e set.
+ */
+int gw_group_put(struct gw *gw, const char *name, const char *body, size_t len, struct gw_buf *out,
+		 unsigned *status, struct gw_error *e);
+/** @brief The group as JSON (definition and live counters). */
+void gw_group_describe(const struct gw_group *g, struct gw_buf *out);
+/** @brief Every group, as {"groups":[...]}. */
+void gw_groups_list(struct gw *gw, struct gw_buf *out);
+/** @brief Delete the group, its offsets and markers; parked pops get 404. */
+int gw_group_delete(struct gw *gw, struct gw_group *g, struct gw_error *e);
+/** @brief POST .../subscriptions {"add":[topics],"remove":[topics],"from":"first"|"tail"}. */
+int gw_group_subscriptions(struct gw *gw, struct gw_group *g, const char *body, size_t len,
+			   struct gw_buf *out, struct gw_error *e);
+
+/* ---- Consuming (consume.c) ---------------------------------------------------------------------- */
+/**
+ * @brief Fill @p w with up to w->max ready messages now (no waiting).
+ * @return how many it got.
+ */
+uint32_t gw_group_fill(struct gw_group *g, struct gw_waiter *w);
+/** @brief Park @p w until messages come (then w->filled runs) or gw_group_unpark. */
+void gw_group_park(struct gw_group *g, struct gw_waiter *w);
+void gw_group_unpark(struct gw_waiter *w);
+/** @brief The reply was written: the hand-outs are final. Frees the waiter's buffers. */
+void gw_waiter_done(struct gw_waiter *w);
+/** @brief The reply will never be written: hand the messages back (their delivery not counted). */
+void gw_waiter_release(struct gw_waiter *w);
+
+/** @brief POST .../ack {"receipts":[...]}. @param[out] status 200, or the first error's. */
+int gw_group_ack(struct gw_group *g, const char *body, size_t len, struct gw_buf *out,
+		 unsigned *status, struct gw_error *e);
+/** @brief POST .../nack {"receipts":[...],"delay_ms":N}. */
+int gw_group_nack(struct gw_group *g, const char *body, size_t len, struct gw_buf *out,
+		  unsigned *status, struct gw_error *e);
+/** @brief GET .../offsets?topic=T. */
+int gw_group_offset_get(struct gw_group *g, const char *topic, struct gw_buf *out,
+			struct gw_error *e);
+/** @brief PUT .../offsets?topic=T {"offset":N} or {"from":"first"|"tail"}. */
+int gw_group_offset_put(struct gw_group *g, const char *topic, const char *body, size_t len,
+			struct gw_buf *out, struct gw_error *e);
+
+/* Internal, shared by groups.c and consume.c. */
+struct gw_gtopic *gw_gtopic_get(struct gw_group *g, const char *topic, int create);
+void gw_gtopic_drop(struct gw_gtopic *gt);
+void gw_group_serve(struct gw_group *g);
+void gw_group_recheck(struct gw_group *g);
+void gw_group_free_state(struct gw_group *g);
+int gw_group_wants_topic(const struct gw_group *g, const char *topic);
+
+#endif /* GW_GROUPS_H */
