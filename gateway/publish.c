@@ -51,6 +51,8 @@ struct gw_pub {
 	uint64_t count;                /* messages durably appended */
 	uint64_t first, last;          /* offsets of the first and last of them */
 	uint64_t bytes;                /* their payload bytes */
+	uint64_t dups;                 /* of them, found by key (stored before) instead of appended */
+	char request_key[ENG_KEY_MAX + 1]; /* Idempotency-Key, "" when none */
 	struct gw_error err;           /* the first failure (err.status 0 = none) */
 	struct gw_buf reply;           /* the whole response, LWS_PRE in front */
 	uint64_t t0_us;                /* when the headers arrived */
@@ -101,7 +103,7 @@ static void
 maybe_reply(struct gw_pub *pub)
 {
 	struct gw *gw = pub->gw;
-	char extra[256];
+	char extra[320];
 	unsigned flags = 0;
 	int rc;
 
@@ -115,7 +117,13 @@ maybe_reply(struct gw_pub *pub)
 	 */
 	if (pub->chunked || !pub->body_done)
 		flags |= GW_REPLY_CLOSE;
-	if (pub->count)
+	if (pub->count && pub->dups)
+		snprintf(extra, sizeof(extra),
+			 "\"topic\":\"%s\",\"first_offset\":%llu,\"last_offset\":%llu,\"count\":%llu,"
+			 "\"duplicates\":%llu",
+			 pub->topic, (unsigned long long)pub->first, (unsigned long long)pub->last,
+			 (unsigned long long)pub->count, (unsigned long long)pub->dups);
+	else if (pub->count)
 		snprintf(extra, sizeof(extra),
 			 "\"topic\":\"%s\",\"first_offset\":%llu,\"last_offset\":%llu,\"count\":%llu",
 			 pub->topic, (unsigned long long)pub->first, (unsigned long long)pub->last,
@@ -125,12 +133,12 @@ maybe_reply(struct gw_pub *pub)
 			 "\"topic\":\"%s\",\"first_offset\":null,\"last_offset\":null,\"count\":0",
 			 pub->topic);
 	if (pub->err.status) {
-		char members[300];
+		char members[340];
 
 		snprintf(members, sizeof(members), ",%s", extra);
 		rc = gw_reply_error(gw, pub->wsi, &pub->reply, &pub->err, members, NULL, flags);
 	} else {
-		char body[300];
+		char body[340];
 		int n = snprintf(body, sizeof(body), "{%s}\n", extra);
 
 		rc = gw_reply_build(gw, pub->wsi, &pub->reply, 200, "application/json", body, (size_t)n,
@@ -155,11 +163,23 @@ on_appended(void *ctx, const eng_append_result *res)
 
 	pub->pending--;
 	if (res->rc == 0 && res->count) {
-		if (!pub->count)
-			pub->first = res->first_offset;
-		pub->last = res->first_offset + res->count - 1;
+		uint64_t lo = res->first_offset, hi = res->first_offset + res->count - 1;
+
+		/* With keys, duplicates keep their earlier offsets: the batch is not contiguous. */
+		if (res->offsets) {
+			lo = hi = res->offsets[0];
+			for (uint32_t i = 1; i < res->count; i++) {
+				lo = res->offsets[i] < lo ? res->offsets[i] : lo;
+				hi = res->offsets[i] > hi ? res->offsets[i] : hi;
+			}
+		}
+		if (!pub->count || lo < pub->first)
+			pub->first = lo;
+		if (!pub->count || hi > pub->last)
+			pub->last = hi;
 		pub->count += res->count;
-		gw->m.published_msgs += res->count;
+		pub->dups += res->duplicate ? res->count : res->n_dups;
+		gw->m.published_msgs += res->count - (res->duplicate ? res->count : res->n_dups);
 	} else if (res->rc) {
 		struct gw_error e;
 
@@ -194,7 +214,15 @@ flush_batch(struct gw_pub *pub)
 	}
 	views = xmalloc(b->n * sizeof(*views));
 	gw_batch_views(b, views);
-	rc = eng_append(gw->db, pub->topic, views, b->n, ENG_NO_EXPECT, on_appended, pub);
+	if (pub->request_key[0]) {
+		eng_append_opts opts;
+
+		memset(&opts, 0, sizeof(opts));
+		opts.request_key = pub->request_key;
+		rc = eng_append_ex(gw->db, pub->topic, views, b->n, &opts, on_appended, pub);
+	} else {
+		rc = eng_append(gw->db, pub->topic, views, b->n, ENG_NO_EXPECT, on_appended, pub);
+	}
 	free(views);
 	if (!rc)
 		for (size_t i = 0; i < b->n; i++)
@@ -366,7 +394,24 @@ gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 			     "a publish needs a body: Content-Length or Transfer-Encoding: chunked");
 		return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
 	}
-	pub = xcalloc(1, sizeof(*pub));
+	{
+		char key[ENG_KEY_MAX + 2];
+		int n = lws_hdr_custom_copy(wsi, key, sizeof(key), "idempotency-key:", 16);
+
+		if (n > 0 && !gw_name_key_ok(key, (size_t)n)) {
+			gw_error_set(&e, 400, "bad_request", "Idempotency-Key must be 1 to 128 of [A-Za-z0-9_.:-]");
+			return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
+		}
+		if (n > 0 && ct == CT_NDJSON) {
+			/* A stream is appended in pieces; one request key cannot cover them all. */
+			gw_error_set(&e, 400, "bad_request",
+				     "Idempotency-Key is for application/json and text/plain; give NDJSON lines a \"key\"");
+			return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
+		}
+		pub = xcalloc(1, sizeof(*pub));
+		if (n > 0)
+			memcpy(pub->request_key, key, (size_t)n + 1);
+	}
 	pub->gw = gw;
 	pub->wsi = wsi;
 	pub->ctype = ct;

@@ -273,7 +273,7 @@ on_acked(void *ctx, const eng_append_result *res)
 
 	c->pending_acks--;
 	gw->inflight--;
-	if (res->rc == 0)
+	if (res->rc == 0 && !res->duplicate && !res->n_dups)
 		gw->m.published_msgs += res->count;
 	if (c->detached) {
 		if (!c->pending_acks)
@@ -281,8 +281,9 @@ on_acked(void *ctx, const eng_append_result *res)
 	} else if (res->rc == 0) {
 		size_t at = frame_begin(&c->ctrl);
 
-		gw_buf_printf(&c->ctrl, "{\"type\":\"ack\",\"topic\":\"%s\",\"offset\":%llu", ack->topic,
-			      (unsigned long long)res->first_offset);
+		gw_buf_printf(&c->ctrl, "{\"type\":\"ack\",\"topic\":\"%s\",\"offset\":%llu%s", ack->topic,
+			      (unsigned long long)(res->offsets ? res->offsets[0] : res->first_offset),
+			      res->duplicate || res->n_dups ? ",\"duplicate\":true" : "");
 		put_req(&c->ctrl, ack->req);
 		gw_buf_putc(&c->ctrl, '}');
 		frame_end(&c->ctrl, at);

@@ -72,6 +72,25 @@ class PublishAndRead(TestCase):
         self.assertEqual([m["data"] for m in msgs[:10]], ["t%d" % i for i in range(10)])
         self.assertEqual(msgs[10]["event"], "end")
 
+    def test_idempotency_key_and_message_keys(self):
+        h = {"Idempotency-Key": "req-1"}
+        first = self.gw.publish("chatbot/idem", [{"data": 1}, {"data": 2}], headers=h)
+        self.assertEqual(first, {"topic": "chatbot/idem", "first_offset": 0, "last_offset": 1, "count": 2})
+        again = self.gw.publish("chatbot/idem", [{"data": 1}, {"data": 2}], headers=h)
+        self.assertEqual(again, dict(first, duplicates=2))  # a retry repeats the first answer
+        self.assertEqual(len(self.gw.history("chatbot/idem")), 2)
+        # Message keys: the known one keeps its offset, the new one is appended.
+        self.gw.publish("chatbot/idem", {"key": "m-a", "data": "a"})
+        mixed = self.gw.publish("chatbot/idem", [{"key": "m-a", "data": "a"}, {"key": "m-b", "data": "b"}])
+        self.assertEqual(mixed, {"topic": "chatbot/idem", "first_offset": 2, "last_offset": 3, "count": 2,
+                                 "duplicates": 1})
+        self.assertEqual([m["data"] for m in self.gw.history("chatbot/idem")], [1, 2, "a", "b"])
+        self.assert_status(self.gw.http("POST", "/v1/topics/chatbot/idem/messages", {"data": 1},
+                                        {"Idempotency-Key": "bad key"}), 400, "bad_request")
+        self.assert_status(self.gw.http("POST", "/v1/topics/chatbot/idem/messages", '{"data":1}\n',
+                                        {"Idempotency-Key": "k", "Content-Type": "application/x-ndjson"}),
+                           400, "bad_request")
+
     def test_sessions_shorthand_is_chatbot(self):
         st, _, body = self.gw.http("POST", "/v1/sessions/abc/messages", {"data": 1})
         self.assertEqual(st, 200, body)

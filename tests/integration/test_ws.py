@@ -73,6 +73,15 @@ class WebSocket(TestCase):
         # The HTTP side sees the same messages.
         self.assertEqual([m["data"]["i"] for m in self.gw.history("agent/p")], list(range(5)))
 
+    def test_publish_with_a_key_is_acknowledged_once_stored(self):
+        ws = self.ws()
+        for req in (1, 2):
+            ws.send({"op": "publish", "topic": "chatbot/wk", "key": "tok-7", "data": "x", "req": req})
+            m, _ = ws.recv_until(is_type("ack"))
+            self.assertEqual((m["req"], m["offset"]), (req, 0))
+            self.assertEqual(m.get("duplicate", False), req == 2)
+        self.assertEqual(len(self.gw.history("chatbot/wk")), 1)
+
     def test_ping_unsubscribe_and_errors(self):
         ws = self.ws()
         ws.send({"op": "ping", "req": 1})
