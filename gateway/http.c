@@ -385,7 +385,7 @@ preflight(struct gw *gw, struct lws *wsi, enum gw_route_kind kind)
 {
 	const char *const hdrs[] = {
 		"access-control-allow-methods:", gw_route_allow(kind),
-		"access-control-allow-headers:", "content-type, last-event-id, authorization",
+		"access-control-allow-headers:", "content-type, last-event-id, authorization, idempotency-key",
 		"access-control-max-age:", "600",
 		NULL,
 	};
