@@ -79,8 +79,9 @@ typedef struct eng_parent {
 
 /** Host log sink: the engine never prints. level: 0 error, 1 warning, 2 info, 3 debug. */
 typedef void (*eng_log_fn)(void *ctx, int level, const char *msg);
-/** Called by the writer thread after it queued completions or ready topics. Must be thread-safe
- *  and quick (the gateway passes lws_cancel_service). */
+/** Called by the writer thread every time it queued completions or ready topics, right after it
+ *  made eng_notify_fd() readable (both, always: a host uses whichever suits its loop). Must be
+ *  thread-safe and quick (lws_cancel_service, for example). */
 typedef void (*eng_wake_fn)(void *ctx);
 
 typedef struct eng_config {
@@ -211,7 +212,9 @@ typedef struct eng_read_result {
 	size_t n;
 	uint64_t first_offset;  /* the topic's first retained offset */
 	uint64_t next_offset;   /* the topic's next offset (end of visible data) */
-	uint64_t next;          /* where the next read should start (after the last returned) */
+	uint64_t next;          /* where the next read should start: after the last returned; with
+				   none returned, max(from, first_offset) (the next message to come,
+				   when from is at or past the end) */
 	int below_retained;     /* 1 if the requested offset was below first_offset (reading started
 				   at first_offset instead) */
 	void *_buf;             /* owns msgs and their bytes */
