@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Writes the hand-made seed corpus of every fuzz target into tests/fuzz/corpus/<target>/.
+
+The files are committed; this script says what they are and rebuilds them after a format change
+(python3 tests/fuzz/make_corpus.py). Each target's input format is described at the top of its
+fuzz_<target>.c. Crashers found by fuzzing go to regressions/<target>/ instead, never here.
+"""
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# ---- route: "<path>?<query>" -------------------------------------------------------------------
+ROUTES = {
+    "healthz": "/healthz",
+    "metrics": "/metrics?x=1",
+    "ws": "/v1/ws",
+    "topic": "/v1/topics/chatbot/s1",
+    "messages_from_limit": "/v1/topics/chatbot/s1/messages?from=0&limit=100",
+    "events_last_event_id": "/v1/topics/agent/run-42/events?last_event_id=17",
+    "session_events_tail": "/v1/sessions/abc/events?from=tail",
+    "session": "/v1/sessions/a:b.c_d-e",
+    "session_messages": "/v1/sessions/x/messages?limit=5&from=3&cache=1",
+    "bad_parent": "/v1/topics/Bad/x",
+    "dot_id": "/v1/topics/chatbot/.hidden/events",
+    "double_slash": "/v1/topics/chatbot//messages",
+    "unknown_tail": "/v1/topics/chatbot/s1/unknown",
+    "trailing_slash": "/v1/topics/chatbot/s1/",
+    "traversal": "/v1/topics/chatbot/s1/../x",
+    "encoded_slash": "/v1/topics/chatbot/s%2F1",
+    "from_max": "/v1/topics/chatbot/s1/messages?from=18446744073709551615",
+    "from_overflow": "/v1/topics/chatbot/s1/messages?from=18446744073709551616",
+    "limit_negative": "/v1/topics/chatbot/s1/messages?limit=-1",
+    "repeated": "/v1/topics/a/b/events?x=1&from=5&from=tail&&=&limit",
+    "id_128": "/v1/topics/chatbot/" + "i" * 128,
+    "id_129": "/v1/topics/chatbot/" + "i" * 129,
+    "parent_32": "/v1/topics/" + "p" * 32 + "/x",
+    "parent_33": "/v1/topics/" + "p" * 33 + "/x",
+    "topic_name": "chatbot/s1",
+    "u64_digits": "12345678901234567890",
+}
+
+# ---- chunked: flags byte (bit 0: round trip; bits 1..: abort choice), limit byte, body ----------
+D, RT = b"\x00", b"\x01"
+LIM_4096, LIM_1, LIM_MAX = b"\x05", b"\x01", b"\x07"
+CHUNKED = {
+    "simple": D + LIM_4096 + b"5\r\nhello\r\n0\r\n\r\n",
+    "two_chunks": b"\x06" + LIM_4096 + b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    "extension": D + LIM_4096 + b"5;name=value;x\r\nhello\r\n0;end\r\n\r\n",
+    "trailers": D + LIM_4096 + b"3\r\nabc\r\n0\r\nX-Checksum: 1\r\nTrailer: two\r\n\r\n",
+    "upper_hex": D + LIM_4096 + b"A\r\n0123456789\r\n0\r\n\r\n",
+    "leading_zeros": D + LIM_4096 + b"0005\r\nhello\r\n000\r\n\r\n",
+    "ndjson": b"\x02" + LIM_MAX + b'e\r\n{"data":"t0"}\n\r\nf\r\n{"data":"t1"}\r\n\r\n0\r\n\r\n',
+    "next_request": D + LIM_4096 + b"0\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    "bare_lf": D + LIM_4096 + b"5\nhello\n0\n\n",
+    "too_many_digits": D + LIM_MAX + b"00000000000000001\r\nx\r\n0\r\n\r\n",
+    "over_limit": D + LIM_1 + b"2\r\nab\r\n0\r\n\r\n",
+    "huge_size": D + LIM_MAX + b"ffffffffffffffff\r\nabc",
+    "negative": D + LIM_4096 + b"-1\r\n",
+    "space": D + LIM_4096 + b"5 \r\nhello\r\n0\r\n\r\n",
+    "no_crlf_after_data": D + LIM_4096 + b"5\r\nhelloX\r\n",
+    "ctl_in_trailer": D + LIM_4096 + b"0\r\nX: \x01\r\n\r\n",
+    "long_extension": D + LIM_4096 + b"1;" + b"e" * 300 + b"\r\nx\r\n0\r\n\r\n",
+    "truncated": D + LIM_4096 + b"10\r\n0123456789",
+    "rt_text": RT + D + b"hello world, streamed in chunks",
+    "rt_empty": RT + D,
+    "rt_binary": RT + D + bytes(range(256)),
+    "rt_long": RT + b"\x03" + b"0123456789abcdef" * 64,
+}
+
+# ---- json: one JSON text -------------------------------------------------------------------------
+JSON = {
+    "object": '{"a":1,"b":[true,false,null],"c":{"d":"e"}}',
+    "empty_object": "{}",
+    "empty_array": " [ ] ",
+    "string_escapes": '"tab\\t nl\\n quote\\" slash\\/ u\\u00e9 pair\\ud83d\\ude00"',
+    "utf8": '"caf\xc3\xa9 \xf0\x9f\x98\x80"',
+    "numbers": "[0,-0,1.5,-2.25e10,1E+2,3e-7,0.0]",
+    "whitespace": ' \t\n\r{ "k" :\n[ 1 , 2 ] }\r\n',
+    "leading_zero": "01",
+    "dot_no_digit": "1.",
+    "trailing_comma": "[1,]",
+    "key_no_value": '{"a"}',
+    "control_char": '"a\x01b"',
+    "lone_surrogate": '"\\ud800"',
+    "big_int": "123456789012345678901234567890",
+    "big_real": "1e999",
+    "nul_escape": '"\\u0000"',
+    "bad_utf8": '"\xff"',
+    "overlong_utf8": '"\xc0\xaf"',
+    "surrogate_utf8": '"\xed\xa0\x80"',
+    "depth_64": "[" * 64 + "]" * 64,
+    "depth_65": "[" * 65 + "]" * 65,
+    "two_values": "1 2",
+    "literal_typo": "tru",
+    "dup_keys": '{"a":1,"a":2}',
+}
+
+# ---- pubparse: mode byte (0 json, 1 ndjson, 2 text), batch-limit byte, body -----------------------
+J, N, T = b"\x00", b"\x01", b"\x02"
+MAX2, MAX1000 = b"\x01", b"\x80"
+PUB = {
+    "json_one": J + MAX1000 + b'{"data":"hi"}',
+    "json_full": J + MAX1000 + b'{"event":"token","data":{"t":"a","n":[1,2.5]},"key":"k-1"}',
+    "json_batch": J + MAX1000 + b'[{"data":1},{"event":"e2","data":"two"},{"data":null}]',
+    "json_no_data": J + MAX1000 + b'{"event":"done"}',
+    "json_ws": J + MAX1000 + b' { "data" : [ 1 , { "a b" : " c " } ] } \n',
+    "json_empty_batch": J + MAX1000 + b"[]",
+    "json_too_many": J + MAX2 + b'[{"data":1},{"data":2},{"data":3}]',
+    "json_dup": J + MAX1000 + b'{"data":1,"data":2}',
+    "json_unknown": J + MAX1000 + b'{"foo":1}',
+    "json_bad_event": J + MAX1000 + b'{"event":"bad event","data":1}',
+    "json_escaped_event": J + MAX1000 + b'{"event":"\\u0061","data":1}',
+    "json_empty_key": J + MAX1000 + b'{"key":"","data":1}',
+    "json_trailing": J + MAX1000 + b'{"data":1} x',
+    "json_not_object": J + MAX1000 + b'"just a string"',
+    "json_dup_in_data": J + MAX1000 + b'{"data":{"a":1,"a":2}}',
+    "ndjson_lines": N + MAX1000 + b'{"data":"t0"}\n{"data":"t1"}\r\n\n   \n{"event":"done"}',
+    "ndjson_bad_middle": N + MAX1000 + b'{"data":1}\n{"data":\n{"data":3}\n',
+    "ndjson_array_line": N + MAX1000 + b'[{"data":1}]\n',
+    "ndjson_blank": N + MAX1000 + b"\n\r\n \t\n",
+    "text_plain": T + MAX1000 + b"hello",
+    "text_escapes": T + MAX1000 + b'line1\nline2\t"quoted" back\\slash',
+    "text_controls": T + MAX1000 + b"\x00\x01\x1f\x7f",
+    "text_utf8": T + MAX1000 + "caf\u00e9 \U0001F600".encode(),
+    "text_bad_utf8": T + MAX1000 + b"ok \xff",
+    "text_empty": T + MAX1000,
+}
+
+# ---- wsproto: one client message -----------------------------------------------------------------
+WS = {
+    "ping": '{"op":"ping"}',
+    "ping_req": '{"op":"ping","req":7}',
+    "subscribe": '{"op":"subscribe","topic":"chatbot/s1"}',
+    "subscribe_from": '{"op":"subscribe","topic":"chatbot/s1","from":12}',
+    "subscribe_tail": '{"op":"subscribe","topic":"chatbot/s1","from":"tail","req":"a"}',
+    "unsubscribe": '{"op":"unsubscribe","topic":"agent/run-1"}',
+    "publish": '{"op":"publish","topic":"chatbot/s1","event":"token","data":{"t":"hi"},"key":"k1","req":7}',
+    "publish_no_data": '{"op":"publish","topic":"chatbot/s1"}',
+    "publish_ws": ' { "op" : "publish" , "topic" : "chatbot/s1" , "data" : [ 1 , 2 ] } ',
+    "unknown_op": '{"op":"nope"}',
+    "bad_topic": '{"op":"publish","topic":"bad"}',
+    "from_negative": '{"op":"subscribe","topic":"chatbot/s1","from":-1}',
+    "from_fraction": '{"op":"subscribe","topic":"chatbot/s1","from":1.5}',
+    "from_max": '{"op":"subscribe","topic":"chatbot/s1","from":18446744073709551615}',
+    "dup_op": '{"op":"ping","op":"ping"}',
+    "unknown_member": '{"op":"ping","x":1,"req":3}',
+    "req_too_long": '{"op":"ping","req":"' + "r" * 70 + '"}',
+    "req_object": '{"op":"ping","req":{}}',
+    "publish_from": '{"op":"publish","topic":"chatbot/s1","from":1}',
+    "unsubscribe_data": '{"op":"unsubscribe","topic":"chatbot/s1","data":1}',
+    "escaped_topic": '{"op":"subscribe","topic":"chatbot\\/s1"}',
+    "not_json": "hello",
+    "array": '[{"op":"ping"}]',
+    "trailing": '{"op":"ping"} {}',
+}
+
+# ---- config: a config file -----------------------------------------------------------------------
+CONFIG = {
+    "empty_object": "{}",
+    "listen_v6": '{"listen":"[::1]:9000","data_dir":"/var/lib/litegate"}',
+    "listen_port0": '{"listen":"0.0.0.0:0"}',
+    "listen_noport": '{"listen":"localhost"}',
+    "parents_empty": '{"parents":[]}',
+    "parents_dup": '{"parents":[{"name":"a"},{"name":"a"}]}',
+    "parents_full": '{"parents":[{"name":"chatbot","max_message_bytes":65536,"idle_ttl_s":60,'
+                    '"max_retained":100,"priority":9},{"name":"agent-2"}]}',
+    "parent_priority": '{"parents":[{"name":"x","priority":10}]}',
+    "parent_no_name": '{"parents":[{"priority":1}]}',
+    "parent_unknown": '{"parents":[{"name":"x","color":"red"}]}',
+    "max_batch_zero": '{"limits":{"max_batch":0}}',
+    "storage": '{"storage":{"segment_bytes":1048576,"retention_s":1,"log_max_bytes":0,'
+               '"queue_max_bytes":1024}}',
+    "unknown": '{"unknown":1}',
+    "group_not_object": '{"limits":5}',
+    "origins_any": '{"cors_origins":["*"]}',
+    "origins_space": '{"cors_origins":["a b"]}',
+    "origins_empty_list": '{"cors_origins":[]}',
+    "static_null": '{"static_root":null}',
+    "static_empty": '{"static_root":""}',
+    "testing": '{"testing":{"fail_write_after":3,"fail_fsync_after":0,"fail_errno":28}}',
+    "durability_interval": '{"durability":"interval","fsync_interval_ms":5,"log_level":"debug"}',
+    "bad_durability": '{"durability":"sometimes"}',
+    "root_array": "[]",
+    "dup_keys": '{"listen":"127.0.0.1:1","listen":"127.0.0.1:2"}',
+    "negative": '{"heartbeat_s":-1}',
+    "timeouts": '{"timeouts":{"keepalive_s":1,"body_s":2,"stall_s":3,"shutdown_grace_s":0}}',
+    "not_json": "listen = 8080",
+}
+
+
+# ---- cl: three control bytes (segments, two cut points), then the log bytes -----------------------
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+MORE = 0x10
+
+
+def rec(flags=0, topic=1, offset=0, time_ms=1700000000000, ev=b"message", key=b"", rkey=b"",
+        payload=b'"hi"'):
+    total = 48 + len(ev) + len(key) + len(rkey) + len(payload)
+    body = struct.pack("<HBBQQQIB3x", flags, len(ev), len(key), topic, offset, time_ms,
+                       len(payload), len(rkey)) + ev + key + rkey + payload
+    assert len(body) == total - 12
+    return struct.pack("<III", 0x3152474C, total, crc32c(body)) + body
+
+
+def ctl(nseg, c1=128, c2=128):
+    return bytes([nseg - 1, c1, c2])
+
+
+r0 = rec(offset=0)
+r1 = rec(offset=1, ev=b"token", key=b"k-1", payload=b'{"t":"a"}')
+r2 = rec(offset=2, ev=b"done", rkey=b"req-7", payload=b"null")
+create = rec(flags=1, topic=3, ev=b"", payload=b"chatbot/s1")
+delete = rec(flags=2, topic=3, ev=b"", payload=b"chatbot/s1")
+chain = rec(MORE, offset=3) + rec(MORE, offset=4) + rec(offset=5)
+three = r0 + r1 + r2
+bad_crc = bytearray(r1)
+bad_crc[-1] ^= 1
+reserved = bytearray(r0)
+reserved[45] = 1
+reserved_ok_crc = bytes(reserved[:8]) + struct.pack("<I", crc32c(bytes(reserved[12:]))) + bytes(reserved[12:])
+
+CL = {
+    "empty": ctl(1),
+    "one": ctl(1) + r0,
+    "three": ctl(1) + three,
+    "topic_create_delete": ctl(1) + create + r0 + delete,
+    "chain_whole": ctl(1) + r0 + chain,
+    "chain_cut": ctl(1) + r0 + rec(MORE, offset=1) + rec(MORE, offset=2),
+    "torn_last": ctl(1) + r0 + r1[:30],
+    "torn_header": ctl(1) + r0 + r1[:3],
+    "bad_crc_middle": ctl(1) + r0 + bytes(bad_crc) + r2,
+    "garbage_tail": ctl(1) + three + b"\x00" * 17,
+    "reserved_set": ctl(1) + r0 + reserved_ok_crc,
+    "two_segments": ctl(2, int(255 * len(r0) / len(three)) + 1) + three,
+    "three_segments": ctl(3, 80, 200) + three + chain,
+    "chain_across": ctl(2, 200) + r0 + chain,
+    "torn_first_of_two": ctl(2, 40) + r0 + r1[:20] + r2,
+    "decode_only": r0[:2],
+    # A page-sized segment whose last 3 bytes are a torn magic: the scan decodes at the map's end.
+    "page_tail": ctl(1) + rec(payload=b"x" * (4093 - 48 - 7)) + b"LGR",
+}
+
+
+def main():
+    for name, s in ROUTES.items():
+        write("route", name, s)
+    for name, b in CHUNKED.items():
+        write("chunked", name, b)
+    for name, s in JSON.items():
+        write("json", name, s.encode("latin-1") if any(ord(c) > 127 for c in s) else s)
+    for name, b in PUB.items():
+        write("pubparse", name, b)
+    for name, s in WS.items():
+        write("wsproto", name, s)
+    with open(os.path.join(HERE, "..", "..", "conf", "litegate.json"), "rb") as f:
+        write("config", "litegate_json", f.read())
+    for name, s in CONFIG.items():
+        write("config", name, s)
+    for name, b in CL.items():
+        write("cl", name, b)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
