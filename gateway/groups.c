@@ -315,7 +315,7 @@ def_record(const struct gw_group *g)
 	s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (!s)
-		gw_oom(0);
+		xalloc_oom(0);
 	return s;
 }
 
