@@ -170,11 +170,13 @@ static void
 same_as_jansson(const struct gw_batch *b, size_t i, json_t *o)
 {
 	const struct gw_msg *m = &b->msgs[i];
-	json_t *ev = json_object_get(o, "event"), *key = json_object_get(o, "key");
+	json_t *ev = json_object_get(o, "event"), *key = json_object_get(o, "id");
 	json_t *data = json_object_get(o, "data"), *ours;
 	json_error_t jerr;
 
 	FUZZ_CHECK(!strcmp(m->event, ev ? json_string_value(ev) : "message"));
+	if (!key)
+		key = json_object_get(o, "key"); /* the earlier name of "id" */
 	FUZZ_CHECK(!strcmp(m->key, key ? json_string_value(key) : ""));
 	ours = json_loadb((const char *)gw_buf_data(&b->arena) + m->off, m->len,
 			  JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);

@@ -85,7 +85,9 @@ same_as_jansson(json_t *o, const struct gw_ws_op *op, const struct gw_buf *data)
 	if (op->op != GW_WS_OP_PUBLISH)
 		return;
 	FUZZ_CHECK(!strcmp(jstr(o, "event") ? jstr(o, "event") : "message", op->msg.event));
-	FUZZ_CHECK(!strcmp(jstr(o, "key") ? jstr(o, "key") : "", op->msg.key));
+	/* "id" is the producer key; "key" is its earlier name. */
+	FUZZ_CHECK(!strcmp(jstr(o, "id") ? jstr(o, "id") : jstr(o, "key") ? jstr(o, "key") : "",
+			   op->msg.key));
 	ours = json_loadb((const char *)gw_buf_data(data) + op->msg.off, op->msg.len,
 			  JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 	FUZZ_CHECK(ours != NULL);
