@@ -385,7 +385,8 @@ preflight(struct gw *gw, struct lws *wsi, enum gw_route_kind kind)
 {
 	const char *const hdrs[] = {
 		"access-control-allow-methods:", gw_route_allow(kind),
-		"access-control-allow-headers:", "content-type, last-event-id, authorization, idempotency-key",
+		"access-control-allow-headers:", "content-type, last-event-id, authorization, idempotency-key, "
+						 "litegate-expected-offset",
 		"access-control-max-age:", "600",
 		NULL,
 	};
@@ -471,7 +472,7 @@ route_request(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 		return m == GW_M_GET ? topic_get(gw, wsi, &r) : topic_delete(gw, wsi, pss, &r);
 	case GW_R_MESSAGES:
 		if (m == GW_M_POST)
-			return gw_pub_start(gw, wsi, pss, &r);
+			return gw_pub_start(gw, wsi, pss, &r, &q);
 		return history(gw, wsi, &r, &q);
 	case GW_R_EVENTS:
 		return gw_sse_start(gw, wsi, pss, &r, &q);

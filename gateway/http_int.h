@@ -44,7 +44,8 @@ gw_from_wsi(struct lws *wsi)
 }
 
 /* publish.c */
-int gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const struct gw_route *r);
+int gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const struct gw_route *r,
+		 const struct gw_query *q);
 int gw_pub_body(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const char *in, size_t len);
 int gw_pub_body_done(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss);
 int gw_pub_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss);

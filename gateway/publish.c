@@ -9,6 +9,12 @@
  * NDJSON is appended as it arrives: every LWS_CALLBACK_HTTP_BODY turns its complete lines into one
  * engine append, so a worker streaming tokens through one long chunked request has each token
  * visible to subscribers one group commit after it arrived, not when the request ends.
+ *
+ * Exactly-once publishing (issue 7) is the engine's: producer keys (the Idempotency-Key header,
+ * a message's "id") go with the append, and a known key is answered from what was stored. An
+ * expected offset (header, query, or a message's "expected_offset") makes an append conditional.
+ * A message with one starts its own append, and nothing after it is queued until that append
+ * completes: a mismatch must end the request at that message with nothing after it appended.
  */
 #include "http_int.h"
 
@@ -42,6 +48,10 @@ struct gw_pub {
 	unsigned reply_ready : 1;      /* reply is built and waits for WRITEABLE */
 	unsigned replied : 1;
 	unsigned flow_off : 1;         /* we paused reading the body */
+	unsigned is_batch : 1;         /* a JSON array or NDJSON: duplicates are listed per message */
+	unsigned cond_wait : 1;        /* a conditional append is in flight: queue nothing after it */
+	unsigned mismatch : 1;         /* it failed: mismatch_next is the topic's next offset */
+	unsigned err_held : 1;         /* err came while cond_wait: it is about a later message */
 	struct gw_chunked ch;
 	uint64_t content_length;       /* when not chunked */
 	uint64_t body_bytes;           /* decoded body bytes so far */
@@ -52,6 +62,13 @@ struct gw_pub {
 	uint64_t first, last;          /* offsets of the first and last of them */
 	uint64_t bytes;                /* their payload bytes */
 	uint64_t dups;                 /* of them, found by key (stored before) instead of appended */
+	uint64_t *dup_idx;             /* their positions in the request (0-based), as completed */
+	size_t n_dup_idx, cap_dup_idx;
+	uint64_t n_msgs;               /* messages parsed so far: the position of the next one */
+	uint64_t queued;               /* messages handed to the engine so far */
+	int has_expected;              /* Litegate-Expected-Offset / ?expected_offset= */
+	uint64_t expected;             /* (for the request's first message) */
+	uint64_t mismatch_next;
 	char request_key[ENG_KEY_MAX + 1]; /* Idempotency-Key, "" when none */
 	struct gw_error err;           /* the first failure (err.status 0 = none) */
 	struct gw_buf reply;           /* the whole response, LWS_PRE in front */
@@ -79,8 +96,18 @@ pub_free(struct gw_pub *pub)
 	gw_buf_free(&pub->body);
 	gw_buf_free(&pub->reply);
 	gw_batch_free(&pub->batch);
+	free(pub->dup_idx);
 	free(pub);
 }
+
+/* One engine append of a request: which of its messages it carries. */
+struct pub_append {
+	struct gw_pub *pub;
+	uint64_t base;     /* position of its first message in the request */
+	size_t n;          /* messages in it */
+	int conditional;   /* it carried an expected offset (a barrier for what follows) */
+	uint64_t expected;
+};
 
 static void flush_batch(struct gw_pub *pub);
 
@@ -96,6 +123,47 @@ fail_pub(struct gw_pub *pub, unsigned status, const char *code, const char *msg)
 		return; /* the flush itself failed: that error is the first */
 	gw_error_set(&pub->err, status, code, "%s", msg);
 	pub->failed = 1;
+	pub->err_held = pub->cond_wait;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The reply's members after "{" (or after the error object): what the request stored. A request
+ * whose every message was found by its key says "duplicate":true; a batch (JSON array or NDJSON)
+ * lists the positions of the messages found by key in "duplicates".
+ */
+static void
+put_outcome(struct gw_pub *pub, struct gw_buf *b)
+{
+	if (!pub->count) {
+		gw_buf_printf(b, "\"topic\":\"%s\",\"first_offset\":null,\"last_offset\":null,\"count\":0",
+			      pub->topic);
+	} else {
+		gw_buf_printf(b, "\"topic\":\"%s\",\"first_offset\":%llu,\"last_offset\":%llu,\"count\":%llu",
+			      pub->topic, (unsigned long long)pub->first, (unsigned long long)pub->last,
+			      (unsigned long long)pub->count);
+		if (pub->dups && pub->dups == pub->count)
+			gw_buf_puts(b, ",\"duplicate\":true");
+		if (pub->is_batch && pub->n_dup_idx) {
+			qsort(pub->dup_idx, pub->n_dup_idx, sizeof(*pub->dup_idx), cmp_u64);
+			gw_buf_puts(b, ",\"duplicates\":[");
+			for (size_t i = 0; i < pub->n_dup_idx; i++) {
+				if (i)
+					gw_buf_putc(b, ',');
+				gw_buf_u64(b, pub->dup_idx[i]);
+			}
+			gw_buf_putc(b, ']');
+		}
+	}
+	if (pub->mismatch)
+		gw_buf_printf(b, ",\"next_offset\":%llu", (unsigned long long)pub->mismatch_next);
 }
 
 /* Build the response once nothing is in flight and the body is over (or abandoned). */
@@ -103,7 +171,7 @@ static void
 maybe_reply(struct gw_pub *pub)
 {
 	struct gw *gw = pub->gw;
-	char extra[320];
+	struct gw_buf body;
 	unsigned flags = 0;
 	int rc;
 
@@ -117,33 +185,21 @@ maybe_reply(struct gw_pub *pub)
 	 */
 	if (pub->chunked || !pub->body_done)
 		flags |= GW_REPLY_CLOSE;
-	if (pub->count && pub->dups)
-		snprintf(extra, sizeof(extra),
-			 "\"topic\":\"%s\",\"first_offset\":%llu,\"last_offset\":%llu,\"count\":%llu,"
-			 "\"duplicates\":%llu",
-			 pub->topic, (unsigned long long)pub->first, (unsigned long long)pub->last,
-			 (unsigned long long)pub->count, (unsigned long long)pub->dups);
-	else if (pub->count)
-		snprintf(extra, sizeof(extra),
-			 "\"topic\":\"%s\",\"first_offset\":%llu,\"last_offset\":%llu,\"count\":%llu",
-			 pub->topic, (unsigned long long)pub->first, (unsigned long long)pub->last,
-			 (unsigned long long)pub->count);
-	else
-		snprintf(extra, sizeof(extra),
-			 "\"topic\":\"%s\",\"first_offset\":null,\"last_offset\":null,\"count\":0",
-			 pub->topic);
+	gw_buf_init(&body, 0);
 	if (pub->err.status) {
-		char members[340];
-
-		snprintf(members, sizeof(members), ",%s", extra);
-		rc = gw_reply_error(gw, pub->wsi, &pub->reply, &pub->err, members, NULL, flags);
+		gw_buf_putc(&body, ',');
+		put_outcome(pub, &body);
+		gw_buf_putc(&body, '\0');
+		rc = gw_reply_error(gw, pub->wsi, &pub->reply, &pub->err,
+				    (const char *)gw_buf_data(&body), NULL, flags);
 	} else {
-		char body[340];
-		int n = snprintf(body, sizeof(body), "{%s}\n", extra);
-
-		rc = gw_reply_build(gw, pub->wsi, &pub->reply, 200, "application/json", body, (size_t)n,
-				    NULL, flags);
+		gw_buf_putc(&body, '{');
+		put_outcome(pub, &body);
+		gw_buf_puts(&body, "}\n");
+		rc = gw_reply_build(gw, pub->wsi, &pub->reply, 200, "application/json",
+				    gw_buf_data(&body), body.len, NULL, flags);
 	}
+	gw_buf_free(&body);
 	if (rc) {
 		/* Could not even build headers: drop the connection rather than hang the client. */
 		lws_set_timeout(pub->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
@@ -156,101 +212,243 @@ maybe_reply(struct gw_pub *pub)
 }
 
 static void
+note_dup(struct gw_pub *pub, uint64_t pos)
+{
+	if (pub->n_dup_idx == pub->cap_dup_idx) {
+		pub->cap_dup_idx = pub->cap_dup_idx ? pub->cap_dup_idx * 2 : 16;
+		pub->dup_idx = xrealloc(pub->dup_idx, pub->cap_dup_idx * sizeof(*pub->dup_idx));
+	}
+	pub->dup_idx[pub->n_dup_idx++] = pos;
+}
+
+static void queue_batch(struct gw_pub *pub);
+
+static void
 on_appended(void *ctx, const eng_append_result *res)
 {
-	struct gw_pub *pub = ctx;
+	struct pub_append *a = ctx;
+	struct gw_pub *pub = a->pub;
 	struct gw *gw = pub->gw;
 
 	pub->pending--;
 	if (res->rc == 0 && res->count) {
 		uint64_t lo = res->first_offset, hi = res->first_offset + res->count - 1;
+		uint64_t dups = res->duplicate ? res->count : res->n_dups;
+		/* A known request key repeats the first request's offsets and count (contiguous);
+		 * offsets[] and dup[] describe this request's a->n messages only. */
+		int by_request_key = res->duplicate && pub->request_key[0];
+		size_t n = res->count < a->n ? res->count : a->n;
 
-		/* With keys, duplicates keep their earlier offsets: the batch is not contiguous. */
-		if (res->offsets) {
+		/* With message keys, duplicates keep their earlier offsets: not contiguous. */
+		if (res->offsets && !by_request_key) {
 			lo = hi = res->offsets[0];
-			for (uint32_t i = 1; i < res->count; i++) {
+			for (size_t i = 1; i < n; i++) {
 				lo = res->offsets[i] < lo ? res->offsets[i] : lo;
 				hi = res->offsets[i] > hi ? res->offsets[i] : hi;
 			}
 		}
+		for (size_t i = 0; dups && i < (by_request_key ? res->count : n); i++)
+			if (res->duplicate || (res->dup && res->dup[i]))
+				note_dup(pub, a->base + i);
 		if (!pub->count || lo < pub->first)
 			pub->first = lo;
 		if (!pub->count || hi > pub->last)
 			pub->last = hi;
 		pub->count += res->count;
-		pub->dups += res->duplicate ? res->count : res->n_dups;
-		gw->m.published_msgs += res->count - (res->duplicate ? res->count : res->n_dups);
+		pub->dups += dups;
+		gw->m.published_msgs += res->count - dups;
+	} else if (res->rc == ENG_EMISMATCH) {
+		char msg[160];
+
+		/* The request ends here: what was parsed after this message is not appended, and an
+		 * error met after it (a later line) is not the one to report. */
+		gw_batch_reset(&pub->batch);
+		if (pub->err_held) {
+			pub->err.status = 0;
+			pub->failed = 0;
+		}
+		snprintf(msg, sizeof(msg),
+			 "expected offset %llu, but the topic's next offset is %llu: nothing appended%s",
+			 (unsigned long long)a->expected, (unsigned long long)res->next_offset,
+			 a->base ? " from this message on" : "");
+		fail_pub(pub, 409, "offset_mismatch", msg);
+		if (pub->err.status == 409) {
+			pub->mismatch = 1;
+			pub->mismatch_next = res->next_offset;
+		}
 	} else if (res->rc) {
 		struct gw_error e;
 
 		gw_error_from_eng(res->rc, &e);
 		fail_pub(pub, e.status, e.code, e.message);
 	}
+	if (a->conditional)
+		pub->cond_wait = 0;
+	free(a);
 	if (!pub->wsi) {
 		if (!pub->pending)
 			pub_free(pub);
 		return;
 	}
-	if (pub->flow_off && (pub->pending <= PUB_PENDING_LOW || pub->failed)) {
+	/* The barrier is down: queue what arrived behind it (parsed before any failure). */
+	if (!pub->cond_wait && pub->batch.n)
+		queue_batch(pub);
+	if (pub->flow_off && !(pub->cond_wait && pub->batch.n) &&
+	    (pub->pending <= PUB_PENDING_LOW || pub->failed)) {
 		pub->flow_off = 0;
 		lws_rx_flow_control(pub->wsi, 1);
 	}
 	maybe_reply(pub);
 }
 
-/* Queue the parsed messages as one atomic append. */
-static void
-flush_batch(struct gw_pub *pub)
+/* Queue messages [from, to) of the batch as one atomic append. @return 0 or an engine code. */
+static int
+queue_run(struct gw_pub *pub, const eng_msg_in *views, size_t from, size_t to)
 {
 	struct gw *gw = pub->gw;
-	struct gw_batch *b = &pub->batch;
-	eng_msg_in *views;
-	struct gw_error e;
+	const struct gw_msg *m0 = &pub->batch.msgs[from];
+	struct pub_append *a = xcalloc(1, sizeof(*a));
+	eng_append_opts opts;
 	int rc;
 
-	if (!b->n || pub->failed) {
+	a->pub = pub;
+	a->base = pub->queued;
+	a->n = to - from;
+	a->conditional = m0->has_expected;
+	a->expected = m0->expected;
+	memset(&opts, 0, sizeof(opts));
+	opts.has_expected = m0->has_expected;
+	opts.expected_offset = m0->expected;
+	opts.request_key = pub->request_key[0] ? pub->request_key : NULL;
+	rc = eng_append_ex(gw->db, pub->topic, views + from, to - from, &opts, on_appended, a);
+	if (rc) {
+		free(a);
+		return rc;
+	}
+	for (size_t i = from; i < to; i++)
+		gw->m.published_bytes += views[i].len;
+	pub->queued += to - from;
+	pub->pending++;
+	if (a->conditional)
+		pub->cond_wait = 1;
+	return 0;
+}
+
+/* Drop the batch's first @p k messages (queued); the arena is reset once the batch is empty. */
+static void
+batch_drop(struct gw_batch *b, size_t k)
+{
+	if (k >= b->n) {
 		gw_batch_reset(b);
 		return;
 	}
+	memmove(b->msgs, b->msgs + k, (b->n - k) * sizeof(*b->msgs));
+	b->n -= k;
+}
+
+/*
+ * Queue the parsed messages: one atomic append per run, a new run starting at every message with
+ * an expected offset. After a conditional run nothing is queued until it completes (cond_wait);
+ * the rest waits in the batch and the body is not read meanwhile.
+ */
+static void
+queue_batch(struct gw_pub *pub)
+{
+	struct gw_batch *b = &pub->batch;
+	eng_msg_in *views;
+	struct gw_error e;
+	size_t from = 0;
+	int rc = 0;
+
+	if (!b->n || pub->cond_wait)
+		return;
 	views = xmalloc(b->n * sizeof(*views));
 	gw_batch_views(b, views);
-	if (pub->request_key[0]) {
-		eng_append_opts opts;
+	while (from < b->n && !pub->cond_wait) {
+		size_t to = from + 1;
 
-		memset(&opts, 0, sizeof(opts));
-		opts.request_key = pub->request_key;
-		rc = eng_append_ex(gw->db, pub->topic, views, b->n, &opts, on_appended, pub);
-	} else {
-		rc = eng_append(gw->db, pub->topic, views, b->n, ENG_NO_EXPECT, on_appended, pub);
+		while (to < b->n && !b->msgs[to].has_expected)
+			to++;
+		if ((rc = queue_run(pub, views, from, to)) != 0)
+			break;
+		from = to;
 	}
 	free(views);
-	if (!rc)
-		for (size_t i = 0; i < b->n; i++)
-			gw->m.published_bytes += b->msgs[i].len;
-	gw_batch_reset(b); /* before fail_pub(), which flushes a non-empty batch */
 	if (rc) {
+		gw_batch_reset(b); /* before fail_pub(), which flushes a non-empty batch */
 		gw_error_from_eng(rc, &e);
 		fail_pub(pub, e.status, e.code, e.message);
 		return;
 	}
-	pub->pending++;
-	if (pub->pending >= PUB_PENDING_HIGH && !pub->flow_off && pub->wsi) {
-		/* The engine is behind this stream: stop reading it until appends settle. */
+	batch_drop(b, from);
+	if ((pub->pending >= PUB_PENDING_HIGH || (pub->cond_wait && b->n)) && !pub->flow_off &&
+	    pub->wsi && !pub->body_done) {
+		/* The engine is behind this stream, or a condition must be settled first: stop
+		 * reading it until appends settle. */
 		pub->flow_off = 1;
 		lws_rx_flow_control(pub->wsi, 0);
 	}
+}
+
+/* Queue what was parsed, unless the request failed (then it is dropped). */
+static void
+flush_batch(struct gw_pub *pub)
+{
+	if (pub->failed) {
+		gw_batch_reset(&pub->batch);
+		return;
+	}
+	queue_batch(pub);
+}
+
+/*
+ * The messages just parsed, [n0, batch.n): number them, give the request's first message the
+ * header's expected offset, and in a JSON batch allow one only on the first message (the rest
+ * follow it contiguously). @return 0, or -1 with the request failed and those messages dropped.
+ */
+static int
+adopt_msgs(struct gw_pub *pub, size_t n0, size_t mark, int json)
+{
+	struct gw_batch *b = &pub->batch;
+	const char *bad = NULL;
+
+	for (size_t i = n0; i < b->n && !bad; i++) {
+		struct gw_msg *m = &b->msgs[i];
+
+		if (json && i > n0 && m->has_expected)
+			bad = "in a batch only the first message may carry expected_offset (the rest "
+			      "follow it contiguously)";
+		else if (pub->n_msgs + (i - n0) == 0 && pub->has_expected && m->has_expected &&
+			 m->expected != pub->expected)
+			bad = "the first message's expected_offset differs from the request's";
+		else if (pub->n_msgs + (i - n0) == 0 && pub->has_expected) {
+			m->has_expected = 1;
+			m->expected = pub->expected;
+		}
+	}
+	if (bad) {
+		b->n = n0;
+		b->arena.len = mark;
+		fail_pub(pub, 400, "bad_message", bad);
+		return -1;
+	}
+	pub->n_msgs += b->n - n0;
+	return 0;
 }
 
 /* One complete NDJSON line. */
 static int
 take_line(struct gw_pub *pub, const char *p, size_t n)
 {
+	size_t n0 = pub->batch.n, mark = pub->batch.arena.len;
 	struct gw_perr pe;
 
 	if (gw_pub_parse_line(p, n, &pub->batch, &pe)) {
 		fail_pub(pub, 400, pe.code, pe.message);
 		return -1;
 	}
+	if (adopt_msgs(pub, n0, mark, 0))
+		return -1;
 	if (pub->batch.n >= pub->gw->cfg->max_batch)
 		flush_batch(pub);
 	return 0;
@@ -321,16 +519,22 @@ finish_body(struct gw_pub *pub)
 			fail_pub(pub, 400, "bad_message", "empty body: no messages");
 		break;
 	case CT_JSON:
+		for (size_t i = 0; i < pub->body.len; i++) {
+			if (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')
+				continue;
+			pub->is_batch = p[i] == '[';
+			break;
+		}
 		if (gw_pub_parse_json(p ? p : "", pub->body.len, pub->gw->cfg->max_batch, &pub->batch,
 				      &pe))
 			fail_pub(pub, pe.code[0] == 't' ? 413 : 400, pe.code, pe.message);
-		else
+		else if (!adopt_msgs(pub, 0, 0, 1))
 			flush_batch(pub);
 		break;
 	case CT_TEXT:
 		if (gw_pub_parse_text(p ? p : "", pub->body.len, &pub->batch, &pe))
 			fail_pub(pub, 400, pe.code, pe.message);
-		else
+		else if (!adopt_msgs(pub, 0, 0, 0))
 			flush_batch(pub);
 		break;
 	}
@@ -364,11 +568,13 @@ parse_ctype(struct lws *wsi, enum ctype *out)
 }
 
 int
-gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const struct gw_route *r)
+gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const struct gw_route *r,
+	     const struct gw_query *q)
 {
 	const struct gw_config *cfg = gw->cfg;
-	char te[64], cl[32], expect[32];
-	int has_te, has_cl;
+	char te[64], cl[32], expect[32], eo[32];
+	int has_te, has_cl, has_eo;
+	uint64_t eo_val = 0;
 	struct gw_error e;
 	struct gw_pub *pub;
 	enum ctype ct;
@@ -394,18 +600,40 @@ gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 			     "a publish needs a body: Content-Length or Transfer-Encoding: chunked");
 		return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
 	}
+	/* A conditional publish: Litegate-Expected-Offset: N, or ?expected_offset=N (one value). */
+	has_eo = lws_hdr_custom_length(wsi, "litegate-expected-offset:", 25) >= 0;
+	if (has_eo && (lws_hdr_custom_copy(wsi, eo, sizeof(eo), "litegate-expected-offset:", 25) < 0 ||
+		       gw_parse_u64(eo, strlen(eo), &eo_val))) {
+		gw_error_set(&e, 400, "bad_request",
+			     "Litegate-Expected-Offset must be an offset (a non-negative integer)");
+		return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
+	}
+	if (q->has_expected_offset) {
+		if (has_eo && eo_val != q->expected_offset) {
+			gw_error_set(&e, 400, "bad_request",
+				     "Litegate-Expected-Offset and ?expected_offset= disagree");
+			return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
+		}
+		has_eo = 1;
+		eo_val = q->expected_offset;
+	}
 	{
 		char key[ENG_KEY_MAX + 2];
-		int n = lws_hdr_custom_copy(wsi, key, sizeof(key), "idempotency-key:", 16);
+		int n = lws_hdr_custom_length(wsi, "idempotency-key:", 16);
 
-		if (n > 0 && !gw_name_key_ok(key, (size_t)n)) {
+		/* Present but too long for the buffer, or empty, is as malformed as a bad character. */
+		if (n >= 0)
+			n = n > 0 && n <= ENG_KEY_MAX
+				    ? lws_hdr_custom_copy(wsi, key, sizeof(key), "idempotency-key:", 16)
+				    : 0;
+		if (n == 0 || (n > 0 && !gw_name_key_ok(key, (size_t)n))) {
 			gw_error_set(&e, 400, "bad_request", "Idempotency-Key must be 1 to 128 of [A-Za-z0-9_.:-]");
 			return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
 		}
 		if (n > 0 && ct == CT_NDJSON) {
 			/* A stream is appended in pieces; one request key cannot cover them all. */
 			gw_error_set(&e, 400, "bad_request",
-				     "Idempotency-Key is for application/json and text/plain; give NDJSON lines a \"key\"");
+				     "Idempotency-Key is for application/json and text/plain; give NDJSON lines an \"id\"");
 			return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
 		}
 		pub = xcalloc(1, sizeof(*pub));
@@ -415,6 +643,9 @@ gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 	pub->gw = gw;
 	pub->wsi = wsi;
 	pub->ctype = ct;
+	pub->is_batch = ct == CT_NDJSON;
+	pub->has_expected = has_eo;
+	pub->expected = eo_val;
 	pub->chunked = has_te;
 	pub->t0_us = gw_mono_us();
 	memcpy(pub->topic, r->topic, sizeof(pub->topic));

@@ -64,9 +64,9 @@ perr(struct gw_perr *e, const char *code, const char *fmt, ...)
 
 /* Collects the members of one message object. */
 struct msg_scan {
-	const struct gw_json_field *event, *data, *key;
-	struct gw_json_field fields[3];
-	const char *dup;     /* a repeated member */
+	const struct gw_json_field *event, *data, *key, *expected;
+	struct gw_json_field fields[4];
+	const char *dup;     /* a repeated member ("id" and "key" are one member) */
 	const char *unknown; /* first unknown member name (not NUL-terminated: see unknown_len) */
 	size_t unknown_len;
 };
@@ -84,16 +84,22 @@ on_field(void *ctx, const struct gw_json_field *f)
 	} else if (f->key_len == 4 && !memcmp(f->key, "data", 4)) {
 		slot = &s->data;
 		idx = 1;
-	} else if (f->key_len == 3 && !memcmp(f->key, "key", 3)) {
-		slot = &s->key;
+	} else if ((f->key_len == 2 && !memcmp(f->key, "id", 2)) ||
+		   (f->key_len == 3 && !memcmp(f->key, "key", 3))) {
+		slot = &s->key; /* "key" is the earlier name of "id" */
 		idx = 2;
+	} else if (f->key_len == 15 && !memcmp(f->key, "expected_offset", 15)) {
+		slot = &s->expected;
+		idx = 3;
 	} else {
 		s->unknown = f->key;
 		s->unknown_len = f->key_len;
 		return 1;
 	}
 	if (*slot) {
-		s->dup = idx == 0 ? "event" : idx == 1 ? "data" : "key";
+		static const char *const names[] = { "event", "data", "id", "expected_offset" };
+
+		s->dup = names[idx];
 		return 1;
 	}
 	s->fields[idx] = *f;
@@ -145,7 +151,8 @@ parse_msg(const char *p, size_t len, size_t *pos, struct gw_batch *b, struct gw_
 	if (rc < 0)
 		return perr(e, "bad_json", "%s at byte %zu", jerr.what, jerr.pos);
 	if (rc > 0 && s.dup)
-		return perr(e, "bad_message", "member \"%s\" repeated", s.dup);
+		return perr(e, "bad_message", "member \"%s\" repeated%s", s.dup,
+			    s.dup[0] == 'i' ? " (\"key\" is another name for \"id\")" : "");
 	if (rc > 0) {
 		char name[48];
 		size_t n = s.unknown_len < sizeof(name) - 1 ? s.unknown_len : sizeof(name) - 1;
@@ -153,7 +160,8 @@ parse_msg(const char *p, size_t len, size_t *pos, struct gw_batch *b, struct gw_
 		memcpy(name, s.unknown, n);
 		name[n] = '\0';
 		return perr(e, "bad_message",
-			    "unknown member \"%s\" (a message has event, data and key)", name);
+			    "unknown member \"%s\" (a message has event, data, id and expected_offset)",
+			    name);
 	}
 	memset(&m, 0, sizeof(m));
 	if (s.event) {
@@ -163,7 +171,15 @@ parse_msg(const char *p, size_t len, size_t *pos, struct gw_batch *b, struct gw_
 		memcpy(m.event, "message", 8);
 	}
 	if (s.key && name_member(s.key, gw_name_key_ok, m.key, sizeof(m.key)))
-		return perr(e, "bad_message", "key must be 1 to 128 of [A-Za-z0-9_.:-]");
+		return perr(e, "bad_message",
+			    "a message's id must be a string of 1 to 128 of [A-Za-z0-9_.:-]");
+	if (s.expected) {
+		if (s.expected->type != GW_J_NUMBER ||
+		    gw_parse_u64(s.expected->raw, s.expected->raw_len, &m.expected))
+			return perr(e, "bad_message",
+				    "expected_offset must be an offset (a non-negative integer)");
+		m.has_expected = 1;
+	}
 	m.off = mark;
 	if (s.data)
 		gw_json_compact(s.data->raw, s.data->raw_len, &b->arena);

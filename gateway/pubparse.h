@@ -3,14 +3,17 @@
  * application/x-ndjson line, or a text/plain body.
  *
  * Pure code over (buf, len), so a libFuzzer target can call it; the service thread uses it from
- * publish.c. A message is {"event":E, "data":D, "key":K}: event optional ("message"), data any JSON
- * (stored compacted, byte for byte as written otherwise; absent = null), key an optional producer
- * idempotency key. Unknown or repeated members are refused, so a typo is an error, not lost data.
+ * publish.c. A message is {"event":E, "data":D, "id":K, "expected_offset":N}: event optional
+ * ("message"), data any JSON (stored compacted, byte for byte as written otherwise; absent = null),
+ * id an optional producer idempotency key ("key" is accepted as its earlier name), expected_offset
+ * an optional condition (append only if the topic's next offset is N; publish.c decides where it
+ * may appear). Unknown or repeated members are refused, so a typo is an error, not lost data.
  */
 #ifndef GW_PUBPARSE_H
 #define GW_PUBPARSE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <engine.h>
 
@@ -18,7 +21,9 @@
 
 struct gw_msg {
 	char event[ENG_EVENT_MAX + 1]; /* NUL-terminated, valid event name */
-	char key[ENG_KEY_MAX + 1];     /* NUL-terminated; "" when the message has none */
+	char key[ENG_KEY_MAX + 1];     /* its "id": NUL-terminated; "" when the message has none */
+	int has_expected;              /* "expected_offset" given */
+	uint64_t expected;
 	size_t off;                    /* its data: bytes off..off+len of the batch's arena */
 	size_t len;
 };

@@ -234,6 +234,12 @@ gw_query_parse(const char *s, size_t len, struct gw_query *q)
 				q->bad = "limit";
 				return -1;
 			}
+		} else if (klen == 15 && !memcmp(p, "expected_offset", 15)) {
+			q->has_expected_offset = 1;
+			if (gw_parse_u64(v, vlen, &q->expected_offset)) {
+				q->bad = "expected_offset";
+				return -1;
+			}
 		}
 		p = amp < end ? amp + 1 : end;
 	}

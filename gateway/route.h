@@ -63,6 +63,8 @@ struct gw_query {
 	uint64_t last_event_id;
 	int has_limit;           /* limit=N */
 	uint64_t limit;
+	int has_expected_offset; /* expected_offset=N (a conditional publish) */
+	uint64_t expected_offset;
 	const char *bad;         /* after -1: the parameter that is malformed */
 };
 

@@ -64,6 +64,9 @@ gw_error_from_eng(int rc, struct gw_error *e)
 	case ENG_EINVAL:
 		gw_error_set(e, 400, "bad_request", "%s", eng_strerror(rc));
 		break;
+	case ENG_EMISMATCH:
+		gw_error_set(e, 409, "offset_mismatch", "%s", eng_strerror(rc));
+		break;
 	case ENG_EBUSY:
 		gw_error_set(e, 429, "busy", "%s; retry later", eng_strerror(rc));
 		break;

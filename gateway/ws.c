@@ -56,6 +56,7 @@ struct ws_ack {
 	struct gw_ws_conn *conn;
 	char topic[ENG_TOPIC_MAX + 1];
 	char req[GW_WS_REQ_MAX + 1];
+	uint64_t expected;           /* the publish's expected_offset, for a mismatch's message */
 };
 
 size_t
@@ -126,8 +127,10 @@ want_write(struct gw_ws_conn *c)
 		gw_sub_want_write(c->gw, &c->sub);
 }
 
+/* An error frame; @p extra: more members (",\"next_offset\":7") or NULL. */
 static void
-queue_error(struct gw_ws_conn *c, const char *code, const char *msg, const char *req)
+queue_error_ex(struct gw_ws_conn *c, const char *code, const char *msg, const char *extra,
+	       const char *req)
 {
 	size_t at = frame_begin(&c->ctrl);
 
@@ -135,10 +138,18 @@ queue_error(struct gw_ws_conn *c, const char *code, const char *msg, const char 
 	gw_buf_json_str(&c->ctrl, code, strlen(code));
 	gw_buf_puts(&c->ctrl, ",\"message\":");
 	gw_buf_json_str(&c->ctrl, msg, strlen(msg));
+	if (extra)
+		gw_buf_puts(&c->ctrl, extra);
 	put_req(&c->ctrl, req);
 	gw_buf_putc(&c->ctrl, '}');
 	frame_end(&c->ctrl, at);
 	want_write(c);
+}
+
+static void
+queue_error(struct gw_ws_conn *c, const char *code, const char *msg, const char *req)
+{
+	queue_error_ex(c, code, msg, NULL, req);
 }
 
 /* Pause reading the client while its replies or publishes pile up; resume once they drain. */
@@ -289,6 +300,16 @@ on_acked(void *ctx, const eng_append_result *res)
 		frame_end(&c->ctrl, at);
 		want_write(c);
 		check_flow(c);
+	} else if (res->rc == ENG_EMISMATCH) {
+		char msg[160], extra[48];
+
+		snprintf(msg, sizeof(msg),
+			 "expected offset %llu, but the topic's next offset is %llu: nothing appended",
+			 (unsigned long long)ack->expected, (unsigned long long)res->next_offset);
+		snprintf(extra, sizeof(extra), ",\"next_offset\":%llu",
+			 (unsigned long long)res->next_offset);
+		queue_error_ex(c, "offset_mismatch", msg, extra, ack->req);
+		check_flow(c);
 	} else {
 		struct gw_error e;
 
@@ -305,6 +326,7 @@ op_publish(struct gw_ws_conn *c, const struct gw_ws_op *op)
 	struct gw *gw = c->gw;
 	struct ws_ack *ack;
 	struct gw_error e;
+	eng_append_opts opts;
 	eng_msg_in m;
 	int rc;
 
@@ -320,11 +342,15 @@ op_publish(struct gw_ws_conn *c, const struct gw_ws_op *op)
 	ack->conn = c;
 	memcpy(ack->topic, op->topic, sizeof(ack->topic));
 	memcpy(ack->req, op->req, sizeof(ack->req));
+	ack->expected = op->msg.expected;
+	memset(&opts, 0, sizeof(opts));
+	opts.has_expected = op->msg.has_expected;
+	opts.expected_offset = op->msg.expected;
 	m.event = op->msg.event;
 	m.key = op->msg.key[0] ? op->msg.key : NULL;
 	m.data = gw_buf_data(&c->pubdata) + op->msg.off;
 	m.len = op->msg.len;
-	if ((rc = eng_append(gw->db, op->topic, &m, 1, ENG_NO_EXPECT, on_acked, ack)) != 0) {
+	if ((rc = eng_append_ex(gw->db, op->topic, &m, 1, &opts, on_acked, ack)) != 0) {
 		free(ack);
 		gw_error_from_eng(rc, &e);
 		queue_error(c, e.code, e.message, op->req);

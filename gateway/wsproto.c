@@ -10,9 +10,11 @@
 #include "json.h"
 #include "route.h"
 
-enum { F_OP, F_TOPIC, F_FROM, F_EVENT, F_DATA, F_KEY, F_REQ, F_COUNT };
+enum { F_OP, F_TOPIC, F_FROM, F_EVENT, F_DATA, F_KEY, F_REQ, F_ID, F_EXPECTED, F_COUNT };
 
-static const char *const field_names[F_COUNT] = { "op", "topic", "from", "event", "data", "key", "req" };
+/* "key" is the earlier name of "id": a publish may carry one or the other. */
+static const char *const field_names[F_COUNT] = { "op", "topic", "from", "event", "data", "key", "req",
+						  "id", "expected_offset" };
 
 struct scan {
 	struct gw_json_field f[F_COUNT];
@@ -105,7 +107,8 @@ gw_ws_parse(const char *p, size_t len, struct gw_ws_op *op, struct gw_buf *data,
 	if (s.dup)
 		return perr(e, "bad_request", "member \"%s\" repeated", s.dup);
 	if (s.unknown)
-		return perr(e, "bad_request", "unknown member (known: op, topic, from, event, data, key, req)");
+		return perr(e, "bad_request",
+			    "unknown member (known: op, topic, from, event, data, id, expected_offset, req)");
 	gw_json_ws(p, len, &pos);
 	if (pos != len)
 		return perr(e, "bad_json", "unexpected data after the JSON object at byte %zu", pos);
@@ -137,7 +140,8 @@ gw_ws_parse(const char *p, size_t len, struct gw_ws_op *op, struct gw_buf *data,
 			return perr(e, "bad_request", "from must be an offset (a non-negative integer) or \"tail\"");
 	}
 	if (op->op != GW_WS_OP_PUBLISH) {
-		if (s.seen[F_EVENT] || s.seen[F_DATA] || s.seen[F_KEY] ||
+		if (s.seen[F_EVENT] || s.seen[F_DATA] || s.seen[F_KEY] || s.seen[F_ID] ||
+		    s.seen[F_EXPECTED] ||
 		    (op->op == GW_WS_OP_UNSUBSCRIBE && s.seen[F_FROM]))
 			return perr(e, "bad_request", "member not valid for this op");
 		return 0;
@@ -152,11 +156,21 @@ gw_ws_parse(const char *p, size_t len, struct gw_ws_op *op, struct gw_buf *data,
 	} else {
 		memcpy(op->msg.event, "message", 8);
 	}
-	if (s.seen[F_KEY]) {
-		if (plain_str(&s.f[F_KEY], &v, &n) || !gw_name_key_ok(v, n))
-			return perr(e, "bad_request", "key must be 1 to 128 of [A-Za-z0-9_.:-]");
+	if (s.seen[F_KEY] && s.seen[F_ID])
+		return perr(e, "bad_request", "give \"id\" or \"key\" (its earlier name), not both");
+	if (s.seen[F_KEY] || s.seen[F_ID]) {
+		if (plain_str(&s.f[s.seen[F_ID] ? F_ID : F_KEY], &v, &n) || !gw_name_key_ok(v, n))
+			return perr(e, "bad_request", "id must be a string of 1 to 128 of [A-Za-z0-9_.:-]");
 		memcpy(op->msg.key, v, n);
 		op->msg.key[n] = '\0';
+	}
+	if (s.seen[F_EXPECTED]) {
+		const struct gw_json_field *f = &s.f[F_EXPECTED];
+
+		if (f->type != GW_J_NUMBER || gw_parse_u64(f->raw, f->raw_len, &op->msg.expected))
+			return perr(e, "bad_request",
+				    "expected_offset must be an offset (a non-negative integer)");
+		op->msg.has_expected = 1;
 	}
 	op->msg.off = data->len;
 	if (s.seen[F_DATA])

@@ -5,7 +5,9 @@
  * for every reassembled client message. Frames:
  *   {"op":"subscribe","topic":"chatbot/s1","from":12|"tail"}   ("from" omitted: first retained)
  *   {"op":"unsubscribe","topic":"chatbot/s1"}
- *   {"op":"publish","topic":"chatbot/s1","event":"token","data":<any>,"key":K,"req":7}
+ *   {"op":"publish","topic":"chatbot/s1","event":"token","data":<any>,"id":K,"expected_offset":N,
+ *    "req":7}   ("id": a producer idempotency key, "key" accepted as its earlier name; N: append
+ *               only if the topic's next offset is N)
  *   {"op":"ping"}
  * Every op may carry "req" (a number or a string of up to 64 bytes), echoed in its reply.
  */
@@ -37,7 +39,8 @@ struct gw_ws_op {
 	int from_tail;                 /* "from":"tail" */
 	uint64_t from;
 	char req[GW_WS_REQ_MAX + 1];   /* raw JSON of "req" (e.g. 7 or "a"), "" when absent */
-	struct gw_msg msg;             /* publish: event, key, and data at msg.off/len in the data buffer */
+	struct gw_msg msg;             /* publish: event, key (id), expected offset, and data at
+					  msg.off/len in the data buffer */
 };
 
 /**

@@ -77,13 +77,15 @@ class PublishAndRead(TestCase):
         first = self.gw.publish("chatbot/idem", [{"data": 1}, {"data": 2}], headers=h)
         self.assertEqual(first, {"topic": "chatbot/idem", "first_offset": 0, "last_offset": 1, "count": 2})
         again = self.gw.publish("chatbot/idem", [{"data": 1}, {"data": 2}], headers=h)
-        self.assertEqual(again, dict(first, duplicates=2))  # a retry repeats the first answer
+        # A retry repeats the first answer, flagged, with the batch's messages listed as duplicates.
+        self.assertEqual(again, dict(first, duplicate=True, duplicates=[0, 1]))
         self.assertEqual(len(self.gw.history("chatbot/idem")), 2)
-        # Message keys: the known one keeps its offset, the new one is appended.
+        # Message ids ("key" is their earlier name): the known one keeps its offset, the new one is
+        # appended.
         self.gw.publish("chatbot/idem", {"key": "m-a", "data": "a"})
-        mixed = self.gw.publish("chatbot/idem", [{"key": "m-a", "data": "a"}, {"key": "m-b", "data": "b"}])
+        mixed = self.gw.publish("chatbot/idem", [{"id": "m-a", "data": "a"}, {"id": "m-b", "data": "b"}])
         self.assertEqual(mixed, {"topic": "chatbot/idem", "first_offset": 2, "last_offset": 3, "count": 2,
-                                 "duplicates": 1})
+                                 "duplicates": [0]})
         self.assertEqual([m["data"] for m in self.gw.history("chatbot/idem")], [1, 2, "a", "b"])
         self.assert_status(self.gw.http("POST", "/v1/topics/chatbot/idem/messages", {"data": 1},
                                         {"Idempotency-Key": "bad key"}), 400, "bad_request")

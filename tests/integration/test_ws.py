@@ -76,7 +76,8 @@ class WebSocket(TestCase):
     def test_publish_with_a_key_is_acknowledged_once_stored(self):
         ws = self.ws()
         for req in (1, 2):
-            ws.send({"op": "publish", "topic": "chatbot/wk", "key": "tok-7", "data": "x", "req": req})
+            ws.send({"op": "publish", "topic": "chatbot/wk", ("key", "id")[req - 1]: "tok-7", "data": "x",
+                     "req": req})
             m, _ = ws.recv_until(is_type("ack"))
             self.assertEqual((m["req"], m["offset"]), (req, 0))
             self.assertEqual(m.get("duplicate", False), req == 2)
