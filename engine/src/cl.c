@@ -176,8 +176,9 @@ static int io_sync(cl_log *log, int fd)
 
 static int fail(cl_log *log, int err)
 {
-	if (!log->failed)
-		log->failed = err == ENOSPC || err == EDQUOT ? ENG_EFULL : ENG_EFAILED;
+	if (!log->failed) /* written by the writer only; read by others through cl_failed() */
+		__atomic_store_n(&log->failed, err == ENOSPC || err == EDQUOT ? ENG_EFULL : ENG_EFAILED,
+				 __ATOMIC_RELEASE);
 	return log->failed;
 }
 
@@ -502,7 +503,7 @@ int cl_sync(cl_log *log)
 
 int cl_failed(const cl_log *log)
 {
-	return log->failed;
+	return __atomic_load_n(&log->failed, __ATOMIC_ACQUIRE);
 }
 
 /* ---- Reading and retention --------------------------------------------------------------------- */
