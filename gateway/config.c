@@ -64,8 +64,8 @@ gw_config_defaults(struct gw_config *cfg)
 	cfg->static_root = xstrdup("web-demo");
 	cfg->n_parents = 2;
 	cfg->parents = xcalloc(2, sizeof(*cfg->parents));
-	cfg->parents[0] = (struct gw_parent_conf){ xstrdup("chatbot"), 1 * MiB, 86400, 0, 5 };
-	cfg->parents[1] = (struct gw_parent_conf){ xstrdup("agent"), 1 * MiB, 86400, 0, 5 };
+	cfg->parents[0] = (struct gw_parent_conf){ xstrdup("chatbot"), 1 * MiB, 86400, 0, 5, 600, 100000 };
+	cfg->parents[1] = (struct gw_parent_conf){ xstrdup("agent"), 1 * MiB, 86400, 0, 5, 600, 100000 };
 	cfg->n_cors_origins = 2;
 	cfg->cors_origins = xcalloc(2, sizeof(char *));
 	for (size_t i = 0; i < 2; i++)
@@ -269,7 +269,8 @@ static int
 load_parents(struct gw_config *cfg, json_t *arr, char *err, size_t errsz)
 {
 	static const char *const known[] = { "name", "max_message_bytes", "idle_ttl_s", "max_retained",
-					     "priority" };
+					     "priority", "dedup_window_s", "dedup_max_keys" };
+	const size_t n_known = sizeof(known) / sizeof(known[0]);
 	struct gw_parent_conf *ps;
 	size_t n, i;
 	json_t *p;
@@ -285,7 +286,7 @@ load_parents(struct gw_config *cfg, json_t *arr, char *err, size_t errsz)
 		json_t *v;
 
 		snprintf(name, sizeof(name), "parents[%zu]", i);
-		ps[i] = (struct gw_parent_conf){ NULL, 1 * MiB, 86400, 0, 5 };
+		ps[i] = (struct gw_parent_conf){ NULL, 1 * MiB, 86400, 0, 5, 600, 100000 };
 		if (!json_is_object(p)) {
 			ferr(err, errsz, name, "must be an object");
 			goto fail;
@@ -295,10 +296,10 @@ load_parents(struct gw_config *cfg, json_t *arr, char *err, size_t errsz)
 			char fname[96];
 			uint64_t u;
 
-			for (k = 0; k < 5 && strcmp(key, known[k]); k++)
+			for (k = 0; k < n_known && strcmp(key, known[k]); k++)
 				;
 			snprintf(fname, sizeof(fname), "%s.%s", name, key);
-			if (k == 5) {
+			if (k == n_known) {
 				ferr(err, errsz, fname, "unknown field");
 				goto fail;
 			}
@@ -319,8 +320,9 @@ load_parents(struct gw_config *cfg, json_t *arr, char *err, size_t errsz)
 				continue;
 			}
 			{
-				static const uint64_t lo[] = { 0, 1, 1, 0, 0 };
-				static const uint64_t hi[] = { 0, 16 * MiB, 3650ull * 86400, UINT64_MAX, 9 };
+				static const uint64_t lo[] = { 0, 1, 1, 0, 0, 1, 1 };
+				static const uint64_t hi[] = { 0, 16 * MiB, 3650ull * 86400, UINT64_MAX, 9,
+							       7 * 86400, 10000000 };
 				struct field f = { fname, T_U64, 0, lo[k], hi[k] };
 
 				if (get_uint(v, &f, &u, err, errsz))
@@ -332,8 +334,12 @@ load_parents(struct gw_config *cfg, json_t *arr, char *err, size_t errsz)
 				ps[i].idle_ttl_s = u;
 			else if (k == 3)
 				ps[i].max_retained = u;
-			else
+			else if (k == 4)
 				ps[i].priority = (uint8_t)u;
+			else if (k == 5)
+				ps[i].dedup_window_s = u;
+			else
+				ps[i].dedup_max_keys = (uint32_t)u;
 		}
 		if (!ps[i].name) {
 			ferr(err, errsz, name, "missing \"name\"");

@@ -22,6 +22,8 @@ struct gw_parent_conf {
 	uint64_t idle_ttl_s;        /* a topic expires this long after its last write */
 	uint64_t max_retained;      /* messages kept per topic; 0 = unlimited */
 	uint8_t priority;           /* 0..9 */
+	uint64_t dedup_window_s;    /* producer keys are remembered this long (idempotent retries) */
+	uint32_t dedup_max_keys;    /* and at most this many per lite topic */
 };
 
 struct gw_config {

@@ -273,6 +273,8 @@ run(struct gw *gw, const struct gw_config *cfg)
 		parents[i].idle_ttl_ms = cfg->parents[i].idle_ttl_s * 1000;
 		parents[i].max_retained = cfg->parents[i].max_retained;
 		parents[i].priority = cfg->parents[i].priority;
+		parents[i].dedup_window_ms = cfg->parents[i].dedup_window_s * 1000;
+		parents[i].dedup_max_keys = cfg->parents[i].dedup_max_keys;
 	}
 	eng_config_init(&ec);
 	ec.dir = cfg->data_dir;

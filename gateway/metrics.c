@@ -85,6 +85,9 @@ gw_metrics_render(const struct gw_metrics *m, const eng_stats *es, struct gw_buf
 	counter(out, "litegate_engine_fsyncs_total", "fsyncs since open.", "counter", es->fsyncs);
 	counter(out, "litegate_engine_expired_topics_total", "Topics expired since open.", "counter",
 		es->expired_topics);
+	counter(out, "litegate_engine_duplicates_total",
+		"Messages not appended because their producer key (Idempotency-Key or id) was already "
+		"stored within the dedup window, since open.", "counter", es->duplicates);
 	counter(out, "litegate_engine_failed", "Non-zero while storage refuses appends (sticky error).",
 		"gauge", es->failed ? 1 : 0);
 	hist(out, "litegate_publish_latency_seconds",
