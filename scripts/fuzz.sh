@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of tests/fuzz with clang (ASan + UBSan, in build-fuzz/) and runs each
 # for a bounded time. A crash, a broken invariant, a leak, a timeout or running out of memory fails
-# the run; the input that did it is saved to tests/fuzz/regressions/<target>/, where ctest replays it
-# in every build from then on (commit it with the fix). See docs/fuzzing.md.
+# the run; the input that did it is saved to tests/fuzz/regressions/<target>/, where ctest replays
+# it in every build from then on (commit it with the fix). See docs/fuzzing.md.
 #
 # Usage: scripts/fuzz.sh [seconds-per-target] [target...]
 #   default: 20 seconds for each of route chunked json pubparse wsproto config cl (about 3 minutes
@@ -19,7 +19,10 @@ esac
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 for t in "${targets[@]}"; do
-  [ -f "tests/fuzz/fuzz_$t.c" ] || { echo "fuzz: unknown target '$t' (known: ${all[*]})" >&2; exit 2; }
+  if [ ! -f "tests/fuzz/fuzz_$t.c" ]; then
+    echo "fuzz: unknown target '$t' (known: ${all[*]})" >&2
+    exit 2
+  fi
 done
 
 scripts/deps.sh test # clang and libclang-rt-14-dev (libFuzzer's runtime)
@@ -30,6 +33,11 @@ cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=
 cmake --build build-fuzz -j "${FUZZ_BUILD_JOBS:-2}" --target fuzz_all
 
 mkdir -p build-fuzz/fuzz-logs
+# Scratch space for targets that write files (cl writes log segments): in RAM when possible, and
+# removed at the end even when a crash kept a target from cleaning up after itself.
+LITEGATE_FUZZ_TMPDIR=$(mktemp -d -p /dev/shm litegate-fuzz.XXXXXX 2>/dev/null || mktemp -d)
+export LITEGATE_FUZZ_TMPDIR
+trap 'rm -rf "$LITEGATE_FUZZ_TMPDIR"' EXIT
 failed=()
 for t in "${targets[@]}"; do
   # New inputs go to the first directory only: a work corpus in build-fuzz that keeps growing from
@@ -49,7 +57,8 @@ for t in "${targets[@]}"; do
   else
     failed+=("$t")
     echo "fuzz_$t FAILED (full log: $log):" >&2
-    grep -E 'invariant failed|ERROR: |SUMMARY: |Test unit written' "$log" | head -n 8 >&2 || tail -n 30 "$log" >&2
+    grep -E 'invariant failed|ERROR: |SUMMARY: |Test unit written' "$log" | head -n 8 >&2 ||
+      tail -n 30 "$log" >&2
     new=$(comm -13 <(echo "$before") <(ls -A "$regress") || true)
     for f in $new; do
       echo "  saved: $regress/$f  (replay: build-fuzz/tests/fuzz/fuzz_$t $regress/$f)" >&2

@@ -59,11 +59,16 @@ remove_dir(void)
 	rmdir(g_dir);
 }
 
-/* One directory for the whole run; in RAM when /dev/shm is there, as every input writes files. */
+/* One directory for the whole run; in RAM when /dev/shm is there, as every input writes files.
+ * scripts/fuzz.sh sets LITEGATE_FUZZ_TMPDIR to a directory it removes itself, since a crash
+ * skips atexit. */
 static void
 make_dir(void)
 {
-	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
+	const char *base = getenv("LITEGATE_FUZZ_TMPDIR");
+
+	if (!base)
+		base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
 
 	snprintf(g_dir, sizeof(g_dir), "%s/litegate-fuzz-cl-XXXXXX", base ? base : "/tmp");
 	FUZZ_CHECK(mkdtemp(g_dir) != NULL);
