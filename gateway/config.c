@@ -56,6 +56,8 @@ gw_config_defaults(struct gw_config *cfg)
 		.body_timeout_s = 60,
 		.stall_timeout_s = 60,
 		.shutdown_grace_s = 10,
+		.auth_mode = GW_AUTH_MODE_NONE,
+		.auth_leeway_s = 30,
 	};
 
 	*cfg = defaults;
@@ -93,9 +95,30 @@ free_origins(struct gw_config *cfg)
 	cfg->n_cors_origins = 0;
 }
 
+static void
+free_auth(struct gw_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_auth_keys; i++) {
+		free(cfg->auth_keys[i].kid);
+		if (cfg->auth_keys[i].secret)
+			memset(cfg->auth_keys[i].secret, 0, cfg->auth_keys[i].secret_len);
+		free(cfg->auth_keys[i].secret);
+		free(cfg->auth_keys[i].path);
+	}
+	free(cfg->auth_keys);
+	free(cfg->auth_audience);
+	free(cfg->auth_cookie);
+	cfg->auth_keys = NULL;
+	cfg->n_auth_keys = 0;
+	cfg->auth_audience = cfg->auth_cookie = NULL;
+}
+
 void
 gw_config_free(struct gw_config *cfg)
 {
+	free_auth(cfg);
+	free(cfg->tls_cert);
+	free(cfg->tls_key);
 	free(cfg->listen_host);
 	free(cfg->data_dir);
 	free(cfg->static_root);
@@ -128,6 +151,8 @@ enum ftype {
 	T_LOGLEVEL,   /* "error" | "warn" | "info" | "debug" */
 	T_PARENTS,
 	T_ORIGINS,
+	T_AUTH,       /* the "auth" object (load_auth) */
+	T_TLS,        /* the "tls" object (load_tls) */
 	T_GROUP,      /* nested object; its fields follow with the group's prefix */
 };
 
@@ -151,6 +176,8 @@ static const struct field fields[] = {
 	F("parents", T_PARENTS, parents, 0, 0),
 	F("cors_origins", T_ORIGINS, cors_origins, 0, 0),
 	F("security_headers", T_BOOL, security_headers, 0, 1),
+	F("auth", T_AUTH, auth_mode, 0, 0),
+	F("tls", T_TLS, tls_cert, 0, 0),
 	F("heartbeat_s", T_U32, heartbeat_s, 1, 3600),
 	F("sse_retry_ms", T_U32, sse_retry_ms, 0, 3600000),
 	F("max_unsent_bytes", T_SIZE, max_unsent_bytes, 4 * KiB, 64 * MiB),
@@ -386,6 +413,221 @@ load_origins(struct gw_config *cfg, json_t *arr, char *err, size_t errsz)
 	return 0;
 }
 
+/* A cookie name is an RFC 6265 token. */
+static int
+cookie_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > 64)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c <= 0x20 || c >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", c))
+			return 0;
+	}
+	return 1;
+}
+
+/* One entry of auth.hs256_secrets (a string, or {"kid","secret"}) or auth.public_keys (a path, or
+ * {"kid","path"}). */
+static int
+load_auth_key(struct gw_auth_key_conf *k, json_t *v, int secret, const char *name, char *err,
+	      size_t errsz)
+{
+	const char *what = secret ? "secret" : "path", *key, *s = NULL;
+	char fname[192];
+	json_t *m;
+
+	if (json_is_string(v)) {
+		s = json_string_value(v);
+	} else if (json_is_object(v)) {
+		json_object_foreach(v, key, m) {
+			snprintf(fname, sizeof(fname), "%s.%s", name, key);
+			if (!strcmp(key, "kid")) {
+				const char *kid = json_string_value(m);
+				size_t kl = kid ? strlen(kid) : 0;
+
+				if (!kid || kl < 1 || kl > 128)
+					return ferr(err, errsz, fname, "must be a string of 1 to 128 bytes");
+				for (size_t i = 0; i < kl; i++)
+					if ((unsigned char)kid[i] < 0x20 || (unsigned char)kid[i] > 0x7e)
+						return ferr(err, errsz, fname, "must be printable ASCII");
+				k->kid = xstrdup(kid);
+			} else if (!strcmp(key, what)) {
+				if (!(s = json_string_value(m)))
+					return ferr(err, errsz, fname, "must be a string");
+			} else {
+				return ferr(err, errsz, fname, "unknown field");
+			}
+		}
+		if (!s)
+			return ferr(err, errsz, name, "missing \"%s\"", what);
+	} else {
+		return ferr(err, errsz, name, secret ? "must be a secret string or {\"kid\",\"secret\"}"
+						     : "must be a PEM file path or {\"kid\",\"path\"}");
+	}
+	if (secret) {
+		size_t n = json_is_string(v) ? json_string_length(v)
+					     : json_string_length(json_object_get(v, "secret"));
+
+		/* RFC 7518 3.2: an HS256 key must be at least as long as the hash. */
+		if (n < 32)
+			return ferr(err, errsz, name, "an HS256 secret needs at least 32 bytes");
+		k->secret = xmalloc(n);
+		memcpy(k->secret, s, n);
+		k->secret_len = n;
+	} else {
+		if (!*s)
+			return ferr(err, errsz, name, "must be a non-empty path");
+		k->path = xstrdup(s);
+	}
+	return 0;
+}
+
+static int
+load_auth(struct gw_config *cfg, json_t *obj, char *err, size_t errsz)
+{
+	struct gw_config a;
+	const char *key;
+	json_t *v;
+	int has_mode = 0;
+
+	if (!json_is_object(obj))
+		return ferr(err, errsz, "auth", "must be an object like {\"mode\":\"none\"}");
+	memset(&a, 0, sizeof(a));
+	a.auth_leeway_s = 30;
+	json_object_foreach(obj, key, v) {
+		char fname[64];
+
+		snprintf(fname, sizeof(fname), "auth.%s", key);
+		if (!strcmp(key, "mode")) {
+			const char *s = json_string_value(v);
+
+			if (s && !strcmp(s, "none"))
+				a.auth_mode = GW_AUTH_MODE_NONE;
+			else if (s && !strcmp(s, "jwt"))
+				a.auth_mode = GW_AUTH_MODE_JWT;
+			else
+				goto bad_mode;
+			has_mode = 1;
+		} else if (!strcmp(key, "hs256_secrets") || !strcmp(key, "public_keys")) {
+			int secret = key[0] == 'h';
+			size_t i;
+			json_t *it;
+
+			if (!json_is_array(v) || json_array_size(v) > 64) {
+				ferr(err, errsz, fname, "must be an array of at most 64 keys");
+				goto fail;
+			}
+			a.auth_keys = xrealloc(a.auth_keys, (a.n_auth_keys + json_array_size(v) + 1) *
+								  sizeof(*a.auth_keys));
+			json_array_foreach(v, i, it) {
+				struct gw_auth_key_conf *k = &a.auth_keys[a.n_auth_keys];
+				char iname[100];
+
+				memset(k, 0, sizeof(*k));
+				a.n_auth_keys++;
+				snprintf(iname, sizeof(iname), "%s[%zu]", fname, i);
+				if (load_auth_key(k, it, secret, iname, err, errsz))
+					goto fail;
+				for (size_t j = 0; k->kid && j + 1 < a.n_auth_keys; j++) {
+					if (a.auth_keys[j].kid && !strcmp(a.auth_keys[j].kid, k->kid)) {
+						ferr(err, errsz, iname, "kid \"%s\" used twice", k->kid);
+						goto fail;
+					}
+				}
+			}
+		} else if (!strcmp(key, "audience")) {
+			const char *s = json_string_value(v);
+
+			if (!json_is_null(v) && (!s || !*s)) {
+				ferr(err, errsz, fname, "must be a non-empty string or null");
+				goto fail;
+			}
+			free(a.auth_audience);
+			a.auth_audience = s ? xstrdup(s) : NULL;
+		} else if (!strcmp(key, "leeway_s")) {
+			struct field f = { "auth.leeway_s", T_U32, 0, 0, 3600 };
+			uint64_t u;
+
+			if (get_uint(v, &f, &u, err, errsz))
+				goto fail;
+			a.auth_leeway_s = (uint32_t)u;
+		} else if (!strcmp(key, "cookie")) {
+			const char *s = json_string_value(v);
+
+			if (!json_is_null(v) && (!s || !cookie_name_ok(s))) {
+				ferr(err, errsz, fname, "must be a cookie name (1 to 64 token characters) or null");
+				goto fail;
+			}
+			free(a.auth_cookie);
+			a.auth_cookie = s ? xstrdup(s) : NULL;
+		} else {
+			ferr(err, errsz, fname, "unknown field");
+			goto fail;
+		}
+	}
+	if (!has_mode) {
+bad_mode:
+		ferr(err, errsz, "auth.mode", "must be \"none\" or \"jwt\"");
+		goto fail;
+	}
+	if (a.auth_mode == GW_AUTH_MODE_JWT && !a.n_auth_keys) {
+		ferr(err, errsz, "auth", "mode \"jwt\" needs hs256_secrets or public_keys");
+		goto fail;
+	}
+	free_auth(cfg);
+	cfg->auth_mode = a.auth_mode;
+	cfg->auth_keys = a.auth_keys;
+	cfg->n_auth_keys = a.n_auth_keys;
+	cfg->auth_audience = a.auth_audience;
+	cfg->auth_leeway_s = a.auth_leeway_s;
+	cfg->auth_cookie = a.auth_cookie;
+	return 0;
+fail:
+	free_auth(&a);
+	return -1;
+}
+
+static int
+load_tls(struct gw_config *cfg, json_t *obj, char *err, size_t errsz)
+{
+	const char *key, *cert = NULL, *pkey = NULL;
+	json_t *v;
+
+	if (json_is_null(obj)) {
+		free(cfg->tls_cert);
+		free(cfg->tls_key);
+		cfg->tls_cert = cfg->tls_key = NULL;
+		return 0;
+	}
+	if (!json_is_object(obj))
+		return ferr(err, errsz, "tls", "must be {\"cert\":PATH,\"key\":PATH} or null");
+	json_object_foreach(obj, key, v) {
+		char fname[64];
+		const char *s = json_string_value(v);
+
+		snprintf(fname, sizeof(fname), "tls.%s", key);
+		if (strcmp(key, "cert") && strcmp(key, "key"))
+			return ferr(err, errsz, fname, "unknown field");
+		if (!s || !*s)
+			return ferr(err, errsz, fname, "must be a non-empty path");
+		if (key[0] == 'c')
+			cert = s;
+		else
+			pkey = s;
+	}
+	if (!cert || !pkey)
+		return ferr(err, errsz, "tls", "needs both \"cert\" and \"key\"");
+	free(cfg->tls_cert);
+	free(cfg->tls_key);
+	cfg->tls_cert = xstrdup(cert);
+	cfg->tls_key = xstrdup(pkey);
+	return 0;
+}
+
 static int
 load_field(struct gw_config *cfg, const struct field *f, json_t *v, char *err, size_t errsz)
 {
@@ -440,6 +682,10 @@ load_field(struct gw_config *cfg, const struct field *f, json_t *v, char *err, s
 		return load_parents(cfg, v, err, errsz);
 	case T_ORIGINS:
 		return load_origins(cfg, v, err, errsz);
+	case T_AUTH:
+		return load_auth(cfg, v, err, errsz);
+	case T_TLS:
+		return load_tls(cfg, v, err, errsz);
 	case T_GROUP:
 		break;
 	}

@@ -26,6 +26,19 @@ struct gw_parent_conf {
 	uint32_t dedup_max_keys;    /* and at most this many per lite topic */
 };
 
+/* One verification key of auth.mode "jwt": a secret (HS256) or a public key file (RS256, ES256). */
+struct gw_auth_key_conf {
+	char *kid;                  /* the "kid" tokens name it by; NULL = none */
+	char *secret;               /* HS256 secret bytes, or NULL */
+	size_t secret_len;
+	char *path;                 /* PEM public key or certificate file, or NULL */
+};
+
+enum {
+	GW_AUTH_MODE_NONE = 0,      /* no tokens: every request is allowed (loopback defaults) */
+	GW_AUTH_MODE_JWT,           /* every API request needs a valid token (auth.h) */
+};
+
 struct gw_config {
 	char *listen_host;          /* address to bind: "127.0.0.1", "::1", "0.0.0.0" */
 	int listen_port;            /* 1..65535 */
@@ -65,6 +78,18 @@ struct gw_config {
 	uint32_t body_timeout_s;    /* a request body may pause this long between reads */
 	uint32_t stall_timeout_s;   /* a stream that cannot be written for this long is dropped */
 	uint32_t shutdown_grace_s;  /* SIGTERM: wait at most this long for in-flight publishes */
+
+	/* Authorization (auth.c, docs/security.md): config group "auth". */
+	int auth_mode;              /* GW_AUTH_MODE_NONE (default) or GW_AUTH_MODE_JWT */
+	struct gw_auth_key_conf *auth_keys; /* HS256 secrets and public key files, in config order */
+	size_t n_auth_keys;
+	char *auth_audience;        /* the "aud" every token must carry; NULL = tokens carry none */
+	uint32_t auth_leeway_s;     /* clock skew allowed on exp and nbf */
+	char *auth_cookie;          /* name of a cookie that may carry the token; NULL = none */
+
+	/* TLS (main.c): config group "tls"; both set = HTTPS and WSS on the listening port. */
+	char *tls_cert;             /* PEM certificate (chain) file */
+	char *tls_key;              /* PEM private key file */
 
 	/* Test seam (config group "testing", never in production configs): passed to the engine's
 	 * fault-injecting I/O layer, so tests can see 507 and the degraded /healthz. */
