@@ -16,6 +16,7 @@ import threading
 import time
 
 import harness
+import test_schemas
 from harness import ChunkedUpload, TestCase
 
 
@@ -369,6 +370,48 @@ class ConditionalAppends(Base):
         self.assertEqual(err["code"], "bad_request")
         ws.close()
         self.assertEqual(self.datas(t), [0, 1])
+
+
+class Schemas(Base):
+    """The new replies and frames validate against schemas/ (with test_schemas' validator)."""
+
+    def check(self, value, name):
+        schema = test_schemas.load(name)
+        self.assertEqual(test_schemas.errors(value, schema, schema), [], "%s: %r" % (name, value))
+
+    def refuse(self, value, name):
+        schema = test_schemas.load(name)
+        self.assertTrue(test_schemas.errors(value, schema, schema), "%s accepted %r" % (name, value))
+
+    def test_replies_and_frames(self):
+        t = "chatbot/sch"
+        for body in ({"id": "a", "data": 1, "expected_offset": 0}, [{"id": "b", "expected_offset": 1}, {"id": "c"}]):
+            self.check(body, "message.schema.json")
+            self.check(self.gw.publish(t, body), "publish-reply.schema.json")
+            again = self.gw.publish(t, body)
+            self.assertTrue(again["duplicate"])
+            self.check(again, "publish-reply.schema.json")
+        self.refuse({"id": "bad id"}, "message.schema.json")
+        self.refuse({"expected_offset": -1}, "message.schema.json")
+        st, _, r = self.post(t, {"data": 1}, {"Litegate-Expected-Offset": "0"})
+        self.assertEqual(st, 409)
+        self.check(r, "error.schema.json")
+        st, _, r = self.post(t, ndjson([{"data": 1}, {"data": 2, "expected_offset": 0}]),
+                             {"Content-Type": "application/x-ndjson"})
+        self.assertEqual((st, r["count"]), (409, 1))
+        self.check(r, "error.schema.json")
+        ws = self.gw.ws()
+        self.addCleanup(ws.close)
+        for i, f in enumerate([{"op": "publish", "topic": t, "id": "a", "data": 1},
+                               {"op": "publish", "topic": t, "data": 1, "expected_offset": 1}]):
+            f["req"] = i
+            self.check(f, "ws-client.schema.json")
+            ws.send(f)
+            m, _ = ws.recv_until(lambda m, i=i: m.get("req") == i)
+            self.assertEqual(m["type"], ("ack", "error")[i])
+            self.check(m, "ws-server.schema.json")
+        self.check({"parents": [{"name": "p", "dedup_window_s": 1, "dedup_max_keys": 1}]}, "config.schema.json")
+        self.refuse({"parents": [{"name": "p", "dedup_window_s": 0}]}, "config.schema.json")
 
 
 if __name__ == "__main__":
