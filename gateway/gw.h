@@ -7,6 +7,7 @@
 #ifndef GW_GW_H
 #define GW_GW_H
 
+#include <ev.h>
 #include <libwebsockets.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,6 +47,8 @@ struct gw_sub {
 	unsigned closing : 1;      /* shutting down: end the stream at the next WRITEABLE */
 	unsigned stall_armed : 1;  /* a stall timeout is running (set when output waits) */
 	unsigned registered : 1;
+	unsigned expired : 1;      /* its token expired (auth.c): a last error, then the stream ends */
+	ev_timer expire_w;         /* runs until the token's expiry while registered (auth.c) */
 };
 
 struct gw {

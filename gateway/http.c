@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+#include "auth.h"
 #include "bg.h"
 #include "json.h"
 #include "log.h"
@@ -112,8 +113,12 @@ query_string(struct lws *wsi, char *q, size_t qsz)
 		char frag[256];
 		int n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
 
+		if (n < 0 && lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) > 0)
+			continue; /* longer than any parameter we read (an access_token): not ours */
 		if (n < 0)
 			break;
+		if (n >= 13 && !memcmp(frag, "access_token=", 13))
+			continue; /* auth.c reads it */
 		if (len + (size_t)n + 2 > qsz)
 			return -1;
 		if (len)
@@ -407,7 +412,7 @@ route_request(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 	struct gw_query q;
 	struct gw_error e;
 	enum gw_method m;
-	int pathlen = 0, qlen;
+	int pathlen = 0, qlen, rc;
 	unsigned close = 0;
 
 	gw->m.http_requests++;
@@ -447,6 +452,8 @@ route_request(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 			     q.bad, !strcmp(q.bad, "from") ? " or \"tail\"" : "");
 		return gw_http_fail(gw, wsi, &e, close);
 	}
+	if (gw_auth_route(gw, wsi, pss, r.kind, m, r.topic, close, &rc)) /* 401/403 (auth.c) */
+		return rc;
 	switch (r.kind) {
 	case GW_R_HEALTHZ:
 		return healthz(gw, wsi);

@@ -34,6 +34,7 @@ struct gw_http_pss {
 	struct gw_pub *pub;
 	struct gw_del *del;
 	struct gw_sse sse;
+	int64_t auth_exp;              /* the request's token exp (auth.c), 0 without one: ends an SSE */
 };
 
 /* The protocol's user pointer is the gateway. */

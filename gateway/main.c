@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "bg.h"
 #include "gw.h"
 #include "log.h"
@@ -441,6 +442,8 @@ main(int argc, char **argv)
 	struct gw *gw = &gw_main;
 	int rc;
 
+	if (argc > 1 && !strcmp(argv[1], "token"))
+		return gw_token_main(argc - 1, argv + 1); /* token.c: sign a development token */
 	rc = gw_config_from_args(argc, argv, &cfg);
 	if (rc == GW_CFG_EXIT0)
 		return 0;
@@ -448,6 +451,16 @@ main(int argc, char **argv)
 		return 2;
 	gw_log_setup(cfg.log_level);
 	signal(SIGPIPE, SIG_IGN); /* a peer that vanished is an EPIPE from send(), not a death */
+	{
+		char err[512];
+
+		/* Keys are part of the config: an unreadable or unfit one is a bad config (exit 2). */
+		if (gw_auth_open(&cfg, err, sizeof(err))) {
+			fprintf(stderr, "litegate: config %s: %s\n", cfg.source, err);
+			gw_config_free(&cfg);
+			return 2;
+		}
+	}
 
 	memset(gw, 0, sizeof(*gw));
 	gw->cfg = &cfg;
@@ -464,6 +477,7 @@ main(int argc, char **argv)
 	rc = run(gw, &cfg);
 	free(gw->htab);
 	ev_loop_destroy(gw->loop);
+	gw_auth_close();
 	gw_config_free(&cfg);
 	return rc;
 }

@@ -51,6 +51,15 @@ gw_metrics_render(const struct gw_metrics *m, const eng_stats *es, struct gw_buf
 	counter(out, "litegate_http_requests_total", "API requests routed.", "counter", m->http_requests);
 	counter(out, "litegate_http_errors_total", "API replies with a status of 400 or more.", "counter",
 		m->http_errors);
+	counter(out, "litegate_auth_unauthorized_total",
+		"Requests and WebSocket upgrades refused with 401 (missing or invalid token).", "counter",
+		m->auth_unauthorized);
+	counter(out, "litegate_auth_forbidden_total",
+		"Requests, upgrades and WebSocket operations refused as outside the token's scope.",
+		"counter", m->auth_forbidden);
+	counter(out, "litegate_auth_expired_streams_total",
+		"SSE streams and WebSockets ended because their token expired.", "counter",
+		m->auth_expired);
 	counter(out, "litegate_publish_requests_total", "HTTP publish requests answered.", "counter",
 		m->publish_requests);
 	counter(out, "litegate_messages_published_total", "Messages acknowledged as durable.", "counter",

@@ -25,6 +25,9 @@ struct gw_hist {
 struct gw_metrics {
 	uint64_t http_requests;     /* API requests routed (static files not counted) */
 	uint64_t http_errors;       /* API replies with status >= 400 */
+	uint64_t auth_unauthorized; /* requests and upgrades refused with 401 (no or bad token) */
+	uint64_t auth_forbidden;    /* requests, upgrades and WebSocket ops refused as out of scope */
+	uint64_t auth_expired;      /* streams ended because their token expired */
 	uint64_t publish_requests;  /* HTTP publish requests answered */
 	uint64_t published_msgs;    /* messages acknowledged (HTTP and WebSocket) */
 	uint64_t published_bytes;   /* their payload bytes */

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "auth.h"
 #include "log.h"
 
 #define SSE_READ_MAX 1024 /* messages per eng_read */
@@ -108,6 +109,7 @@ gw_sse_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 		return gw_http_fail(gw, wsi, &e, 0);
 	}
 	pss->kind = GW_HK_SSE;
+	gw_sub_expire_at(gw, &sse->sub, pss->auth_exp); /* auth.c: the stream ends with its token */
 	gw->m.sse_open++;
 	gw->m.sse_total++;
 
@@ -257,6 +259,16 @@ gw_sse_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 	if (sse->sub.closing || !gw->db)
 		return -1; /* shutting down: end the stream; EventSource reconnects with its last id */
 	b = gw_scratch();
+	if (sse->sub.expired) {
+		/* The token expired (auth.c): say so in a last event, end the stream at the next turn. */
+		gw_buf_puts(b, "event: error\ndata: {\"code\":\"token_expired\",\"message\":\"the token "
+			       "expired; reconnect with a new one\"}\n\n");
+		sse->sub.closing = 1;
+		if (lws_write(wsi, gw_buf_data(b), b->len, LWS_WRITE_HTTP) < 0)
+			return -1;
+		gw_sub_want_write(gw, &sse->sub);
+		return 0;
+	}
 	if (!sse->started) {
 		gw_buf_printf(b, "retry: %u\n\n", gw->cfg->sse_retry_ms);
 		sse->started = 1;

@@ -157,6 +157,8 @@ gw_sub_unregister(struct gw *gw, struct gw_sub *sub)
 	sub->next->prev = sub->prev;
 	sub->prev = sub->next = NULL;
 	sub->registered = 0;
+	if (ev_is_active(&sub->expire_w))
+		ev_timer_stop(gw->loop, &sub->expire_w); /* auth.c: gw_sub_expire_at() */
 	if (gw->db)
 		eng_unsub_all(gw->db, sub->id);
 }

@@ -17,7 +17,9 @@
 
 #include <stddef.h>
 #include <string.h>
+#include <strings.h>
 
+#include "auth.h"
 #include "http_int.h"
 #include "log.h"
 #include "wsproto.h"
@@ -45,6 +47,7 @@ struct gw_ws_conn {
 	unsigned detached : 1;      /* the connection closed; freed when pending_acks reaches 0 */
 	unsigned flow_off : 1;      /* we paused reading the client */
 	unsigned close_code;        /* non-zero: close with this code at the next WRITEABLE */
+	struct gw_principal *who;   /* the upgrade's token (auth.c); NULL with auth off */
 };
 
 struct gw_ws_pss {
@@ -199,6 +202,10 @@ op_subscribe(struct gw_ws_conn *c, const struct gw_ws_op *op)
 	size_t at;
 	int rc;
 
+	if (gw_auth_allow(gw, c->who, GW_AUTH_SUBSCRIBE, op->topic, &e)) {
+		queue_error(c, e.code, e.message, op->req);
+		return;
+	}
 	if (!parent_declared(gw, op->topic)) {
 		queue_error(c, "unknown_parent", "the topic's parent is not declared", op->req);
 		return;
@@ -271,6 +278,7 @@ conn_free(struct gw_ws_conn *c)
 	gw_buf_free(&c->rx);
 	gw_buf_free(&c->ctrl);
 	gw_buf_free(&c->pubdata);
+	gw_principal_free(c->who);
 	free(c->topics);
 	free(c);
 }
@@ -332,6 +340,10 @@ op_publish(struct gw_ws_conn *c, const struct gw_ws_op *op)
 
 	if (gw->state != GW_RUNNING) {
 		queue_error(c, "shutting_down", "the gateway is shutting down", op->req);
+		return;
+	}
+	if (gw_auth_allow(gw, c->who, GW_AUTH_PUBLISH, op->topic, &e)) {
+		queue_error(c, e.code, e.message, op->req);
 		return;
 	}
 	if (!parent_declared(gw, op->topic)) {
@@ -503,6 +515,15 @@ writeable(struct gw_ws_conn *c, struct lws *wsi)
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)why, sizeof(why) - 1);
 		return -1;
 	}
+	if (c->sub.expired) {
+		/* The token expired (auth.c): an error frame, then close 1008 at the next WRITEABLE. */
+		queue_error(c, "token_expired", "the token expired; reconnect with a new one", NULL);
+		c->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+		b = gw_scratch();
+		gw_buf_append(b, gw_buf_data(&c->ctrl), c->ctrl.len);
+		gw_buf_reset(&c->ctrl);
+		return lws_write(wsi, gw_buf_data(b), b->len, LWS_WRITE_HTTP) < 0 ? -1 : 0;
+	}
 	b = gw_scratch();
 	gw_buf_append(b, gw_buf_data(&c->ctrl), c->ctrl.len);
 	gw_buf_reset(&c->ctrl);
@@ -594,17 +615,36 @@ gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 		if (gw->state != GW_RUNNING || !origin_ok(gw, wsi))
 			return 1;
 		return 0;
-	case LWS_CALLBACK_ESTABLISHED:
+	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+		/* The token is checked here, where a refusal can still be an HTTP 401 (auth.c); lws
+		 * hangs up after it (-1), as the connection has not been read past the headers. */
+		int ret;
+
+		if (in && !strcasecmp((const char *)in, "websocket") &&
+		    gw_auth_http(gw, wsi, GW_AUTH_CONNECT, NULL, GW_REPLY_CLOSE, NULL, &ret))
+			return -1;
+		return 0;
+	}
+	case LWS_CALLBACK_ESTABLISHED: {
+		struct gw_principal *who = NULL;
+		struct gw_error e;
+
+		/* Headers are still attached: keep the token's scope for the connection's life. */
+		if (gw_auth_authenticate(gw, wsi, &who, &e))
+			return -1;
 		c = xcalloc(1, sizeof(*c));
 		c->gw = gw;
+		c->who = who;
 		gw_buf_init(&c->rx, 0);
 		gw_buf_init(&c->ctrl, 0);
 		gw_buf_init(&c->pubdata, 0);
 		gw_sub_register(gw, &c->sub, GW_SUB_WS, wsi);
+		gw_sub_expire_at(gw, &c->sub, who ? who->exp : 0);
 		pss->conn = c;
 		gw->m.ws_open++;
 		gw->m.ws_total++;
 		return 0;
+	}
 	case LWS_CALLBACK_RECEIVE: {
 		int last;
 
