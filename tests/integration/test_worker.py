@@ -338,16 +338,23 @@ class WorkerTestCase(harness.TestCase):
     def tearDown(self):
         for w in self.workers:
             w.close()
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if self._failed():
             for w in self.workers:
                 sys.stderr.write("\n--- worker log (%s) ---\n%s\n" % (self.id(), w.log()))
+            sys.stderr.write("\n--- litegate log (%s) ---\n%s\n" % (self.id(), self.gw.log()))
         super().tearDown()
         # The tests also run under ASan+UBSan: a report in any worker's log fails the test.
         for w in self.workers:
             for needle in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                            "WARNING: ThreadSanitizer"):
                 self.assertNotIn(needle, w.log())
+
+    def _failed(self):
+        # Python 3.11 records a failure in the result before tearDown but leaves
+        # _outcome.success alone, so look for this test among the result's failures.
+        res = getattr(getattr(self, "_outcome", None), "result", None)
+        bad = list(getattr(res, "failures", [])) + list(getattr(res, "errors", []))
+        return any(t is self for t, _ in bad)
 
     def worker(self, *args, url=None):
         w = Worker(url or self.url, *args)
