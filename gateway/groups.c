@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -793,7 +794,8 @@ gw_groups_on_ready(struct gw *gw, const eng_ready *r)
 	} else if (r->next_offset > gt->end) {
 		gt->end = r->next_offset;
 	}
-	gw_gtopic_get(g, r->topic, 2); /* 2: queue it if it has work */
+	gw_gtopic_get(g, r->topic, 1); /* queue it if it has work now */
+
 	gw_group_serve(g);
 }
 

@@ -68,6 +68,7 @@ struct gw_gtopic {
 	struct gw_gtopic *hnext;         /* group's hash chain */
 	struct gw_gtopic *qprev, *qnext; /* ready queue of its priority, while queued */
 	struct gw_gtopic *dnext;         /* the dead list, once dead */
+	struct gw_gtopic *rnext;         /* the retry list, while retrying */
 	struct gw_group *g;
 	uint64_t committed;              /* next offset to acknowledge (in memory) */
 	uint64_t stored;                 /* what eng_offset_commit last stored (or found) */
@@ -80,10 +81,12 @@ struct gw_gtopic {
 	uint32_t n_win, cap_win;
 	uint32_t n_unacked;              /* entries not ACKED (in flight, available, delayed, dlq) */
 	uint32_t n_avail;                /* entries AVAIL */
-	uint32_t refs;                   /* timers, hand-outs and appends that point here */
+	uint32_t refs;                   /* timers, hand-outs, appends and retries that point here */
+	uint32_t retries;                /* reads in a row that found a visible message missing */
 	uint8_t prio;                    /* 0..9: its parent's priority */
 	unsigned queued : 1;             /* in a ready queue */
 	unsigned dead : 1;               /* left its group (unsubscribed, deleted, gone): freed at refs 0 */
+	unsigned retrying : 1;           /* on the retry list: read again in a moment */
 	char name[ENG_TOPIC_MAX + 1];
 };
 
@@ -149,6 +152,8 @@ struct gw_groups {
 	size_t n_heap, cap_heap;
 	ev_timer heap_w;                 /* armed for the earliest deadline */
 	ev_timer house_w;                /* 1 s: store skipped-over offsets, evict idle topic states */
+	struct gw_gtopic *retry;         /* topics to read again shortly (see retry_later) */
+	ev_timer retry_w;
 	uint64_t nonce;                  /* hand-out counter */
 	uint8_t key[16];                 /* receipt MAC key, random per process */
 	unsigned closing : 1;            /* the engine is closing: store nothing more */
@@ -227,5 +232,7 @@ void gw_group_serve(struct gw_group *g);
 void gw_group_recheck(struct gw_group *g);
 void gw_group_free_state(struct gw_group *g);
 int gw_group_wants_topic(const struct gw_group *g, const char *topic);
+void gw_consume_init(struct gw *gw);
+void gw_consume_free(struct gw *gw);
 
 #endif /* GW_GROUPS_H */

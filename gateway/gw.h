@@ -20,6 +20,7 @@
 
 struct ev_loop;
 struct gw_pub;
+struct gw_groups;
 
 enum gw_state {
 	GW_RUNNING = 0,
@@ -64,6 +65,7 @@ struct gw {
 	struct gw_sub streams;     /* list head (sentinel) of registered streams */
 	size_t inflight;           /* publishes (HTTP requests, WebSocket ops) not yet answered */
 	struct gw_pub *pubs;       /* open HTTP publish requests (publish.c), for shutdown */
+	struct gw_groups *groups;  /* consumer groups (groups.h) */
 	int cors_any;              /* "*" is among cors_origins */
 	int notify_via_cancel;     /* no notify fd: the engine wakes us with lws_cancel_service() */
 	struct gw_metrics m;

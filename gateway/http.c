@@ -424,6 +424,8 @@ route_request(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 		gw_error_set(&e, 405, "method_not_allowed", "method not supported");
 		return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
 	}
+	if (gw_pull_match(path, (size_t)pathlen)) /* /v1/groups: consumer groups (pull.c) */
+		return gw_pull_start(gw, wsi, pss, m, path, (size_t)pathlen);
 	if (gw_route_parse(path, (size_t)pathlen, &r) == GW_R_NOTFOUND) {
 		gw_error_set(&e, 404, "not_found", "no such route");
 		return gw_http_fail(gw, wsi, &e, close);
@@ -501,6 +503,8 @@ pss_end(struct gw *gw, struct gw_http_pss *pss)
 		gw_sse_close(gw, pss);
 	else if (pss->kind == GW_HK_DEL)
 		del_detach(gw, pss);
+	else if (pss->kind == GW_HK_PULL)
+		gw_pull_detach(gw, pss);
 	pss->kind = GW_HK_NONE;
 }
 
@@ -519,10 +523,14 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 	case LWS_CALLBACK_HTTP_BODY:
 		if (pss && pss->kind == GW_HK_PUB)
 			return gw_pub_body(gw_from_wsi(wsi), wsi, pss, in, len);
+		if (pss && pss->kind == GW_HK_PULL)
+			return gw_pull_body(gw_from_wsi(wsi), wsi, pss, in, len);
 		return 0;
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
 		if (pss && pss->kind == GW_HK_PUB)
 			return gw_pub_body_done(gw_from_wsi(wsi), wsi, pss);
+		if (pss && pss->kind == GW_HK_PULL)
+			return gw_pull_body_done(gw_from_wsi(wsi), wsi, pss);
 		return 0;
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		if (!pss)
@@ -533,6 +541,8 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 			return gw_sse_writeable(gw_from_wsi(wsi), wsi, pss);
 		if (pss->kind == GW_HK_DEL)
 			return del_writeable(gw_from_wsi(wsi), wsi, pss);
+		if (pss->kind == GW_HK_PULL)
+			return gw_pull_writeable(gw_from_wsi(wsi), wsi, pss);
 		return 0; /* lws may call WRITEABLE unasked: nothing to send is fine */
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 		/* Only when the engine has no notify fd (main.c); arrives without a wsi's user data. */

@@ -12,6 +12,7 @@
 
 struct gw_pub; /* publish.c */
 struct gw_del; /* http.c: a DELETE waiting for the helper thread */
+struct gw_pull_req; /* pull.c: a consumer-group request */
 
 /* An SSE stream. Lives inside the pss, whose memory lws owns until CLOSED_HTTP returns. */
 struct gw_sse {
@@ -27,12 +28,14 @@ enum gw_hkind {
 	GW_HK_PUB, /* a publish request: pss->pub */
 	GW_HK_SSE, /* an event stream: pss->sse */
 	GW_HK_DEL, /* a DELETE running on the helper thread: pss->del */
+	GW_HK_PULL,/* a /v1/groups request (pull.c): pss->pull */
 };
 
 struct gw_http_pss {
 	enum gw_hkind kind;
 	struct gw_pub *pub;
 	struct gw_del *del;
+	struct gw_pull_req *pull;
 	struct gw_sse sse;
 	int64_t auth_exp;              /* the request's token exp (auth.c), 0 without one: ends an SSE */
 };
@@ -57,6 +60,15 @@ int gw_sse_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const 
 		 const struct gw_query *q);
 int gw_sse_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss);
 void gw_sse_close(struct gw *gw, struct gw_http_pss *pss);
+
+/* pull.c: /v1/groups (consumer groups) */
+int gw_pull_match(const char *path, size_t len);
+int gw_pull_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, enum gw_method m,
+		  const char *path, size_t pathlen);
+int gw_pull_body(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const char *in, size_t len);
+int gw_pull_body_done(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss);
+int gw_pull_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss);
+void gw_pull_detach(struct gw *gw, struct gw_http_pss *pss);
 
 /* http.c: write a whole error response now and finish or close the transaction.
  * @return the value the lws callback should return. */

@@ -38,6 +38,7 @@
 
 #include "auth.h"
 #include "bg.h"
+#include "groups.h"
 #include "gw.h"
 #include "log.h"
 #include "xalloc.h"
@@ -185,6 +186,7 @@ finish(struct gw *gw)
 	lws_context_destroy(ctx);
 	gw_bg_stop(); /* after the connections (their jobs are detached), before the engine */
 	LOG_INFO("connections closed; closing the engine");
+	gw_groups_close(gw);
 	eng_close(gw->db);
 	gw->db = NULL;
 	ev_break(gw->loop, EVBREAK_ALL);
@@ -224,6 +226,7 @@ on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	stop_listening(gw);
 	gw_pubs_shutdown(gw);
 	gw_streams_close_all(gw);
+	gw_groups_drain(gw);
 	drain_deadline = ev_now(loop) + gw->cfg->shutdown_grace_s;
 	ev_timer_init(&drain_w, on_drain, 0.005, 0.010);
 	drain_w.data = gw;
@@ -296,6 +299,11 @@ run(struct gw *gw, const struct gw_config *cfg)
 	free(parents);
 	if (rc) {
 		LOG_ERR("cannot open the engine in %s: %s", cfg->data_dir, eng_strerror(rc));
+		return 1;
+	}
+	if (gw_groups_open(gw)) { /* consumer groups: definitions, markers, subscriptions */
+		eng_close(gw->db);
+		gw->db = NULL;
 		return 1;
 	}
 
@@ -475,6 +483,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	rc = run(gw, &cfg);
+	gw_groups_free(gw);
 	free(gw->htab);
 	ev_loop_destroy(gw->loop);
 	gw_auth_close();

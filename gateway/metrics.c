@@ -81,6 +81,23 @@ gw_metrics_render(const struct gw_metrics *m, const eng_stats *es, struct gw_buf
 		"counter", m->gaps);
 	counter(out, "litegate_reset_events_total", "Reset events sent (start point past a topic's end).",
 		"counter", m->resets);
+	counter(out, "litegate_groups", "Consumer groups defined.", "gauge", m->groups);
+	counter(out, "litegate_pops_total", "Pop requests answered.", "counter", m->pops);
+	counter(out, "litegate_pops_waiting", "Pop requests parked (long poll).", "gauge",
+		m->pops_waiting);
+	counter(out, "litegate_messages_popped_total", "Messages handed out by pops, redeliveries included.",
+		"counter", m->popped_msgs);
+	counter(out, "litegate_messages_redelivered_total", "Messages handed out again (delivery > 1).",
+		"counter", m->redelivered_msgs);
+	counter(out, "litegate_messages_acked_total", "Messages acknowledged by consumer groups.",
+		"counter", m->acked_msgs);
+	counter(out, "litegate_messages_nacked_total", "Messages handed back with nack.", "counter",
+		m->nacked_msgs);
+	counter(out, "litegate_visibility_timeouts_total",
+		"In-flight messages whose invisible_ms ran out before an ack.", "counter",
+		m->visibility_timeouts);
+	counter(out, "litegate_messages_dead_lettered_total", "Messages moved to a dead-letter topic.",
+		"counter", m->dead_lettered);
 	counter(out, "litegate_lite_topics", "Lite topics that exist.", "gauge", es->topics);
 	counter(out, "litegate_cached_topics", "Lite topics with in-memory state.", "gauge",
 		es->cached_topics);
@@ -104,4 +121,6 @@ gw_metrics_render(const struct gw_metrics *m, const eng_stats *es, struct gw_buf
 	hist(out, "litegate_delivery_latency_seconds",
 	     "From a message's store time to the write that carries it to a subscriber.",
 	     &m->delivery_latency);
+	hist(out, "litegate_pop_latency_seconds",
+	     "From a pop request's headers to its reply (long-poll waits included).", &m->pop_latency);
 }

@@ -40,8 +40,18 @@ struct gw_metrics {
 	uint64_t stalled_dropped;   /* streams dropped because they could not be written */
 	uint64_t gaps;              /* gap events sent */
 	uint64_t resets;            /* reset events sent */
+	uint64_t groups;            /* gauge: consumer groups defined */
+	uint64_t pops;              /* pop requests answered */
+	uint64_t pops_waiting;      /* gauge: pops parked (long poll) */
+	uint64_t popped_msgs;       /* messages handed out by pops (redeliveries included) */
+	uint64_t redelivered_msgs;  /* of those, handed out again (delivery > 1) */
+	uint64_t acked_msgs;        /* messages acknowledged */
+	uint64_t nacked_msgs;       /* messages handed back with nack */
+	uint64_t visibility_timeouts; /* in-flight messages whose invisible_ms ran out */
+	uint64_t dead_lettered;     /* messages moved to a dead-letter topic */
 	struct gw_hist publish_latency;  /* request headers to durable ack */
 	struct gw_hist delivery_latency; /* store time to the write that carries the event */
+	struct gw_hist pop_latency;      /* pop request headers to its reply (long polls included) */
 };
 
 void gw_hist_observe(struct gw_hist *h, double seconds);

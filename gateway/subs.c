@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "groups.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -213,8 +214,13 @@ gw_engine_notify(struct gw *gw)
 	do {
 		n = eng_ready_take(gw->db, r, sizeof(r) / sizeof(r[0]));
 		for (size_t i = 0; i < n; i++) {
-			struct gw_sub *sub = gw_sub_find(gw, r[i].sub);
+			struct gw_sub *sub;
 
+			if (gw_groups_owns(r[i].sub)) { /* a consumer group's subscription */
+				gw_groups_on_ready(gw, &r[i]);
+				continue;
+			}
+			sub = gw_sub_find(gw, r[i].sub);
 			if (!sub || sub->closing)
 				continue;
 			if (sub->kind == GW_SUB_SSE)

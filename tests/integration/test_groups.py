@@ -1,0 +1,521 @@
+"""Consumer groups and the pull API (issue 4) against the real binary: definitions, pop across many
+topics, long-poll wake-up, concurrent poppers, batch ack, redelivery, nack, dead letters, offsets,
+and group state across SIGKILL and restart."""
+
+import json
+import socket
+import threading
+import time
+
+import harness
+from harness import TestCase
+
+
+def group_def(**kw):
+    d = {"parent": "chatbot", "events": ["prompt"], "max_inflight_per_topic": 1,
+         "invisible_ms": 30000, "max_deliveries": 5}
+    d.update(kw)
+    return d
+
+
+class GroupsBase(TestCase):
+    def put_group(self, name, status=(200, 201), **kw):
+        st, _, body = self.gw.http("PUT", "/v1/groups/" + name, group_def(**kw))
+        self.assertIn(st, status if isinstance(status, tuple) else (status,), body)
+        return body
+
+    def pop(self, group, mx=32, wait_ms=0, timeout=30, expect=200):
+        st, _, body = self.gw.http("POST", "/v1/groups/%s/pop" % group,
+                                   {"max": mx, "wait_ms": wait_ms}, timeout=timeout)
+        self.assertEqual(st, expect, body)
+        return body["messages"] if st == 200 else body
+
+    def ack(self, group, receipts, expect=200):
+        st, _, body = self.gw.http("POST", "/v1/groups/%s/ack" % group, {"receipts": receipts})
+        self.assertEqual(st, expect, body)
+        return body
+
+    def nack(self, group, receipts, delay_ms=None, expect=200):
+        b = {"receipts": receipts}
+        if delay_ms is not None:
+            b["delay_ms"] = delay_ms
+        st, _, body = self.gw.http("POST", "/v1/groups/%s/nack" % group, b)
+        self.assertEqual(st, expect, body)
+        return body
+
+    def offset(self, group, topic):
+        st, _, body = self.gw.http("GET", "/v1/groups/%s/offsets?topic=%s" % (group, topic))
+        self.assertEqual(st, 200, body)
+        return body["offset"]
+
+    def drain(self, group, mx=32):
+        """Pop and ack until nothing is ready; returns every message popped."""
+        out = []
+        while True:
+            msgs = self.pop(group, mx)
+            if not msgs:
+                return out
+            out.extend(msgs)
+            self.ack(group, [m["receipt"] for m in msgs])
+
+
+class TestDefinitions(GroupsBase):
+    def test_put_get_list_delete(self):
+        st, _, body = self.gw.http("PUT", "/v1/groups/workers", group_def(invisible_ms=1234))
+        self.assertEqual(st, 201, body)
+        self.assertEqual(body["group"], "workers")
+        self.assertEqual(body["parent"], "chatbot")
+        self.assertEqual(body["events"], ["prompt"])
+        self.assertEqual(body["invisible_ms"], 1234)
+        self.assertEqual(body["from"], "first")
+        self.assertIsNone(body["rate"])
+        st, _, body = self.gw.http("PUT", "/v1/groups/workers", group_def(max_deliveries=3))
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["max_deliveries"], 3)
+        st, _, body = self.gw.http("GET", "/v1/groups/workers")
+        self.assertEqual(st, 200)
+        self.assertEqual(body["max_deliveries"], 3)
+        self.assertEqual(body["invisible_ms"], 30000)
+        st, _, body = self.gw.http("GET", "/v1/groups")
+        self.assertEqual([g["group"] for g in body["groups"]], ["workers"])
+        st, _, body = self.gw.http("DELETE", "/v1/groups/workers")
+        self.assertEqual((st, body), (200, {"group": "workers", "deleted": True}))
+        self.assert_status(self.gw.http("GET", "/v1/groups/workers"), 404, "not_found")
+        self.assert_status(self.gw.http("POST", "/v1/groups/workers/pop", {}), 404, "not_found")
+
+    def test_bad_definitions(self):
+        cases = [
+            ({"parent": "chatbot", "bogus": 1}, "bad_request"),
+            ({"parent": "nope"}, "unknown_parent"),
+            ({"parent": "Bad!"}, "bad_name"),
+            ({"parent": "chatbot", "events": ["a b"]}, "bad_event"),
+            ({"topics": ["chatbot"]}, "bad_name"),
+            ({"topics": ["nope/x"]}, "unknown_parent"),
+            ({"parent": "chatbot", "max_inflight_per_topic": 0}, "bad_request"),
+            ({"parent": "chatbot", "invisible_ms": "x"}, "bad_request"),
+            ({"parent": "chatbot", "rate": {"per_second": 0}}, "bad_request"),
+            ({"parent": "chatbot", "from": "middle"}, "bad_request"),
+        ]
+        for body, code in cases:
+            with self.subTest(body=body):
+                self.assert_status(self.gw.http("PUT", "/v1/groups/g", body), 400, code)
+        self.assert_status(self.gw.http("PUT", "/v1/groups/g", "{", headers={"Content-Type": "application/json"}),
+                           400, "bad_json")
+        self.assert_status(self.gw.http("PUT", "/v1/groups/.bad", {"parent": "chatbot"}), 400, "bad_name")
+        self.assert_status(self.gw.http("PUT", "/v1/groups/" + "x" * 65, {"parent": "chatbot"}), 400, "bad_name")
+        self.assert_status(self.gw.http("PUT", "/v1/groups/g", "x", headers={"Content-Type": "text/plain"}),
+                           415, "unsupported_media_type")
+        self.assert_status(self.gw.http("GET", "/v1/groups/g"), 404, "not_found")
+
+    def test_methods_and_routes(self):
+        self.put_group("g")
+        st, hdrs, body = self.gw.http("GET", "/v1/groups/g/pop")
+        self.assertEqual(st, 405)
+        self.assertEqual(hdrs.get("allow"), "POST, OPTIONS")
+        st, hdrs, _ = self.gw.http("DELETE", "/v1/groups/g/offsets?topic=chatbot/x")
+        self.assertEqual((st, hdrs.get("allow")), (405, "GET, PUT, OPTIONS"))
+        self.assert_status(self.gw.http("GET", "/v1/groups/g/nothing"), 404, "not_found")
+        st, hdrs, _ = self.gw.http("OPTIONS", "/v1/groups/g/ack", headers={"Origin": "http://allowed.example"})
+        self.assertEqual(st, 204)
+        self.assertIn("POST", hdrs.get("access-control-allow-methods", ""))
+        self.assert_status(self.gw.http("GET", "/v1/groups/g/offsets"), 400, "bad_request")
+        self.assert_status(self.gw.http("GET", "/v1/groups/g/offsets?topic=nope/x"), 404, "unknown_parent")
+        self.assert_status(self.gw.http("POST", "/v1/groups/g/pop", {"max": 0}), 400, "bad_request")
+        self.assert_status(self.gw.http("POST", "/v1/groups/g/pop", {"wait_ms": 10 ** 9}), 400, "bad_request")
+        self.assert_status(self.gw.http("POST", "/v1/groups/g/pop", {"maxx": 1}), 400, "bad_request")
+        self.assert_status(self.gw.http("POST", "/v1/groups/g/ack", {"receipts": []}), 400, "bad_request")
+        # A body-less pop is a pop with the defaults; keep-alive survives group requests.
+        st, _, body = self.gw.http("POST", "/v1/groups/g/pop", b"")
+        self.assertEqual((st, body), (200, {"messages": []}))
+
+    def test_definition_survives_restart(self):
+        self.put_group("keep", invisible_ms=777, events=["prompt", "cancel"],
+                       rate={"per_second": 50, "burst": 10})
+        self.put_group("ex", parent=None, events=[], topics=["agent/a1", "chatbot/s9"])
+        self.gw.restart()
+        st, _, body = self.gw.http("GET", "/v1/groups/keep")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["invisible_ms"], 777)
+        self.assertEqual(body["events"], ["prompt", "cancel"])
+        self.assertEqual(body["rate"], {"per_second": 50, "burst": 10})
+        st, _, body = self.gw.http("GET", "/v1/groups/ex")
+        self.assertEqual(sorted(body["topics"]), ["agent/a1", "chatbot/s9"])
+        self.assertIsNone(body["parent"])
+        # And it still works after the restart.
+        self.gw.publish("agent/a1", {"event": "x", "data": 1})
+        msgs = self.pop("ex", wait_ms=5000)
+        self.assertEqual([(m["topic"], m["offset"]) for m in msgs], [("agent/a1", 0)])
+
+
+class TestPop(GroupsBase):
+    def test_pop_across_1000_topics(self):
+        self.put_group("w")
+        n = 1000
+        # Publish concurrently: 1,000 sequential fsync'ed publishes would be slow, not wrong.
+        def pub(k):
+            for i in range(k, n, 8):
+                self.gw.publish("chatbot/t%d" % i, {"event": "prompt", "data": i})
+        ts = [threading.Thread(target=pub, args=(k,)) for k in range(8)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        seen, batches = set(), []
+        deadline = time.time() + 60
+        while len(seen) < n and time.time() < deadline:
+            msgs = self.pop("w", 32, wait_ms=2000)
+            batches.append(msgs)
+            for m in msgs:
+                key = (m["topic"], m["offset"])
+                self.assertNotIn(key, seen)
+                seen.add(key)
+                self.assertEqual(m["delivery"], 1)
+                self.assertEqual(m["data"], int(m["topic"][len("chatbot/t"):]))
+            if msgs:
+                self.ack("w", [m["receipt"] for m in msgs])
+        self.assertEqual(len(seen), n)
+        full = [b for b in batches if len(b) == 32]
+        self.assertGreaterEqual(len(full), 25, [len(b) for b in batches])
+        for b in full:
+            self.assertEqual(len({m["topic"] for m in b}), 32, "a batch of 32 from 32 topics")
+        print("\n  1000 topics: %d pops, batch sizes %s" % (len(batches), sorted({len(b) for b in batches})))
+        self.assertEqual(self.pop("w"), [])
+
+    def test_topic_created_before_group_is_read_from_its_start(self):
+        self.gw.publish("chatbot/old", [{"event": "prompt", "data": "p0"}, {"event": "token", "data": "t"},
+                                        {"event": "prompt", "data": "p2"}])
+        self.put_group("late")
+        # The engine cannot list a parent's topics: the group finds this one at its next message.
+        self.gw.publish("chatbot/old", {"event": "prompt", "data": "p3"})
+        got = [(m["offset"], m["data"]) for m in self.drain("late")]
+        self.assertEqual(got, [(0, "p0"), (2, "p2"), (3, "p3")])
+        self.assertEqual(self.offset("late", "chatbot/old"), 4)
+
+    def test_from_tail(self):
+        self.gw.publish("chatbot/ft", {"event": "prompt", "data": "before"})
+        self.put_group("tail", **{"from": "tail"})
+        time.sleep(0.01)
+        self.gw.publish("chatbot/ft", {"event": "prompt", "data": "after"})
+        self.assertEqual([m["data"] for m in self.drain("tail")], ["after"])
+        # Explicit topics with from=tail start at the topic's end when added.
+        self.gw.publish("agent/x", [{"event": "e", "data": 1}, {"event": "e", "data": 2}])
+        self.put_group("tail2", parent=None, events=[], topics=["agent/x"], **{"from": "tail"})
+        self.assertEqual(self.offset("tail2", "agent/x"), 2)
+        self.gw.publish("agent/x", {"event": "e", "data": 3})
+        self.assertEqual([m["data"] for m in self.drain("tail2")], [3])
+
+    def test_long_poll_wakes_on_publish(self):
+        self.put_group("lp")
+        times = []
+        for i in range(5):
+            result = {}
+
+            def popper():
+                result["msgs"] = self.pop("lp", 8, wait_ms=10000, timeout=20)
+                result["t"] = time.monotonic()
+            t = threading.Thread(target=popper)
+            t.start()
+            time.sleep(0.2)  # parked
+            t0 = time.monotonic()
+            self.gw.publish("chatbot/lp%d" % i, {"event": "prompt", "data": i})
+            t.join(15)
+            self.assertFalse(t.is_alive())
+            self.assertEqual([m["data"] for m in result["msgs"]], [i])
+            times.append((result["t"] - t0) * 1000)
+            self.ack("lp", [m["receipt"] for m in result["msgs"]])
+        print("\n  publish -> pop return: %s ms" % ", ".join("%.1f" % x for x in times))
+        # The publish's own fsync is in there too; on a loaded 2-core box keep a wide margin.
+        self.assertLess(max(times), 200)
+
+    def test_long_poll_times_out_empty(self):
+        self.put_group("to")
+        t0 = time.monotonic()
+        self.assertEqual(self.pop("to", wait_ms=300), [])
+        dt = time.monotonic() - t0
+        self.assertGreaterEqual(dt, 0.28)
+        self.assertLess(dt, 2)
+
+    def test_events_filter_and_skipped_offsets(self):
+        self.put_group("f")
+        self.gw.publish("chatbot/f1", [{"event": "prompt", "data": 1}] +
+                        [{"event": "token", "data": t} for t in range(5)] + [{"event": "prompt", "data": 2}])
+        got = self.drain("f")
+        self.assertEqual([(m["offset"], m["event"]) for m in got], [(0, "prompt"), (6, "prompt")])
+        self.assertEqual(self.offset("f", "chatbot/f1"), 7)
+        # Tokens after the last prompt: the stored offset moves over them when they are read.
+        self.gw.publish("chatbot/f1", [{"event": "token", "data": 9}, {"event": "prompt", "data": 3}])
+        self.assertEqual([m["offset"] for m in self.drain("f")], [8])
+        self.assertEqual(self.offset("f", "chatbot/f1"), 9)
+
+    def test_max_inflight_per_topic_keeps_order(self):
+        self.put_group("seq")
+        self.gw.publish("chatbot/q", [{"event": "prompt", "data": i} for i in range(3)])
+        first = self.pop("seq", 10)
+        self.assertEqual([m["offset"] for m in first], [0])
+        self.assertEqual(self.pop("seq", 10), [], "nothing more while offset 0 is in flight")
+        self.ack("seq", [first[0]["receipt"]])
+        self.assertEqual([m["offset"] for m in self.pop("seq", 10)], [1])
+
+    def test_concurrent_poppers_no_duplicates(self):
+        self.put_group("cc", max_inflight_per_topic=2)
+        topics, per = 100, 6
+        lock = threading.Lock()
+        inflight, seen, dups, done = set(), [], [], threading.Event()
+
+        def popper():
+            while not done.is_set():
+                msgs = self.pop("cc", 16, wait_ms=500)
+                with lock:
+                    for m in msgs:
+                        key = (m["topic"], m["offset"])
+                        if key in inflight:
+                            dups.append(key)
+                        inflight.add(key)
+                        seen.append(key)
+                time.sleep(0.005)
+                if msgs:
+                    with lock:
+                        for m in msgs:
+                            inflight.discard((m["topic"], m["offset"]))
+                    self.ack("cc", [m["receipt"] for m in msgs])
+
+        ts = [threading.Thread(target=popper) for _ in range(8)]
+        [t.start() for t in ts]
+        for r in range(per):
+            for i in range(topics):
+                self.gw.publish("chatbot/c%d" % i, {"event": "prompt", "data": r})
+        deadline = time.time() + 60
+        while len(seen) < topics * per and time.time() < deadline:
+            time.sleep(0.1)
+        done.set()
+        [t.join() for t in ts]
+        self.assertEqual(dups, [])
+        self.assertEqual(len(seen), topics * per)
+        self.assertEqual(len(set(seen)), topics * per)
+
+    def test_waiter_that_disconnects_loses_nothing(self):
+        self.put_group("dc")
+        # Park a pop on a raw socket, then drop it.
+        body = json.dumps({"max": 1, "wait_ms": 10000}).encode()
+        s = socket.create_connection(("127.0.0.1", self.gw.port))
+        s.sendall(b"POST /v1/groups/dc/pop HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        time.sleep(0.2)
+        s.close()
+        time.sleep(0.2)
+        self.gw.publish("chatbot/dc", {"event": "prompt", "data": "x"})
+        msgs = self.pop("dc", wait_ms=3000)
+        self.assertEqual([(m["data"], m["delivery"]) for m in msgs], [("x", 1)])
+
+
+class TestAck(GroupsBase):
+    def test_batch_ack_advances_over_contiguous(self):
+        self.put_group("b", max_inflight_per_topic=10)
+        self.gw.publish("chatbot/b", [{"event": "prompt", "data": i} for i in range(6)])
+        msgs = self.pop("b", 10)
+        self.assertEqual([m["offset"] for m in msgs], list(range(6)))
+        r = {m["offset"]: m["receipt"] for m in msgs}
+        body = self.ack("b", [r[0], r[1], r[2], r[4]])
+        self.assertEqual(body, {"acked": 4, "errors": []})
+        self.assertEqual(self.offset("b", "chatbot/b"), 3)
+        self.ack("b", [r[3]])
+        self.assertEqual(self.offset("b", "chatbot/b"), 5)
+        # A receipt acknowledged twice: the batch still succeeds for the others.
+        body = self.ack("b", [r[5], r[0]])
+        self.assertEqual(body["acked"], 1)
+        self.assertEqual([e["code"] for e in body["errors"]], ["stale_receipt"])
+        self.assertEqual(self.offset("b", "chatbot/b"), 6)
+
+    def test_bad_and_forged_receipts(self):
+        self.put_group("r")
+        self.put_group("other")
+        self.gw.publish("chatbot/r", {"event": "prompt", "data": 1})
+        m = self.pop("r")[0]
+        parts = m["receipt"].split(".")
+        forged = ".".join([parts[0], parts[1], parts[2], "0" * 16] + parts[4:])
+        body = self.ack("r", ["nonsense"], expect=400)
+        self.assertEqual(body["error"]["code"], "bad_receipt")
+        self.ack("r", [forged], expect=400)
+        self.ack("other", [m["receipt"]], expect=400)  # another group's receipt
+        self.ack("r", [m["receipt"]])
+
+    def test_redelivery_after_invisible_ms(self):
+        self.put_group("inv", invisible_ms=500)
+        self.gw.publish("chatbot/inv", {"event": "prompt", "data": "work"})
+        first = self.pop("inv")
+        self.assertEqual([(m["offset"], m["delivery"]) for m in first], [(0, 1)])
+        t0 = time.monotonic()
+        again = self.pop("inv", wait_ms=5000)
+        waited = time.monotonic() - t0
+        self.assertEqual([(m["offset"], m["delivery"], m["data"]) for m in again], [(0, 2, "work")])
+        self.assertGreaterEqual(waited, 0.35)
+        self.assertLess(waited, 3)
+        # The first receipt is stale now; the second acknowledges.
+        body = self.ack("inv", [first[0]["receipt"]], expect=409)
+        self.assertEqual(body["error"]["code"], "stale_receipt")
+        self.assertIn("delivery 2", body["error"]["message"])
+        self.ack("inv", [again[0]["receipt"]])
+        self.assertEqual(self.offset("inv", "chatbot/inv"), 1)
+        st, _, metrics = self.gw.http("GET", "/metrics")
+        self.assertIn(b"litegate_visibility_timeouts_total 1", metrics)
+
+    def test_ack_after_timeout_before_redelivery_is_accepted(self):
+        self.put_group("late", invisible_ms=200)
+        self.gw.publish("chatbot/late", {"event": "prompt", "data": 1})
+        m = self.pop("late")[0]
+        time.sleep(0.4)  # timed out, but nobody took it again
+        self.ack("late", [m["receipt"]])
+        self.assertEqual(self.pop("late"), [])
+
+    def test_nack_and_delay(self):
+        self.put_group("n")
+        self.gw.publish("chatbot/n", {"event": "prompt", "data": 1})
+        m = self.pop("n")[0]
+        self.assertEqual(self.nack("n", [m["receipt"]]), {"nacked": 1, "errors": []})
+        m2 = self.pop("n")[0]
+        self.assertEqual((m2["offset"], m2["delivery"]), (0, 2))
+        self.nack("n", [m2["receipt"]], delay_ms=400)
+        self.assertEqual(self.pop("n"), [])
+        t0 = time.monotonic()
+        m3 = self.pop("n", wait_ms=5000)[0]
+        self.assertGreaterEqual(time.monotonic() - t0, 0.25)
+        self.assertEqual(m3["delivery"], 3)
+        self.ack("n", [m3["receipt"]])
+
+    def test_dead_letter_after_max_deliveries(self):
+        self.put_group("dl", max_deliveries=3, invisible_ms=300)
+        self.gw.publish("chatbot/dl", [{"event": "prompt", "data": {"q": "poison"}},
+                                       {"event": "prompt", "data": {"q": "fine"}}])
+        m = self.pop("dl")[0]
+        self.nack("dl", [m["receipt"]])
+        m = self.pop("dl")[0]
+        self.assertEqual(m["delivery"], 2)
+        self.nack("dl", [m["receipt"]])
+        # The third delivery times out instead of being nacked.
+        m = self.pop("dl")[0]
+        self.assertEqual(m["delivery"], 3)
+        nxt = self.pop("dl", wait_ms=5000)
+        self.assertEqual([(x["offset"], x["delivery"]) for x in nxt], [(1, 1)],
+                         "after max_deliveries the next message comes, not the poison one")
+        self.ack("dl", [nxt[0]["receipt"]])
+        self.assertEqual(self.offset("dl", "chatbot/dl"), 2)
+        dlq = self.gw.history("chatbot/_dlq.dl")
+        self.assertEqual(len(dlq), 1)
+        self.assertEqual(dlq[0]["event"], "prompt")
+        self.assertEqual(dlq[0]["data"], {"topic": "chatbot/dl", "offset": 0, "event": "prompt", "group": "dl",
+                                          "deliveries": 3, "time": dlq[0]["data"]["time"],
+                                          "data": {"q": "poison"}})
+        # The group's own dead letters are not consumed through its parent subscription.
+        self.assertEqual(self.pop("dl", wait_ms=300), [])
+        st, _, metrics = self.gw.http("GET", "/metrics")
+        self.assertIn(b"litegate_messages_dead_lettered_total 1", metrics)
+
+
+class TestOffsetsAndSubscriptions(GroupsBase):
+    def test_offsets_get_put(self):
+        self.put_group("o")
+        self.gw.publish("chatbot/o", [{"event": "prompt", "data": i} for i in range(5)])
+        st, _, body = self.gw.http("GET", "/v1/groups/o/offsets?topic=chatbot/o")
+        self.assertEqual(body["next_offset"], 5)
+        self.assertTrue(body["subscribed"])
+        st, _, body = self.gw.http("PUT", "/v1/groups/o/offsets?topic=chatbot/o", {"offset": 3})
+        self.assertEqual((st, body["offset"]), (200, 3), body)
+        self.assertEqual([m["offset"] for m in self.drain("o")], [3, 4])
+        st, _, body = self.gw.http("PUT", "/v1/groups/o/offsets?topic=chatbot/o", {"from": "first"})
+        self.assertEqual(body["offset"], 0)
+        self.assertEqual([m["offset"] for m in self.drain("o")], [0, 1, 2, 3, 4])
+        self.gw.http("PUT", "/v1/groups/o/offsets?topic=chatbot/o", {"from": "tail"})
+        self.assertEqual(self.offset("o", "chatbot/o"), 5)
+        self.assert_status(self.gw.http("PUT", "/v1/groups/o/offsets?topic=chatbot/o", {"offset": -1}),
+                           400, "bad_request")
+        st, _, body = self.gw.http("GET", "/v1/groups/o/offsets?topic=chatbot/none")
+        self.assertEqual((body["offset"], body["next_offset"]), (None, None))
+
+    def test_reset_makes_inflight_receipts_stale(self):
+        self.put_group("rs")
+        self.gw.publish("chatbot/rs", [{"event": "prompt", "data": i} for i in range(2)])
+        m = self.pop("rs")[0]
+        self.gw.http("PUT", "/v1/groups/rs/offsets?topic=chatbot/rs", {"offset": 0})
+        self.ack("rs", [m["receipt"]], expect=409)
+        self.assertEqual([x["offset"] for x in self.drain("rs")], [0, 1])
+
+    def test_explicit_topics_and_subscriptions(self):
+        self.put_group("ex", parent=None, events=[], topics=["chatbot/a", "agent/b"])
+        for t in ("chatbot/a", "agent/b", "chatbot/c"):
+            self.gw.publish(t, {"event": "any", "data": t})
+        self.assertEqual(sorted(m["topic"] for m in self.drain("ex")), ["agent/b", "chatbot/a"])
+        st, _, body = self.gw.http("POST", "/v1/groups/ex/subscriptions",
+                                   {"add": ["chatbot/c"], "remove": ["chatbot/a"]})
+        self.assertEqual(st, 200, body)
+        self.assertEqual((body["added"], body["removed"]), (1, 1))
+        self.assertEqual(sorted(body["group"]["topics"]), ["agent/b", "chatbot/c"])
+        self.assertEqual([m["topic"] for m in self.drain("ex")], ["chatbot/c"])
+        self.gw.publish("chatbot/a", {"event": "any", "data": 2})
+        self.gw.publish("chatbot/c", {"event": "any", "data": 3})
+        self.assertEqual([m["topic"] for m in self.drain("ex")], ["chatbot/c"])
+        self.assert_status(self.gw.http("POST", "/v1/groups/ex/subscriptions", {"add": ["x"]}), 400, "bad_name")
+        self.assert_status(self.gw.http("POST", "/v1/groups/ex/subscriptions", {"what": []}), 400, "bad_request")
+
+    def test_delete_wakes_parked_pops_and_forgets_offsets(self):
+        self.put_group("del")
+        res = {}
+
+        def popper():
+            res["r"] = self.gw.http("POST", "/v1/groups/del/pop", {"wait_ms": 10000}, timeout=20)
+        t = threading.Thread(target=popper)
+        t.start()
+        time.sleep(0.2)
+        self.gw.http("DELETE", "/v1/groups/del")
+        t.join(5)
+        self.assertEqual(res["r"][0], 404)
+        self.put_group("del")
+        self.gw.publish("chatbot/d", {"event": "prompt", "data": 1})
+        self.assertEqual(len(self.drain("del")), 1)
+
+
+class TestRestart(GroupsBase):
+    def test_sigkill_keeps_acked_and_unacked(self):
+        self.put_group("k", max_inflight_per_topic=4)
+        topics = ["chatbot/k%d" % i for i in range(20)]
+        for t in topics:
+            self.gw.publish(t, [{"event": "prompt", "data": i} for i in range(3)])
+        acked, inflight = set(), set()
+        msgs = self.pop("k", 40)
+        self.assertEqual(len(msgs), 40)
+        for i, m in enumerate(msgs):
+            (acked if i % 2 == 0 else inflight).add((m["topic"], m["offset"]))
+        self.ack("k", [m["receipt"] for i, m in enumerate(msgs) if i % 2 == 0])
+        everything = {(t, o) for t in topics for o in range(3)}
+        self.gw.kill()
+        self.gw.start()
+        # After the restart every unacknowledged message comes back (in-flight ones included),
+        # and no acknowledged one.
+        got = [(m["topic"], m["offset"]) for m in self.drain("k", 100)]
+        self.assertEqual(len(got), len(set(got)))
+        self.assertEqual(set(got), everything - acked)
+        self.assertTrue(inflight <= set(got))
+        for t in topics:
+            self.assertEqual(self.offset("k", t), 3)
+        # And once more: everything was acknowledged, nothing comes back.
+        self.gw.kill()
+        self.gw.start()
+        self.assertEqual(self.pop("k", 100, wait_ms=500), [])
+
+    def test_shutdown_answers_parked_pops(self):
+        self.put_group("sd")
+        res = {}
+
+        def popper():
+            res["r"] = self.gw.http("POST", "/v1/groups/sd/pop", {"wait_ms": 20000}, timeout=30)
+        t = threading.Thread(target=popper)
+        t.start()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        self.assertEqual(self.gw.stop(), 0)
+        t.join(10)
+        self.assertEqual(res["r"][:1], (200,))
+        self.assertEqual(res["r"][2], {"messages": []})
+        self.assertLess(time.monotonic() - t0, 5)
+        self.gw.start()
+
+
+if __name__ == "__main__":
+    harness.main()
