@@ -5,6 +5,9 @@ The files are committed; this script says what they are and rebuilds them after 
 (python3 tests/fuzz/make_corpus.py). Each target's input format is described at the top of its
 fuzz_<target>.c. Crashers found by fuzzing go to regressions/<target>/ instead, never here.
 """
+import base64
+import hashlib
+import hmac
 import os
 import struct
 import sys
@@ -261,6 +264,48 @@ CL = {
 }
 
 
+# ---- jwt: mode byte (bits 0-1: 0 raw token, 1 HS256, 2 ES256, 3 RS256 signing; bit 2: the key's
+# kid, bit 3: an unknown kid), then the token, or "<header JSON>\0<payload JSON>" to sign ----------
+def b64u(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+FUZZ_SECRET = b"fuzz-secret-0123456789abcdef0123456789"
+LG = b'"litegate":{"publish":["chatbot/s1"],"subscribe":["chatbot/*","*"],"consume":["g1","g-*"],"admin":false}'
+
+
+def hs(header, payload):
+    signing = b64u(header) + b"." + b64u(payload)
+    return signing + b"." + b64u(hmac.new(FUZZ_SECRET, signing, hashlib.sha256).digest())
+
+
+RAW, HS, ES, RS, KID, BADKID = b"\x00", 1, 2, 3, 4, 8
+JWT = {
+    "raw_valid_hs256": RAW + hs(b'{"alg":"HS256","typ":"JWT","kid":"k1"}',
+                                b'{"exp":4000000000,"sub":"s",' + LG + b"}"),
+    "raw_no_kid": RAW + hs(b'{"alg":"HS256"}', b'{"exp":4000000000.5,"aud":["a","b"],"nbf":1}'),
+    "raw_alg_none": RAW + b64u(b'{"alg":"none"}') + b"." + b64u(b'{"exp":1}') + b".",
+    "raw_two_parts": RAW + b"eyJhbGciOiJIUzI1NiJ9.e30",
+    "raw_five_parts": RAW + b"a.b.c.d.e",
+    "raw_padding": RAW + hs(b'{"alg":"HS256"}', b'{"exp":1}') + b"==",
+    "raw_stray_bits": RAW + b"eyJhbGciOiJIUzI1NiJ9.e31.AAAA",
+    "raw_crit": RAW + hs(b'{"alg":"HS256","crit":["exp"]}', b'{"exp":1}'),
+    "raw_bad_pattern": RAW + hs(b'{"alg":"HS256"}', b'{"exp":1,"litegate":{"publish":["a*b"]}}'),
+    "raw_dup": RAW + hs(b'{"alg":"HS256","alg":"RS256"}', b'{"exp":1}'),
+    "raw_empty": RAW,
+    "hs256": bytes([HS | KID]) + b'{"alg":"HS256","typ":"JWT"}\0{"exp":4000000000,' + LG + b"}",
+    "hs256_no_kid": bytes([HS]) + b'{"alg":"HS256"}\0{"exp":1e9,"nbf":2e9}',
+    "hs256_bad_kid": bytes([HS | BADKID]) + b'{"alg":"HS256"}\0{"exp":4000000000}',
+    "es256": bytes([ES | KID]) + b'{"alg":"ES256"}\0{"exp":4000000000,"aud":"litegate"}',
+    "es256_as_hs256": bytes([ES]) + b'{"alg":"HS256"}\0{"exp":4000000000}',
+    "rs256": bytes([RS | KID]) + b'{"alg":"RS256","typ":"at+jwt"}\0{"exp":-5,' + LG + b"}",
+    "rs256_kid_of_hs": bytes([RS]) + b'{"alg":"RS256","kid":"k1"}\0{"exp":4000000000}',
+    "hs256_header_rs256": bytes([HS | KID]) + b'{"alg":"RS256"}\0{"exp":4000000000}',
+    "no_exp": bytes([HS]) + b'{"alg":"HS256"}\0{"litegate":{"admin":true}}',
+    "payload_array": bytes([HS]) + b'{"alg":"HS256"}\0[1]',
+}
+
+
 def main():
     for name, s in ROUTES.items():
         write("route", name, s)
@@ -278,6 +323,8 @@ def main():
         write("config", name, s)
     for name, b in CL.items():
         write("cl", name, b)
+    for name, b in JWT.items():
+        write("jwt", name, b)
     return 0
 
 
