@@ -365,6 +365,45 @@ class Scopes(AuthTestCase):
         self.assertEqual(self.gw.http("GET", "/metrics", headers=bearer(expired))[0], 401)
 
 
+class GroupAuth(AuthTestCase):
+    def test_consume_and_group_administration(self):
+        admin = bearer(self.tok(admin=True))
+        worker = bearer(self.tok(consume=["workers-*"]))
+        other = bearer(self.tok(consume=["other"], publish=["*"], subscribe=["*"]))
+        gdef = {"parent": "chatbot", "events": ["prompt"], "invisible_ms": 30000}
+        # Defining, changing, listing and deleting groups, and moving their offsets, is admin work.
+        for method, path, body in (("PUT", "/v1/groups/workers-1", gdef), ("GET", "/v1/groups", None),
+                                   ("POST", "/v1/groups/workers-1/subscriptions", {"add": ["chatbot/a"]}),
+                                   ("PUT", "/v1/groups/workers-1/offsets?topic=chatbot/a", {"offset": 0}),
+                                   ("DELETE", "/v1/groups/workers-1", None)):
+            with self.subTest(method + " " + path):
+                self.assert_refused(self.gw.http(method, path, body, headers=worker), 403, "forbidden")
+                self.assert_refused(self.gw.http(method, path, body), 401, "unauthorized")
+        st, _, body = self.gw.http("PUT", "/v1/groups/workers-1", gdef, headers=admin)
+        self.assertIn(st, (200, 201), body)
+        self.gw.publish("chatbot/g1", {"event": "prompt", "data": "hi"}, headers=admin)
+        # Popping, acking and reading the group need consume on it, and only on it.
+        self.assert_refused(self.gw.http("POST", "/v1/groups/workers-1/pop", {"max": 1}, headers=other),
+                            403, "forbidden")
+        self.assertEqual(self.gw.http("GET", "/v1/groups/workers-1", headers=worker)[0], 200)
+        deadline = time.time() + 10
+        msgs = []
+        while not msgs and time.time() < deadline:
+            st, _, body = self.gw.http("POST", "/v1/groups/workers-1/pop", {"max": 1, "wait_ms": 1000},
+                                       headers=worker)
+            self.assertEqual(st, 200, body)
+            msgs = body["messages"]
+        self.assertEqual(msgs[0]["data"], "hi")
+        self.assert_refused(self.gw.http("POST", "/v1/groups/workers-1/ack",
+                                         {"receipts": [msgs[0]["receipt"]]}, headers=other), 403, "forbidden")
+        st, _, body = self.gw.http("POST", "/v1/groups/workers-1/ack", {"receipts": [msgs[0]["receipt"]]},
+                                   headers=worker)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(self.gw.http("GET", "/v1/groups/workers-1/offsets?topic=chatbot/g1",
+                                      headers=worker)[0], 200)
+        self.assertEqual(self.gw.http("DELETE", "/v1/groups/workers-1", headers=admin)[0], 200)
+
+
 class WebSocketAuth(AuthTestCase):
     def raw_upgrade(self, path="/v1/ws", headers=None):
         s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
