@@ -32,11 +32,11 @@
 #define MAX_SSE_EVENT (4u << 20)
 
 /*
- * Which member carries a line's idempotency key: "key", as docs/api.md documents the gateway's
- * publish (issue 7 called it "id"). Should a gateway refuse the member as unknown, the first such
+ * Which member carries a line's idempotency key: "id", as issue 7 and docs/api.md name it. Gateways
+ * built before that called it "key" and refuse "id" as unknown (today's takes both); the first such
  * refusal switches to the other name, once, for the whole process.
  */
-static const char *const KEY_MEMBERS[2] = { "key", "id" };
+static const char *const KEY_MEMBERS[2] = { "id", "key" };
 static atomic_int key_member;
 
 struct tok {

@@ -10,8 +10,8 @@
  *    into a stop within one poll turn;
  *  - the caller's thread publishes: curl's read callback blocks until the next token is due and
  *    hands curl exactly one NDJSON line, so each token leaves as its own chunk. Every line carries
- *    an idempotency key "<prompt offset>-<token index>" ("<prompt offset>-end" for the end)
- *    (issue 7; the member is "key", as docs/api.md names it).
+ *    an idempotency key "<prompt offset>-<token index>" ("<prompt offset>-end" for the end) in
+ *    its "id" member (issue 7, docs/api.md; "key" for gateways built before the rename).
  *    A publish that fails or times out is retried from the last token the gateway acknowledged:
  *    the reply's offsets and count say how far it got, or, when no reply came, the topic's history
  *    (tokens after the prompt). Keys make any overlap harmless: the gateway answers a known key
@@ -68,11 +68,11 @@ const char *wk_turn_reason(const struct wk_turn *t);
 void wk_turn_free(struct wk_turn *t);
 
 /* ---- Exposed for tests ---------------------------------------------------------------------------- */
-/** @brief The member publish lines carry their idempotency key in ("key", or "id" if refused). */
+/** @brief The member publish lines carry their idempotency key in ("id", or "key" if refused). */
 const char *wk_turn_key_member(void);
 
 /**
- * @brief One NDJSON publish line: {"event":E,"data":D,"key":ID}\n (takes ownership of @p data).
+ * @brief One NDJSON publish line: {"event":E,"data":D,"id":ID}\n (takes ownership of @p data).
  * @param[out] out appended to.
  */
 void wk_turn_line(struct wk_buf *out, const char *event, json_t *data, const char *id);

@@ -362,13 +362,13 @@ test_ndjson_line(void **state)
 	struct wk_buf b = { 0 };
 
 	(void)state;
-	/* docs/api.md: a message is {"event","data","key"}. */
-	assert_string_equal(wk_turn_key_member(), "key");
+	/* docs/api.md: a message is {"event","data","id"}. */
+	assert_string_equal(wk_turn_key_member(), "id");
 	wk_turn_line(&b, "token", json_string(" say \"hi\"\n"), "12-3");
-	assert_string_equal(b.p, "{\"event\":\"token\",\"data\":\" say \\\"hi\\\"\\n\",\"key\":\"12-3\"}\n");
+	assert_string_equal(b.p, "{\"event\":\"token\",\"data\":\" say \\\"hi\\\"\\n\",\"id\":\"12-3\"}\n");
 	wk_buf_reset(&b);
 	wk_turn_line(&b, "end", json_pack("{s:s}", "reason", "done"), "12-end");
-	assert_string_equal(b.p, "{\"event\":\"end\",\"data\":{\"reason\":\"done\"},\"key\":\"12-end\"}\n");
+	assert_string_equal(b.p, "{\"event\":\"end\",\"data\":{\"reason\":\"done\"},\"id\":\"12-end\"}\n");
 	wk_buf_free(&b);
 }
 
