@@ -41,6 +41,7 @@
 #include "groups.h"
 #include "gw.h"
 #include "log.h"
+#include "tls.h"
 #include "xalloc.h"
 
 static struct gw gw_main;
@@ -376,6 +377,7 @@ run(struct gw *gw, const struct gw_config *cfg)
 	info.fd_limit_per_thread = cfg->max_fds;
 	info.max_http_header_pool = (unsigned short)(cfg->max_header_pool > 65535 ? 65535 : cfg->max_header_pool);
 	info.pt_serv_buf_size = 65536; /* one read takes up to 64 KiB of a streamed body */
+	gw_tls_setup(cfg, &info); /* tls.c: HTTPS/WSS when configured */
 	listen_fd = open_listener(cfg->listen_host, cfg->listen_port);
 	if (listen_fd >= 0)
 		gw->ctx = lws_create_context(&info);
@@ -463,7 +465,7 @@ main(int argc, char **argv)
 		char err[512];
 
 		/* Keys are part of the config: an unreadable or unfit one is a bad config (exit 2). */
-		if (gw_auth_open(&cfg, err, sizeof(err))) {
+		if (gw_tls_check(&cfg, err, sizeof(err)) || gw_auth_open(&cfg, err, sizeof(err))) {
 			fprintf(stderr, "litegate: config %s: %s\n", cfg.source, err);
 			gw_config_free(&cfg);
 			return 2;

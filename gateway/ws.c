@@ -604,7 +604,10 @@ int
 gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
 	struct gw_ws_pss *pss = user;
-	struct gw *gw = (struct gw *)lws_get_protocol(wsi)->user;
+	/* Some callbacks come on a fake wsi without a protocol (OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS
+	 * while the TLS vhost is created): no gateway for those. */
+	const struct lws_protocols *pr = lws_get_protocol(wsi);
+	struct gw *gw = pr ? (struct gw *)pr->user : NULL;
 	struct gw_ws_conn *c = pss ? pss->conn : NULL;
 	char path[64];
 

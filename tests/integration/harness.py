@@ -41,6 +41,22 @@ def main():
     unittest.main(verbosity=2)
 
 
+# An ssl.SSLContext, or None: when set (test_tls.py), every client below speaks TLS to the gateway.
+TLS_CONTEXT = None
+
+
+def connect(port, timeout):
+    """A client socket to the gateway on loopback: TCP, wrapped in TLS when TLS_CONTEXT is set."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if TLS_CONTEXT is not None:
+        try:
+            s = TLS_CONTEXT.wrap_socket(s, server_hostname="127.0.0.1")
+        except Exception:
+            s.close()
+            raise
+    return s
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -166,7 +182,10 @@ class Gateway:
     def http(self, method, path, body=None, headers=None, timeout=10):
         """One request on a fresh connection. Returns (status, headers dict lowercased, body)
         with body decoded from JSON when the response says application/json."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if TLS_CONTEXT is not None:
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=TLS_CONTEXT)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             h = dict(headers or {})
             if isinstance(body, (dict, list)):
@@ -280,7 +299,7 @@ class SSEClient:
     data string), plus 'comment' entries for ':' lines and 'retry' when a retry field came."""
 
     def __init__(self, port, path, headers=None, timeout=10):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = connect(port, timeout)
         req = "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAccept: text/event-stream\r\n" % (path, port)
         for k, v in (headers or {}).items():
             req += "%s: %s\r\n" % (k, v)
@@ -392,7 +411,7 @@ class WSClient:
     """A small RFC 6455 client: masked frames, optional fragmentation, JSON helpers."""
 
     def __init__(self, port, path="/v1/ws", headers=None, timeout=10):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = connect(port, timeout)
         key = base64.b64encode(os.urandom(16)).decode()
         req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n" % (path, port, key))
@@ -504,7 +523,7 @@ class ChunkedUpload:
     """POST with Transfer-Encoding: chunked, written chunk by chunk."""
 
     def __init__(self, port, path, content_type="application/x-ndjson", timeout=10, extra_headers=None):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = connect(port, timeout)
         req = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: %s\r\n"
                "Transfer-Encoding: chunked\r\n" % (path, port, content_type))
         for k, v in (extra_headers or {}).items():

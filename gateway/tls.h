@@ -1,0 +1,32 @@
+/*
+ * tls.h - HTTPS and WSS on the gateway's own listening socket (config group "tls").
+ *
+ * The gateway accepts connections itself and adopts them into lws (main.c explains why), so TLS is
+ * the vhost's: lws's OpenSSL backend builds the vhost's SSL_CTX from the certificate and key, and
+ * lws_adopt_socket_vhost() (LWS_ADOPT_ALLOW_SSL) runs the handshake on each adopted socket. Main
+ * thread, at startup only.
+ */
+#ifndef GW_TLS_H
+#define GW_TLS_H
+
+#include <libwebsockets.h>
+#include <stddef.h>
+
+#include "config.h"
+
+/**
+ * @brief With tls configured, load the certificate chain and key with OpenSSL and check that they
+ *        belong together, so a bad pair is a config error (exit 2) with a message, not a failed
+ *        lws context. No-op without tls.
+ * @return 0, or -1 with @p err set.
+ */
+int gw_tls_check(const struct gw_config *cfg, char *err, size_t errsz);
+
+/**
+ * @brief Turn on TLS in the context/vhost creation info: global OpenSSL init, the files, TLS 1.2 as
+ *        the floor, ALPN "http/1.1" only (see docs/security.md on HTTP/2), and Strict-Transport-
+ *        Security when security_headers is on. No-op without tls.
+ */
+void gw_tls_setup(const struct gw_config *cfg, struct lws_context_creation_info *info);
+
+#endif /* GW_TLS_H */
