@@ -113,12 +113,15 @@ void eng_config_init(eng_config *cfg);
 typedef struct eng_db eng_db;
 
 /**
- * @brief Open (or create) the engine in cfg->dir: check the log's tail, truncating a torn last
- *        record, re-dispatch every record after the index checkpoint (or all of them if the index
- *        directory is gone), then start the writer and maintenance threads.
+ * @brief Open (or create) the engine in cfg->dir: scan the log after the index checkpoint, keep
+ *        every whole record up to the first one that fails its checks and truncate from there (a
+ *        torn tail; see docs/storage.md, "Recovery", for why damage after the checkpoint is
+ *        treated as one), re-dispatch what was kept (all of the log if the index directory is
+ *        gone), then start the writer and maintenance threads. Damage before the checkpoint is
+ *        not looked for here: eng_read reports it as ENG_ECORRUPT and never returns the bytes.
  * @param[in] cfg copied; need not outlive the call.
  * @param[out] out the engine, set only on success.
- * @return 0, ENG_EINVAL for a bad config, ENG_ECORRUPT for damage that is not a torn tail, errno.
+ * @return 0, ENG_EINVAL for a bad config, ENG_ECORRUPT for an unreadable index entry, errno.
  */
 int eng_open(const eng_config *cfg, eng_db **out);
 

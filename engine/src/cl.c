@@ -367,8 +367,10 @@ static uint64_t scan_segment(const uint8_t *m, uint64_t size, uint64_t from_off,
 		off += r.total;
 	}
 	if (chain != UINT64_MAX) {
-		if (last)
-			return chain; /* an atomic append cut short: none of it survives */
+		/* An atomic append cut short, by the end of the log or by damage (which makes this
+		 * segment the last): none of it survives. */
+		if (last || off < size)
+			return chain;
 		/* A chain crossing into the next segment (a batch larger than a segment): keep it. */
 		for (uint64_t o = chain; o < off;) {
 			cl_rec c;
@@ -410,6 +412,24 @@ int cl_scan(cl_log *log, uint64_t from, cl_scan_fn fn, void *ctx, uint64_t *trun
 				return errno;
 			cut += s->size - keep;
 			s->size = s->synced = keep;
+			/* Later segments were written after the damage, so nothing in them was
+			 * acknowledged (a sync covers every segment up to the newest): keeping them
+			 * would leave holes in their topics' offsets. This segment becomes the last. */
+			for (size_t j = log->n; j-- > i + 1;) {
+				char path[4096];
+				seg_name(path, sizeof path, log->dir, log->segs[j].base);
+				cut += log->segs[j].size;
+				close(log->segs[j].fd);
+				if (unlink(path) != 0)
+					return errno;
+			}
+			if (log->n > i + 1) {
+				log->n = i + 1;
+				if (fsync(log->dirfd) != 0)
+					return errno;
+			}
+			log->first_unsynced = log->n - 1;
+			break;
 		}
 	}
 	seg *last = &log->segs[log->n - 1];
@@ -464,6 +484,17 @@ int cl_add_rk(cl_log *log, uint16_t flags, uint64_t topic_id, uint64_t offset, u
 		     rkey, rkey_len, payload, payload_len);
 	*pos = log->buf_pos + log->buf_len;
 	log->buf_len += size;
+	return 0;
+}
+
+int cl_reserve(cl_log *log, uint64_t bytes)
+{
+	if (log->failed)
+		return log->failed;
+	seg *cur = &log->segs[log->n - 1];
+	uint64_t wp = log->buf_pos + log->buf_len;
+	if (wp > cur->base && wp - cur->base + bytes > log->seg_bytes)
+		return roll(log);
 	return 0;
 }
 

@@ -108,6 +108,11 @@ int cl_add(cl_log *log, uint16_t flags, uint64_t topic_id, uint64_t offset, uint
 int cl_add_rk(cl_log *log, uint16_t flags, uint64_t topic_id, uint64_t offset, uint64_t time_ms,
 	      const char *ev, size_t ev_len, const char *key, size_t key_len, const char *rkey,
 	      size_t rkey_len, const void *payload, size_t payload_len, uint64_t *pos);
+/**
+ * @brief Roll to a new segment now if @p bytes more would not fit in the current one, so the
+ *        records of one atomic append land in one segment (unless they are larger than a segment).
+ */
+int cl_reserve(cl_log *log, uint64_t bytes);
 /** @brief write() the pending buffer. After it, records are readable by cl_read. */
 int cl_flush(cl_log *log);
 /** @brief fdatasync the current segment (and any rolled since the last sync). */

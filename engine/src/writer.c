@@ -105,6 +105,13 @@ static int stage_append(eng_db *db, req *r, uint64_t now, uint64_t mono, topic *
 	}
 	uint64_t first = t->next, o = first;
 	size_t rkl = strlen(r->rkey);
+	/* One atomic append, one segment: recovery can then drop a torn one whole. */
+	uint64_t total = rkl;
+	for (size_t i = 0; i < r->n; i++)
+		if (!r->keyed || !r->dup[i])
+			total += cl_rec_size(r->msgs[i].ev_len, r->msgs[i].key_len, r->msgs[i].len);
+	if ((rc = cl_reserve(db->log, total)) != 0)
+		return rc;
 	pthread_mutex_lock(&db->t_mu);
 	for (size_t i = 0; i < r->n; i++) {
 		const msg_ref *m = &r->msgs[i];

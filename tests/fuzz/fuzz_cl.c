@@ -11,9 +11,10 @@
  *    record, because that is how a torn tail is told from damage;
  *  - recovery: the segments are written to a temporary directory and scanned. Every record the
  *    scan reports decodes, is the input's bytes at its position, lies inside one segment, comes
- *    after the previous one, and reads back the same through cl_read. Each segment is cut right
- *    after the last record reported in it, the last segment never ends inside an atomic append
- *    (CL_F_MORE), and the bytes cut are what the scan says it cut;
+ *    after the previous one, and reads back the same through cl_read. Each kept segment is cut
+ *    right after the last record reported in it; the first one cut becomes the last (later ones
+ *    are deleted); the last never ends inside an atomic append (CL_F_MORE); and the bytes cut are
+ *    what the scan says it cut;
  *  - the recovered log reopens with zero further truncation and the same records, accepts an
  *    append at its end, and after another reopen holds exactly those records plus the new one.
  */
@@ -178,6 +179,16 @@ seg_size(uint64_t base)
 	return (uint64_t)st.st_size;
 }
 
+static int
+seg_exists(uint64_t base)
+{
+	char path[512];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%020" PRIu64 ".log", g_dir, base);
+	return stat(path, &st) == 0;
+}
+
 static void
 scan(struct scan_ctx *s, uint64_t *truncated)
 {
@@ -221,21 +232,34 @@ check_recovery(const uint8_t *ctl, const uint8_t *p, size_t len)
 
 	scan(&s, &truncated);
 	FUZZ_CHECK(truncated <= len);
-	/* Each segment now ends right after the last record reported in it. */
-	for (size_t i = 0, r = 0; i < s.nseg; i++) {
+	/* Each kept segment ends right after the last record reported in it. The first segment that
+	 * was cut becomes the last: every later one was written after the damage and is gone, so no
+	 * topic keeps a hole in its offsets. */
+	size_t kept = s.nseg;
+	for (size_t i = 0, r = 0, ended = 0; i < s.nseg; i++) {
 		uint64_t last_end = base[i];
 		struct seen *last = NULL;
 
+		if (ended) {
+			FUZZ_CHECK(!seg_exists(base[i]));
+			FUZZ_CHECK(r == s.n);
+			continue;
+		}
 		for (; r < s.n && s.recs[r].pos < end[i]; r++) {
 			last_end = s.recs[r].pos + s.recs[r].total;
 			last = &s.recs[r];
 		}
 		FUZZ_CHECK(seg_size(base[i]) == last_end - base[i]);
 		left += last_end - base[i];
-		if (i + 1 == s.nseg && last)
-			FUZZ_CHECK(!(last->flags & CL_F_MORE)); /* no half atomic append left */
+		if (last_end < end[i] || i + 1 == s.nseg) {
+			ended = 1;
+			kept = i + 1;
+			if (last)
+				FUZZ_CHECK(!(last->flags & CL_F_MORE)); /* no half atomic append left */
+		}
 	}
 	FUZZ_CHECK(left + truncated == len);
+	s.nseg = kept;
 
 	/* Reopen: nothing more to cut, the same records. Then append one at the end. */
 	n1 = s.n;

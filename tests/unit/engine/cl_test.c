@@ -156,6 +156,83 @@ static void test_segments_roll_and_read(void **state)
 	free(dir);
 }
 
+/* Damage in a sealed segment ends the log there: the later segments go too, so no topic is left
+ * with a hole in its offsets. */
+static void test_damage_in_sealed_segment_ends_log(void **state)
+{
+	(void)state;
+	char *dir = tu_tmpdir();
+	cl_log *log;
+	char payload[1000] = {0};
+	uint64_t pos[8];
+	assert_int_equal(cl_open(dir, 4096, NULL, &log), 0);
+	assert_int_equal(cl_scan(log, 0, count_visit, &(int){0}, NULL), 0);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(cl_add(log, CL_REC_MSG, 1, (uint64_t)i, 1, "e", 1, NULL, 0, payload,
+					sizeof payload, &pos[i]), 0);
+	assert_int_equal(cl_flush(log), 0);
+	assert_int_equal(cl_sync(log), 0);
+	uint64_t bytes, segs;
+	cl_size(log, &bytes, &segs);
+	assert_int_equal(segs, 3); /* 3 + 3 + 2 records */
+	cl_close(log);
+	/* Flip a payload byte of record 1 (the first segment). */
+	char path[512];
+	snprintf(path, sizeof path, "%s/%020d.log", dir, 0);
+	FILE *fp = fopen(path, "r+b");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, (long)(pos[1] + CL_HDR + 10), SEEK_SET), 0);
+	assert_int_equal(fputc('X', fp), 'X');
+	fclose(fp);
+	assert_int_equal(cl_open(dir, 4096, NULL, &log), 0);
+	int n = 0;
+	uint64_t cut = 0;
+	assert_int_equal(cl_scan(log, 0, count_visit, &n, &cut), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(cl_end(log), pos[1]);
+	cl_size(log, &bytes, &segs);
+	assert_int_equal(segs, 1);
+	assert_true(cut >= 6 * 1000);
+	/* and the log goes on from there */
+	uint64_t p;
+	assert_int_equal(cl_add(log, CL_REC_MSG, 1, 1, 1, "e", 1, NULL, 0, "again", 5, &p), 0);
+	assert_int_equal(p, pos[1]);
+	cl_close(log);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+/* cl_reserve rolls before an append that would straddle two segments. */
+static void test_reserve_keeps_an_append_in_one_segment(void **state)
+{
+	(void)state;
+	char *dir = tu_tmpdir();
+	cl_log *log;
+	char payload[1000] = {0};
+	uint64_t p1, p2, bytes, segs;
+	assert_int_equal(cl_open(dir, 4096, NULL, &log), 0);
+	assert_int_equal(cl_scan(log, 0, count_visit, &(int){0}, NULL), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(cl_add(log, CL_REC_MSG, 1, (uint64_t)i, 1, "e", 1, NULL, 0, payload,
+					sizeof payload, &p1), 0);
+	uint32_t rec = cl_rec_size(1, 0, sizeof payload); /* 3 fit in 4096 bytes, 4 do not */
+	assert_int_equal(cl_reserve(log, rec), 0);          /* a third fits: no roll */
+	cl_size(log, &bytes, &segs);
+	assert_int_equal(segs, 1);
+	assert_int_equal(cl_reserve(log, 2 * (uint64_t)rec), 0); /* a batch of two would not: roll */
+	assert_int_equal(cl_add(log, CL_REC_MSG | CL_F_MORE, 1, 3, 1, "e", 1, NULL, 0, payload,
+				sizeof payload, &p1), 0);
+	assert_int_equal(cl_add(log, CL_REC_MSG, 1, 4, 1, "e", 1, NULL, 0, payload, sizeof payload, &p2), 0);
+	assert_int_equal(cl_flush(log), 0);
+	cl_size(log, &bytes, &segs);
+	assert_int_equal(segs, 2);
+	assert_int_equal(p2, p1 + rec); /* both in the new segment, back to back */
+	assert_int_equal(p1, 2 * (uint64_t)rec);
+	cl_close(log);
+	tu_rmrf(dir);
+	free(dir);
+}
+
 static void test_fault_injection_sticky(void **state)
 {
 	(void)state;
@@ -190,6 +267,8 @@ int main(void)
 		cmocka_unit_test(test_torn_tail_every_byte),
 		cmocka_unit_test(test_torn_batch_dropped_whole),
 		cmocka_unit_test(test_segments_roll_and_read),
+		cmocka_unit_test(test_reserve_keeps_an_append_in_one_segment),
+		cmocka_unit_test(test_damage_in_sealed_segment_ends_log),
 		cmocka_unit_test(test_fault_injection_sticky),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
