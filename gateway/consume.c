@@ -414,10 +414,33 @@ has_explicit(const struct gw_group *g, const char *topic)
  * First sight of a topic in this process: its position is the stored offset, else the topic's first
  * retained message ("do better" item 1 of the RocketMQ notes: not its end), or for "from":"tail" on
  * a parent, the first message stored after the subscription began. A topic of a subscribed parent
- * gets a marker first, so a restart finds it again.
+ * gets a marker, so a restart finds it again: at once when the engine said it has news for the
+ * group (@p mark), else (a topic found in the directory) before its first message is handed out.
  */
+static int
+mark(struct gw_gtopic *gt)
+{
+	struct gw_group *g = gt->g;
+	char key[ENG_META_KEY_MAX + 1];
+	void *val;
+	size_t len;
+	int rc;
+
+	if (gt->marked)
+		return 0;
+	marker_key(g, gt->name, key, sizeof(key));
+	if ((rc = eng_meta_get(g->gw->db, key, &val, &len)) == 0) {
+		free(val);
+	} else if ((rc = eng_meta_put(g->gw->db, key, "1", 1)) != 0) {
+		LOG_ERR("group %s: marking %s: %s", g->name, gt->name, eng_strerror(rc));
+		return rc; /* without it a restart could lose the topic: do not consume */
+	}
+	gt->marked = 1;
+	return 0;
+}
+
 static struct gw_gtopic *
-gt_create(struct gw_group *g, const char *topic)
+gt_create(struct gw_group *g, const char *topic, int mark_now)
 {
 	struct gw *gw = g->gw;
 	const struct gw_parent_conf *pc;
@@ -438,24 +461,18 @@ gt_create(struct gw_group *g, const char *topic)
 		return NULL;
 	}
 	stored = rc == 0;
-	if (!has_explicit(g, topic)) {
-		char key[ENG_META_KEY_MAX + 1];
-		void *val;
-		size_t len;
-
-		marker_key(g, topic, key, sizeof(key));
-		if ((rc = eng_meta_get(gw->db, key, &val, &len)) == 0) {
-			free(val);
-		} else if ((rc = eng_meta_put(gw->db, key, "1", 1)) != 0) {
-			LOG_ERR("group %s: marking %s: %s", g->name, topic, eng_strerror(rc));
-			return NULL; /* without it a restart could lose the topic: do not consume */
-		}
-	}
-	if (g->hcount + 1 > g->hcap / 4 * 3)
-		tgrow(g);
 	gt = xcalloc(1, sizeof(*gt));
 	gt->g = g;
 	strcpy(gt->name, topic);
+	/* Explicit topics need no marker (the definition names them); a stored offset means one
+	 * was written before the first hand-out. */
+	gt->marked = has_explicit(g, topic) || stored;
+	if (mark_now && mark(gt)) {
+		free(gt);
+		return NULL;
+	}
+	if (g->hcount + 1 > g->hcap / 4 * 3)
+		tgrow(g);
 	gt->committed = gt->next_read = gt->stored = stored ? off : info.first_offset;
 	if (!stored && g->from_tail && !has_explicit(g, topic))
 		gt->skip_before_ms = g->since_ms;
@@ -480,7 +497,7 @@ gw_gtopic_get(struct gw_group *g, const char *topic, int create)
 			if (!strcmp(gt->name, topic))
 				break;
 	if (!gt && create)
-		gt = gt_create(g, topic);
+		gt = gt_create(g, topic, create != 2);
 	if (gt && create) {
 		gt->last_used_ms = mono_ms();
 		kick(gt);
@@ -641,8 +658,14 @@ dead_letter(struct gw_gtopic *gt, struct gw_entry *e)
 	e->state = GW_E_DLQ;
 	memset(&res, 0, sizeof(res));
 	rc = eng_read(gw->db, gt->name, e->offset, 1, 1, &res);
+	if (!rc && (!res.n || res.msgs[0].offset != e->offset) && res.first_offset <= e->offset) {
+		/* Visible but not readable yet (the engine race serve_topic() describes). */
+		eng_read_free(&res);
+		dlq_later(gt, e);
+		return;
+	}
 	if (rc || !res.n || res.msgs[0].offset != e->offset) {
-		/* Gone from the log (retention) or unreadable: nothing to keep; move on. */
+		/* Gone from the log (retention, topic deleted) or unreadable: nothing to keep. */
 		if (rc)
 			LOG_WARN("group %s: dead letter %s@%llu unreadable: %s", g->name, gt->name,
 				 (unsigned long long)e->offset, eng_strerror(rc));
@@ -882,11 +905,15 @@ serve_topic(struct gw_gtopic *gt, struct gw_waiter *w, uint32_t quota)
 			eng_read_free(&res);
 			return n;
 		}
-		if (!res.n || res.msgs[0].offset != e->offset)
-			set_acked(gt, e); /* fell out of retention: nothing left to deliver */
-		else {
+		if (res.n && res.msgs[0].offset == e->offset) {
 			hand_out(gt, e, &res.msgs[0], w);
 			n++;
+		} else if (res.first_offset > e->offset) {
+			set_acked(gt, e); /* fell out of retention: nothing left to deliver */
+		} else {
+			eng_read_free(&res);
+			retry_later(gt); /* visible but not readable yet (see below) */
+			break;
 		}
 		eng_read_free(&res);
 	}
@@ -929,6 +956,10 @@ serve_topic(struct gw_gtopic *gt, struct gw_waiter *w, uint32_t quota)
 			}
 			if (n >= quota || gt->n_unacked >= g->max_inflight || gt->n_win >= WIN_CAP ||
 			    over_budget(w)) {
+				stop = 1;
+				break;
+			}
+			if (mark(gt)) {
 				stop = 1;
 				break;
 			}
@@ -1222,15 +1253,20 @@ on_house(struct ev_loop *loop, ev_timer *t, int revents)
 		for (size_t i = 0; i < g->hcap; i++) {
 			for (struct gw_gtopic *gt = g->htab[i], *nx; gt; gt = nx) {
 				nx = gt->hnext;
-				if (gt->committed != gt->stored)
+				/* An unmarked state (found in the directory, nothing handed out) keeps no
+				 * position: storing it would cost a sync per topic for no progress. */
+				if (gt->committed != gt->stored && gt->marked)
 					commit(gt);
-				if (!gt->n_win && !gt->queued && !gt->refs && gt->committed == gt->stored &&
+				if (!gt->n_win && !gt->queued && !gt->refs &&
+				    (gt->committed == gt->stored || !gt->marked) &&
 				    now - gt->last_used_ms > IDLE_EVICT_MS)
 					gw_gtopic_drop(gt);
 			}
 		}
 	}
 	heap_arm(gw); /* the clock may have jumped past due records while the loop was busy */
+	if (++gw->groups->house_ticks % 60 == 0)
+		gw_dir_prune(gw);
 }
 
 void

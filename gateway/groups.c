@@ -20,6 +20,8 @@
 #define DEF_KEY_PREFIX "grp/"
 #define MARK_KEY_FMT "gtp/%u/"
 
+static void discover(struct gw_group *g);
+
 /* ---- Names and small helpers --------------------------------------------------------------------- */
 
 int
@@ -493,7 +495,7 @@ gw_group_put(struct gw *gw, const char *name, const char *body, size_t len, stru
 	json_error_t jerr;
 	json_t *root;
 	struct def d;
-	int rc, created = !g;
+	int rc, created = !g, rediscover;
 
 	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
@@ -510,6 +512,9 @@ gw_group_put(struct gw *gw, const char *name, const char *body, size_t len, stru
 	} else {
 		eng_unsub_all(gw->db, sub_id(g));
 	}
+	rediscover = created || strcmp(g->parent, d.parent) || g->from_tail != d.from_tail ||
+		     g->n_events != d.n_events ||
+		     memcmp(g->events, d.events, d.n_events * sizeof(d.events[0]));
 	apply_def(g, &d);
 	if (g->from_tail) {
 		for (size_t i = 0; i < g->n_topics; i++) {
@@ -536,6 +541,8 @@ gw_group_put(struct gw *gw, const char *name, const char *body, size_t len, stru
 			}
 		}
 	}
+	if (rediscover)
+		discover(g);
 	gw_group_recheck(g);
 	gw_group_describe(g, out);
 	*status = created ? 201 : 200;
@@ -756,6 +763,102 @@ out:
 	return rc;
 }
 
+/* ---- The topic directory (groups.h) -------------------------------------------------------------- */
+
+static size_t
+dslot(const struct gw_groups *gs, const char *name)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 1099511628211ull;
+	return (size_t)h & (gs->dir_cap - 1);
+}
+
+static void
+dir_note(struct gw_groups *gs, const char *topic)
+{
+	struct gw_dir_ent *d;
+	size_t k;
+
+	if (gs->dir_cap) {
+		for (d = gs->dir[dslot(gs, topic)]; d; d = d->next) {
+			if (!strcmp(d->name, topic)) {
+				d->seen_ms = gw_mono_us() / 1000;
+				return;
+			}
+		}
+	}
+	if (gs->dir_count + 1 > gs->dir_cap / 4 * 3) {
+		size_t old = gs->dir_cap;
+		struct gw_dir_ent **t = gs->dir;
+
+		gs->dir_cap = old ? old * 2 : 1024;
+		gs->dir = xcalloc(gs->dir_cap, sizeof(*gs->dir));
+		for (size_t i = 0; i < old; i++) {
+			for (struct gw_dir_ent *e = t[i], *nx; e; e = nx) {
+				nx = e->next;
+				k = dslot(gs, e->name);
+				e->next = gs->dir[k];
+				gs->dir[k] = e;
+			}
+		}
+		free(t);
+	}
+	d = xmalloc(sizeof(*d) + strlen(topic) + 1);
+	strcpy(d->name, topic);
+	d->seen_ms = gw_mono_us() / 1000;
+	k = dslot(gs, topic);
+	d->next = gs->dir[k];
+	gs->dir[k] = d;
+	gs->dir_count++;
+}
+
+/* Forget topics idle for longer than their parent's TTL: the engine has expired them. */
+void
+gw_dir_prune(struct gw *gw)
+{
+	struct gw_groups *gs = gw->groups;
+	uint64_t now = gw_mono_us() / 1000;
+
+	for (size_t i = 0; i < gs->dir_cap; i++) {
+		for (struct gw_dir_ent **pp = &gs->dir[i]; *pp;) {
+			struct gw_dir_ent *d = *pp;
+			const struct gw_parent_conf *pc =
+				gw_config_parent(gw->cfg, d->name, (size_t)(strchr(d->name, '/') - d->name));
+			uint64_t ttl = pc && pc->idle_ttl_s ? pc->idle_ttl_s * 1000 : 86400000;
+
+			if (now - d->seen_ms > ttl) {
+				*pp = d->next;
+				free(d);
+				gs->dir_count--;
+			} else {
+				pp = &d->next;
+			}
+		}
+	}
+}
+
+/* A group that just took a parent finds that parent's known topics: each is read from its first
+ * retained message (or the group's stored position) like a topic with news. */
+static void
+discover(struct gw_group *g)
+{
+	struct gw_groups *gs = g->gw->groups;
+	size_t n = 0;
+
+	if (!g->parent[0] || g->from_tail)
+		return; /* "from":"tail" wants nothing stored before the subscription */
+	for (size_t i = 0; i < gs->dir_cap; i++) {
+		for (struct gw_dir_ent *d = gs->dir[i]; d; d = d->next) {
+			if (gw_group_wants_topic(g, d->name) && gw_gtopic_get(g, d->name, 2))
+				n++;
+		}
+	}
+	if (n)
+		LOG_INFO("group %s: %zu existing topics of %s to read", g->name, n, g->parent);
+}
+
 /* ---- The engine's ready set ---------------------------------------------------------------------- */
 
 void
@@ -764,7 +867,14 @@ gw_groups_on_ready(struct gw *gw, const eng_ready *r)
 	struct gw_group *g;
 	struct gw_gtopic *gt;
 
-	if (!gw->groups || !(g = find_by_sub(gw, r->sub)))
+	if (!gw->groups)
+		return;
+	if (r->sub == GW_DIR_SUB) {
+		if (!(r->flags & ENG_READY_OVERFLOW) && r->next_offset)
+			dir_note(gw->groups, r->topic);
+		return;
+	}
+	if (!(g = find_by_sub(gw, r->sub)))
 		return;
 	if (r->flags & ENG_READY_OVERFLOW) {
 		/*
@@ -780,6 +890,7 @@ gw_groups_on_ready(struct gw *gw, const eng_ready *r)
 			for (gt = g->htab[i]; gt; gt = gt->hnext)
 				gt->end = UINT64_MAX; /* unknown: the next read finds the real end */
 		scan_markers(g, 0, &ms);
+		discover(g);
 		gw_group_recheck(g);
 		return;
 	}
@@ -850,6 +961,13 @@ gw_groups_open(struct gw *gw)
 		return -1;
 	}
 	gw_consume_init(gw);
+	for (size_t i = 0; i < gw->cfg->n_parents; i++) {
+		if ((rc = eng_sub_parent(gw->db, GW_DIR_SUB, gw->cfg->parents[i].name, NULL, 0)) != 0) {
+			LOG_ERR("topic directory: subscribing to %s: %s", gw->cfg->parents[i].name,
+				eng_strerror(rc));
+			return -1;
+		}
+	}
 	if ((rc = eng_meta_scan(gw->db, DEF_KEY_PREFIX, on_def, gw)) != 0) {
 		LOG_ERR("reading consumer groups: %s", eng_strerror(rc));
 		return -1;
@@ -896,6 +1014,13 @@ gw_groups_free(struct gw *gw)
 		nx = g->next;
 		free(g);
 	}
+	for (size_t i = 0; i < gs->dir_cap; i++) {
+		for (struct gw_dir_ent *d = gs->dir[i], *nx; d; d = nx) {
+			nx = d->next;
+			free(d);
+		}
+	}
+	free(gs->dir);
 	free(gs);
 	gw->groups = NULL;
 }

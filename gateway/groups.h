@@ -33,6 +33,7 @@
 #define GW_GROUP_NAME_MAX 64          /* [A-Za-z0-9_.:-]{1,64}, not starting with '.' */
 #define GW_GROUP_EVENTS_MAX 16        /* event names in one group's filter */
 #define GW_GROUP_SUB_BASE (1ull << 62)/* engine subscriber ids of groups: base + group id */
+#define GW_DIR_SUB GW_GROUP_SUB_BASE  /* the topic directory's (group ids start at 1) */
 #define GW_PRIO_LEVELS 10             /* priorities 0..9, 9 served first */
 #define GW_DLQ_PREFIX "_dlq."         /* dead letters of group g go to <parent>/_dlq.<g> */
 
@@ -87,6 +88,7 @@ struct gw_gtopic {
 	unsigned queued : 1;             /* in a ready queue */
 	unsigned dead : 1;               /* left its group (unsubscribed, deleted, gone): freed at refs 0 */
 	unsigned retrying : 1;           /* on the retry list: read again in a moment */
+	unsigned marked : 1;             /* a restart can find it: marker written, or explicit topic */
 	char name[ENG_TOPIC_MAX + 1];
 };
 
@@ -142,16 +144,31 @@ struct gw_group {
 	unsigned deleted : 1;
 };
 
+/*
+ * The topic directory: every lite topic that grew since the gateway started, by name (one
+ * eng_sub_parent per declared parent feeds it). engine.h cannot list a parent's topics, so this is
+ * how a group created now finds the topics written before it (they are read from their first
+ * retained message). Forgotten after the parent's idle TTL, when the engine expires the topic.
+ */
+struct gw_dir_ent {
+	struct gw_dir_ent *next;
+	uint64_t seen_ms;                /* monotonic: last growth */
+	char name[];
+};
+
 /* The module's state, hung off struct gw. */
 struct gw_groups {
 	struct gw_group *list;
 	struct gw_group *graveyard;      /* deleted groups, freed at exit (dead topics may point here) */
 	struct gw_gtopic *dead;          /* dead topic states still referenced */
 	uint32_t next_id;
+	struct gw_dir_ent **dir;         /* the topic directory (hash of chains) */
+	size_t dir_cap, dir_count;
 	struct gw_timer_rec *heap;       /* visibility and nack-delay deadlines, a binary min-heap */
 	size_t n_heap, cap_heap;
 	ev_timer heap_w;                 /* armed for the earliest deadline */
 	ev_timer house_w;                /* 1 s: store skipped-over offsets, evict idle topic states */
+	uint64_t house_ticks;
 	struct gw_gtopic *retry;         /* topics to read again shortly (see retry_later) */
 	ev_timer retry_w;
 	uint64_t nonce;                  /* hand-out counter */
@@ -225,13 +242,15 @@ int gw_group_offset_get(struct gw_group *g, const char *topic, struct gw_buf *ou
 int gw_group_offset_put(struct gw_group *g, const char *topic, const char *body, size_t len,
 			struct gw_buf *out, struct gw_error *e);
 
-/* Internal, shared by groups.c and consume.c. */
+/* Internal, shared by groups.c and consume.c. @p create of gw_gtopic_get: 0 look up, 1 make it
+ * (the engine said the topic has news: marked at once), 2 make it lazily (from the directory). */
 struct gw_gtopic *gw_gtopic_get(struct gw_group *g, const char *topic, int create);
 void gw_gtopic_drop(struct gw_gtopic *gt);
 void gw_group_serve(struct gw_group *g);
 void gw_group_recheck(struct gw_group *g);
 void gw_group_free_state(struct gw_group *g);
 int gw_group_wants_topic(const struct gw_group *g, const char *topic);
+void gw_dir_prune(struct gw *gw);
 void gw_consume_init(struct gw *gw);
 void gw_consume_free(struct gw *gw);
 
