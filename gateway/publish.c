@@ -35,6 +35,13 @@ enum ctype {
 /* Appends in flight per request before we stop reading its body (rx flow control). */
 #define PUB_PENDING_HIGH 32
 #define PUB_PENDING_LOW 8
+/*
+ * NDJSON lines with ids go to the engine at most this many per append. The engine checks a
+ * request's keys against each other pairwise (engine/src/writer.c, stage_append), so a 1,000-line
+ * read appended whole cost the writer thread half a million key comparisons; in pieces of 16 the
+ * check stays cheap. (A JSON batch must stay one atomic append, so it is not split.)
+ */
+#define PUB_KEYED_RUN_MAX 16
 
 struct gw_pub {
 	struct gw *gw;
@@ -51,6 +58,7 @@ struct gw_pub {
 	unsigned is_batch : 1;         /* a JSON array or NDJSON: duplicates are listed per message */
 	unsigned cond_wait : 1;        /* a conditional append is in flight: queue nothing after it */
 	unsigned mismatch : 1;         /* it failed: mismatch_next is the topic's next offset */
+	unsigned keyed : 1;            /* some message carried an id */
 	unsigned err_held : 1;         /* err came while cond_wait: it is about a later message */
 	struct gw_chunked ch;
 	uint64_t content_length;       /* when not chunked */
@@ -357,7 +365,7 @@ queue_batch(struct gw_pub *pub)
 	struct gw_batch *b = &pub->batch;
 	eng_msg_in *views;
 	struct gw_error e;
-	size_t from = 0;
+	size_t from = 0, run_max = pub->ctype == CT_NDJSON && pub->keyed ? PUB_KEYED_RUN_MAX : SIZE_MAX;
 	int rc = 0;
 
 	if (!b->n || pub->cond_wait)
@@ -367,7 +375,7 @@ queue_batch(struct gw_pub *pub)
 	while (from < b->n && !pub->cond_wait) {
 		size_t to = from + 1;
 
-		while (to < b->n && !b->msgs[to].has_expected)
+		while (to < b->n && !b->msgs[to].has_expected && to - from < run_max)
 			to++;
 		if ((rc = queue_run(pub, views, from, to)) != 0)
 			break;
@@ -425,6 +433,8 @@ adopt_msgs(struct gw_pub *pub, size_t n0, size_t mark, int json)
 			m->has_expected = 1;
 			m->expected = pub->expected;
 		}
+		if (m->key[0])
+			pub->keyed = 1;
 	}
 	if (bad) {
 		b->n = n0;

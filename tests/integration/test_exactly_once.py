@@ -107,6 +107,27 @@ class IdempotentRetries(Base):
                                  "duplicate": True, "duplicates": [0, 1, 2, 3, 4, 5]})
         self.assertEqual(len(self.gw.history("chatbot/r2")), 7)
 
+    def test_a_long_upload_with_ids_retried(self):
+        # Long enough to go to the engine in many appends: positions stay right across them.
+        t = "chatbot/long"
+        lines = [{"event": "token", "id": "9-%d" % i, "data": i} for i in range(600)]
+        first = self.post(t, ndjson(lines[:300]), {"Content-Type": "application/x-ndjson"})[2]
+        self.assertEqual(first, {"topic": t, "first_offset": 0, "last_offset": 299, "count": 300})
+        st, _, again = self.post(t, ndjson(lines), {"Content-Type": "application/x-ndjson"})
+        self.assertEqual(st, 200, again)
+        self.assertEqual(again, {"topic": t, "first_offset": 0, "last_offset": 599, "count": 600,
+                                 "duplicates": list(range(300))})
+        up = ChunkedUpload(self.gw.port, "/v1/topics/%s/messages" % t)
+        try:
+            for i in range(0, 600, 50):
+                up.send(ndjson(lines[i:i + 50]))
+            st, _, r = up.finish()
+        finally:
+            up.close()
+        self.assertEqual((st, r), (200, {"topic": t, "first_offset": 0, "last_offset": 599, "count": 600,
+                                         "duplicate": True, "duplicates": list(range(600))}))
+        self.assertEqual(self.datas(t), list(range(600)))
+
     def test_retry_across_sigkill_and_restart(self):
         self.gw.publish("chatbot/k1", {"data": "before"})
         self.send_and_hang_up("chatbot/k1", [{"data": 1}, {"data": 2}], {"Idempotency-Key": "req-9"})
