@@ -267,7 +267,7 @@ typedef struct sess {
 	conn sub, ndj;
 	uint64_t *acked, *seen; /* bitmaps by sequence number */
 	uint32_t cap;           /* bits */
-	uint32_t next_seq, max_seen1, lines;
+	uint32_t next_seq, max_seen1, lines, got; /* got: distinct messages seen */
 	int held;               /* --fault swap: seq 3 held back */
 	uint64_t held_t;
 	char last_id[64], id_buf[64]; /* EventSource's last event ID string and buffer */
@@ -766,6 +766,7 @@ static void account(sess *s, uint64_t now)
 	}
 	SETBIT(s->seen, q);
 	st->uniq++;
+	s->got++;
 	if (q + 1 < s->max_seen1)
 		st->reord++;
 	else
@@ -1534,13 +1535,19 @@ static uint64_t next_due(void)
 	return g.t_start + (uint64_t)((double)g.gen_i * 1e9 / g.rate);
 }
 
-/* Closed loop NDJSON: keep a few KB queued on every stream. */
+/* Closed loop NDJSON: at most NDJ_WINDOW lines of a stream not yet seen by its subscriber (the
+ * stream's "acknowledgement", as the reply only comes at the end), and a few KB queued. Without the
+ * window the kernel's socket buffers would take seconds of backlog. */
+#define NDJ_WINDOW 64
+
 static void ndj_fill(uint64_t now)
 {
 	for (uint32_t i = 0; i < g.nsess; i++) {
 		sess *s = &g.sess[i];
 		conn *c = &s->ndj;
 		if (c->fd < 0 || c->state == CS_CONNECTING || c->out_len - c->out_off > 4096)
+			continue;
+		if (!o.no_subs && s->lines - s->got >= NDJ_WINDOW - 16)
 			continue;
 		for (int k = 0; k < 16; k++)
 			gen_msg(s, now);
@@ -2144,7 +2151,8 @@ static void usage(FILE *f)
 		"  URLs are http://127.x.x.x:PORT/path templates: {n} = session number, {r} = run tag\n"
 		"  --sessions N        sessions, one subscriber each (1000)\n"
 		"  --rate R            messages/s in total, paced round robin over the sessions (20000);\n"
-		"                      0 = closed loop (each publisher sends as soon as its reply is in)\n"
+		"                      0 = closed loop (each publisher sends as soon as its reply is in;\n"
+		"                      NDJSON: at most 64 lines per stream not yet delivered)\n"
 		"  --duration S        seconds of publishing per run or ramp step (10)\n"
 		"  --publishers P      keep-alive publisher connections (64); session k uses k mod P\n"
 		"  --idle-subs N       first open N extra idle SSE connections; report server RSS per connection\n"
