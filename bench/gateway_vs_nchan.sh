@@ -58,9 +58,7 @@ tmp=$(mktemp -d /tmp/litegate-vs-nchan-XXXXXX)
 lg_pid=; ngx_pid=; ln_pid=
 cleanup() {
   set +e
-  [ -n "$lg_pid" ] && kill -TERM "$lg_pid" 2>/dev/null && wait "$lg_pid" 2>/dev/null
-  [ -n "$ln_pid" ] && kill -TERM "$ln_pid" 2>/dev/null && wait "$ln_pid" 2>/dev/null
-  [ -n "$ngx_pid" ] && kill -QUIT "$ngx_pid" 2>/dev/null && wait "$ngx_pid" 2>/dev/null
+  stop_servers
   if [ -n "${KEEP:-}" ]; then echo "# kept $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -85,26 +83,26 @@ wait_http() { # url log: up to 10 s
   return 1
 }
 
-# ---- litegate: default config (durability fsync), data in the temp dir ----
-lg_port=$(free_port)
-"$LITEGATE" --listen "127.0.0.1:$lg_port" --data-dir "$tmp/data" --log-level warn >"$tmp/litegate.log" 2>&1 &
-lg_pid=$!
-wait_http "http://127.0.0.1:$lg_port/healthz" "$tmp/litegate.log"
-grep -q '"durability": "fsync"' conf/litegate.json || echo "# note: conf/litegate.json is not durability fsync" >&2
-# Diagnostic only: the same gateway with durability "none" (replies before any fsync).
-if [ "$DIAG_NONE" = 1 ]; then
+# ---- the servers; (re)started fresh on new free ports by start_servers ----
+lg_port=; ln_port=; ngx_port=; ngx_worker=
+start_litegate() { # litegate on its default config (durability fsync), data in the temp dir
+  lg_port=$(free_port)
+  "$LITEGATE" --listen "127.0.0.1:$lg_port" --data-dir "$tmp/data" --log-level warn >>"$tmp/litegate.log" 2>&1 &
+  lg_pid=$!
+  wait_http "http://127.0.0.1:$lg_port/healthz" "$tmp/litegate.log"
+}
+start_none() { # diagnostic only: the same gateway with durability "none" (replies before any fsync)
   ln_port=$(free_port)
   sed 's/"durability": *"fsync"/"durability": "none"/' conf/litegate.json >"$tmp/none.json"
   "$LITEGATE" --config "$tmp/none.json" --listen "127.0.0.1:$ln_port" --data-dir "$tmp/data-none" \
-    --log-level warn >"$tmp/litegate-none.log" 2>&1 &
+    --log-level warn >>"$tmp/litegate-none.log" 2>&1 &
   ln_pid=$!
   wait_http "http://127.0.0.1:$ln_port/healthz" "$tmp/litegate-none.log"
-fi
-
-# ---- nginx + nchan: one worker, memory store, a message buffer, EventSource ----
-ngx_port=$(free_port)
-mkdir -p "$tmp/nginx"
-cat >"$tmp/nginx/nginx.conf" <<EOF
+}
+start_nchan() { # nginx + nchan: one worker, memory store, a message buffer, EventSource
+  ngx_port=$(free_port)
+  mkdir -p "$tmp/nginx"
+  cat >"$tmp/nginx/nginx.conf" <<EOF
 load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
 daemon off;
 master_process on;
@@ -142,30 +140,40 @@ http {
   }
 }
 EOF
-"$NGINX" -c "$tmp/nginx/nginx.conf" -p "$tmp/nginx" -e "$tmp/nginx/error.log" >"$tmp/nginx/out.log" 2>&1 &
-ngx_pid=$!
-wait_http "http://127.0.0.1:$ngx_port/healthz" "$tmp/nginx/error.log"
-ngx_worker=
-for _ in $(seq 50); do
-  ngx_worker=$(pgrep -P "$ngx_pid" | head -1) && [ -n "$ngx_worker" ] && break
-  sleep 0.1
-done
-[ -n "$ngx_worker" ] || { echo "no nginx worker" >&2; cat "$tmp/nginx/error.log" >&2; exit 1; }
-
-LG_PUB="http://127.0.0.1:$lg_port/v1/topics/chatbot/s{r}-{n}/messages"
-LG_SUB="http://127.0.0.1:$lg_port/v1/topics/chatbot/s{r}-{n}/events"
-NG_PUB="http://127.0.0.1:$ngx_port/pub/s{r}-{n}"
-NG_SUB="http://127.0.0.1:$ngx_port/sub/s{r}-{n}"
+  "$NGINX" -c "$tmp/nginx/nginx.conf" -p "$tmp/nginx" -e "$tmp/nginx/error.log" >>"$tmp/nginx/out.log" 2>&1 &
+  ngx_pid=$!
+  wait_http "http://127.0.0.1:$ngx_port/healthz" "$tmp/nginx/error.log"
+  ngx_worker=
+  for _ in $(seq 50); do
+    ngx_worker=$(pgrep -P "$ngx_pid" | head -1) && [ -n "$ngx_worker" ] && break
+    sleep 0.1
+  done
+  [ -n "$ngx_worker" ] || { echo "no nginx worker" >&2; cat "$tmp/nginx/error.log" >&2; exit 1; }
+}
+stop_servers() { # litegate ends gracefully on SIGTERM, nginx on SIGQUIT
+  local p
+  for p in $lg_pid $ln_pid; do kill -TERM "$p" 2>/dev/null || true; done
+  if [ -n "$ngx_pid" ]; then kill -QUIT "$ngx_pid" 2>/dev/null || true; fi
+  for p in $lg_pid $ln_pid $ngx_pid; do wait "$p" 2>/dev/null || true; done
+  lg_pid=; ln_pid=; ngx_pid=
+}
+start_servers() { # fresh processes: a memory figure must not reuse heap an earlier workload freed
+  stop_servers
+  start_litegate
+  if [ "$DIAG_NONE" = 1 ]; then start_none; fi
+  start_nchan
+}
 
 cmds=()
 run() { # name server args...: runs loadgen, keeps its output in $tmp/name.server.out
   local name=$1 srv=$2
   shift 2
   local pid pu su
+  local lg=/v1/topics/chatbot/s{r}-{n}
   case $srv in
-    litegate) pid=$lg_pid pu=$LG_PUB su=$LG_SUB ;;
-    none) pid=$ln_pid pu=${LG_PUB/$lg_port/$ln_port} su=${LG_SUB/$lg_port/$ln_port} ;;
-    *) pid=$ngx_worker pu=$NG_PUB su=$NG_SUB ;;
+    litegate) pid=$lg_pid pu=http://127.0.0.1:$lg_port$lg/messages su=http://127.0.0.1:$lg_port$lg/events ;;
+    none) pid=$ln_pid pu=http://127.0.0.1:$ln_port$lg/messages su=http://127.0.0.1:$ln_port$lg/events ;;
+    *) pid=$ngx_worker pu="http://127.0.0.1:$ngx_port/pub/s{r}-{n}" su="http://127.0.0.1:$ngx_port/sub/s{r}-{n}" ;;
   esac
   local out="$tmp/$name.$srv.out"
   echo "# $name on $srv" >&2
@@ -181,9 +189,10 @@ val() { # name.server kind key
 }
 
 load_start=$(cat /proc/loadavg)
-echo "# $(date -u +%FT%TZ) $(nproc) cores; load average $load_start; litegate pid $lg_pid port $lg_port; nginx worker $ngx_worker port $ngx_port; nofile $nofile" >&2
+echo "# $(date -u +%FT%TZ) $(nproc) cores; load average $load_start; nofile $nofile" >&2
 
-# 1. memory per idle SSE connection
+# 1. memory per idle SSE connection, each count on freshly started servers
+start_servers
 for srv in litegate nchan; do run idle "$srv" --sessions 0 --idle-subs "$IDLE" --duration 1; done
 big=0 big_note= idle_wanted=$IDLE_BIG
 if [ "$IDLE_BIG" -gt 0 ]; then
@@ -196,9 +205,12 @@ if [ "$IDLE_BIG" -gt 0 ]; then
   fi
   if [ "$IDLE_BIG" -gt "$IDLE" ]; then
     big=1
+    start_servers
     for srv in litegate nchan; do run idlebig "$srv" --sessions 0 --idle-subs "$IDLE_BIG" --duration 1; done
   fi
 fi
+start_servers
+echo "# litegate pid $lg_pid port $lg_port; nginx worker $ngx_worker port $ngx_port" >&2
 # 2. 1,000 sessions at 20 tokens/s each (20,000 msg/s), one POST per token
 servers=(litegate nchan)
 [ "$DIAG_NONE" = 1 ] && servers+=(none)
@@ -255,8 +267,11 @@ row "closed loop, one POST per message: server CPU (% of one core)" "$(val postm
 printf '| closed loop, one chunked NDJSON POST per session: publish rate (msg/s) | %s | n/a | %s x litegate POST | - |\n' \
   "$(val ndjson.litegate run achieved)" "$(ratio "$(val ndjson.litegate run achieved)" "$(val postmax.litegate run achieved)")"
 echo
-echo "Commands (servers: litegate --listen 127.0.0.1:$lg_port --data-dir TMP/data with conf/litegate.json,"
-[ "$DIAG_NONE" = 1 ] && echo "litegate --config TMP/none.json (the same with \"durability\": \"none\") --listen 127.0.0.1:$ln_port,"
+echo "Commands (servers, restarted fresh before each idle-memory count and before the other workloads:"
+echo "litegate --listen 127.0.0.1:PORT --data-dir TMP/data with conf/litegate.json,"
+if [ "$DIAG_NONE" = 1 ]; then
+  echo "litegate --config TMP/none.json (the same with \"durability\": \"none\") --listen 127.0.0.1:PORT,"
+fi
 echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*\///') with libnginx-mod-nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null), config below):"
 echo
 for c in "${cmds[@]}"; do echo "    $c"; done
