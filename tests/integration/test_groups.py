@@ -8,6 +8,7 @@ import threading
 import time
 
 import harness
+import test_schemas
 from harness import TestCase
 
 
@@ -534,6 +535,98 @@ class TestRestart(GroupsBase):
         self.assertEqual(res["r"][2], {"messages": []})
         self.assertLess(time.monotonic() - t0, 5)
         self.gw.start()
+
+
+class TestScheduling(GroupsBase):
+    CONFIG = {"parents": [{"name": "chatbot", "priority": 4}, {"name": "agent", "priority": 5},
+                          {"name": "vip", "priority": 9}]}
+
+    def test_priorities_with_aging(self):
+        self.put_group("p", parent=None, events=[], max_inflight_per_topic=5,
+                       topics=["chatbot/low", "agent/mid", "vip/high"])
+        self.gw.publish("chatbot/low", [{"event": "e", "data": i} for i in range(3)])
+        self.gw.publish("agent/mid", [{"event": "e", "data": i} for i in range(3)])
+        self.gw.publish("vip/high", [{"event": "e", "data": i} for i in range(3)])
+        time.sleep(0.3)
+        # Ready at about the same time: higher priorities go first, while they have work.
+        order = [self.pop("p", 1, wait_ms=2000)[0]["topic"] for _ in range(9)]
+        self.assertEqual(order, ["vip/high"] * 3 + ["agent/mid"] * 3 + ["chatbot/low"] * 3)
+        self.drain("p")
+        # Aging: a priority-4 topic that waited 1.3 s beats a fresh priority-5 one (1 level = 1 s).
+        self.gw.publish("chatbot/low", {"event": "e", "data": "old"})
+        time.sleep(1.3)
+        self.gw.publish("agent/mid", {"event": "e", "data": "new"})
+        time.sleep(0.1)
+        self.assertEqual(self.pop("p", 1)[0]["data"], "old")
+        self.assertEqual(self.pop("p", 1)[0]["data"], "new")
+
+    def test_round_robin_within_a_priority(self):
+        self.put_group("rr", parent="chatbot", events=[], max_inflight_per_topic=100)
+        self.gw.publish("chatbot/busy", [{"event": "e", "data": i} for i in range(200)])
+        for i in range(5):
+            self.gw.publish("chatbot/quiet%d" % i, {"event": "e", "data": i})
+        time.sleep(0.3)
+        msgs = self.pop("rr", 10, wait_ms=2000)
+        topics = [m["topic"] for m in msgs]
+        # The busy session gets a share, not the whole pop.
+        self.assertEqual(len(msgs), 10)
+        for i in range(5):
+            self.assertIn("chatbot/quiet%d" % i, topics)
+        self.assertLessEqual(topics.count("chatbot/busy"), 5)
+
+    def test_group_rate_limit(self):
+        self.put_group("rl", parent="chatbot", events=[], max_inflight_per_topic=100,
+                       rate={"per_second": 20, "burst": 5})
+        for i in range(4):
+            self.gw.publish("chatbot/r%d" % i, [{"event": "e", "data": j} for j in range(20)])
+        time.sleep(0.2)
+        first = self.pop("rl", 32, wait_ms=2000)
+        self.assertLessEqual(len(first), 5, "no more than the burst at once")
+        self.assertGreaterEqual(len(first), 4)
+        got = len(first)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.0:
+            msgs = self.pop("rl", 32, wait_ms=500)
+            self.assertLessEqual(len(msgs), 5)
+            got += len(msgs)
+        dt = time.monotonic() - t0
+        print("\n  rate 20/s burst 5: %d messages in %.2f s" % (got, dt))
+        self.assertLessEqual(got, 5 + 20 * dt + 2)
+        self.assertGreaterEqual(got, 5 + 20 * dt * 0.6)
+
+
+class TestSchemas(GroupsBase):
+    def check(self, value, name):
+        schema = test_schemas.load(name)
+        self.assertEqual(test_schemas.errors(value, schema, schema), [], "%s: %r" % (name, value))
+
+    def test_bodies_and_replies_match_schemas(self):
+        d = group_def(max_deliveries=1, rate={"per_second": 1000, "burst": 100})
+        self.check(d, "group-definition.schema.json")
+        st, _, g = self.gw.http("PUT", "/v1/groups/s", d)
+        self.check(g, "group.schema.json")
+        self.check(self.gw.http("GET", "/v1/groups")[2]["groups"][0], "group.schema.json")
+        sub = {"add": ["agent/x"], "from": "first"}
+        self.check(sub, "subscriptions.schema.json")
+        self.check(self.gw.http("POST", "/v1/groups/s/subscriptions", sub)[2]["group"], "group.schema.json")
+        self.gw.publish("chatbot/s", [{"event": "prompt", "data": {"a": [1, 2]}}, {"event": "prompt", "data": 2}])
+        self.check({"max": 5, "wait_ms": 2000}, "pop.schema.json")
+        st, _, reply = self.gw.http("POST", "/v1/groups/s/pop", {"max": 5, "wait_ms": 2000})
+        self.check(reply, "pop-reply.schema.json")
+        r = reply["messages"][0]["receipt"]
+        self.check({"receipts": [r]}, "settle.schema.json")
+        st, _, body = self.gw.http("POST", "/v1/groups/s/nack", {"receipts": [r], "delay_ms": 0})
+        self.check(body, "settle-reply.schema.json")
+        st, _, body = self.gw.http("POST", "/v1/groups/s/ack", {"receipts": [r, "x"]})
+        self.assertEqual(st, 409)
+        self.check(body, "settle-reply.schema.json")
+        self.check(body, "error.schema.json")
+        self.check(self.gw.http("GET", "/v1/groups/s/offsets?topic=chatbot/s")[2], "group-offset.schema.json")
+        deadline = time.time() + 10
+        while self.gw.http("GET", "/v1/topics/chatbot/_dlq.s")[0] != 200 and time.time() < deadline:
+            time.sleep(0.05)
+        self.check(self.gw.history("chatbot/_dlq.s")[0]["data"], "dead-letter.schema.json")
+        self.check(self.gw.http("GET", "/v1/groups/none")[2], "error.schema.json")
 
 
 if __name__ == "__main__":
