@@ -733,9 +733,19 @@ class PullTest(WorkerTestCase):
                           "issue 4 adds it" % st)
         self.gw.http("DELETE", "/v1/groups/probe")
 
+    def pull_worker(self, group, *args):
+        """A worker popping in @group, once its group exists: prompts are published only then, as
+        this tests the worker, not how a group finds topics that predate it."""
+        w = self.worker("--group", group, *args)
+        deadline = time.time() + 10
+        while self.gw.http("GET", "/v1/groups/" + group)[0] != 200:
+            self.assertLess(time.time(), deadline, "the worker did not create its group:\n" + w.log())
+            time.sleep(0.02)
+        return w
+
     def test_pops_and_answers_sessions(self):
-        w = self.worker("--group", "answerers", "--concurrency", "2", "--tokens-per-second", "100",
-                        "--seed", "5")
+        w = self.pull_worker("answerers", "--concurrency", "2", "--tokens-per-second", "100",
+                             "--seed", "5")
         prompts = {}
         for i in range(4):
             topic = "chatbot/pull%d" % i
@@ -753,7 +763,7 @@ class PullTest(WorkerTestCase):
         self.assertEqual(w.wait(), 0, w.log())
 
     def test_cancel_through_the_pull_worker(self):
-        w = self.worker("--group", "cancellers", "--tokens-per-second", "20")
+        w = self.pull_worker("cancellers", "--tokens-per-second", "20")
         topic = "chatbot/pullcancel"
         off = self.prompt(topic, "A long answer to stop")
         deadline = time.time() + 20
@@ -766,7 +776,7 @@ class PullTest(WorkerTestCase):
 
     def test_sigterm_mid_turn_hands_the_prompt_back(self):
         # Grace 0: the first worker stops mid-answer and nacks; a second one finishes it exactly.
-        w = self.worker("--group", "handover", "--tokens-per-second", "20", "--grace-ms", "0")
+        w = self.pull_worker("handover", "--tokens-per-second", "20", "--grace-ms", "0")
         topic, text = "chatbot/handover", "Hand this over"
         off = self.prompt(topic, text)
         deadline = time.time() + 20
@@ -777,6 +787,25 @@ class PullTest(WorkerTestCase):
         w2 = self.worker("--group", "handover", "--tokens-per-second", "100")
         self.wait_end(topic, off)
         self.assert_exact_answer(topic, off, demo_tokens(text, 0))
+        w2.signal(signal.SIGTERM)
+        self.assertEqual(w2.wait(), 0, w2.log())
+
+    def test_sigkill_mid_turn_is_redelivered_and_resumed(self):
+        # A worker that dies mid-answer never acks; after invisible_ms the gateway hands the prompt
+        # to the next worker (delivery 2), which continues the answer from the topic.
+        w = self.pull_worker("crashers", "--tokens-per-second", "20", "--invisible-ms", "1000")
+        topic, text = "chatbot/crash", "Survive a crashed worker"
+        off = self.prompt(topic, text)
+        deadline = time.time() + 20
+        while len(self.tokens(topic, off)) < 3 and time.time() < deadline:
+            time.sleep(0.02)
+        w.signal(signal.SIGKILL)
+        w.wait()
+        w2 = self.pull_worker("crashers", "--tokens-per-second", "100", "--invisible-ms", "1000")
+        self.wait_end(topic, off)
+        self.assert_exact_answer(topic, off, demo_tokens(text, 0))
+        self.assertIn("(delivery 2)", w2.log())
+        self.assertIn("tokens are already in the topic; resuming", w2.log())
         w2.signal(signal.SIGTERM)
         self.assertEqual(w2.wait(), 0, w2.log())
 
