@@ -1594,10 +1594,10 @@ out:
 /* ---- Offsets -------------------------------------------------------------------------------------- */
 
 int
-gw_group_offset_get(struct gw_group *g, const char *topic, struct gw_buf *out, struct gw_error *e)
+gw_group_offset_get(struct gw *gw, const char *name, struct gw_group *g, const char *topic,
+		    struct gw_buf *out, struct gw_error *e)
 {
-	struct gw *gw = g->gw;
-	struct gw_gtopic *gt = gw_gtopic_get(g, topic, 0);
+	struct gw_gtopic *gt = g ? gw_gtopic_get(g, topic, 0) : NULL;
 	eng_topic_info info;
 	uint64_t off = 0;
 	int rc, has_off = 0, has_info;
@@ -1611,14 +1611,14 @@ gw_group_offset_get(struct gw_group *g, const char *topic, struct gw_buf *out, s
 	if (gt) {
 		off = gt->committed;
 		has_off = 1;
-	} else if ((rc = eng_offset_get(gw->db, g->name, topic, &off)) == 0) {
+	} else if ((rc = eng_offset_get(gw->db, name, topic, &off)) == 0) {
 		has_off = 1;
 	} else if (rc != ENG_ENOTFOUND) {
 		gw_error_from_eng(rc, e);
 		return -1;
 	}
 	gw_buf_puts(out, "{\"group\":");
-	gw_buf_json_str(out, g->name, strlen(g->name));
+	gw_buf_json_str(out, name, strlen(name));
 	gw_buf_printf(out, ",\"topic\":\"%s\",\"offset\":", topic);
 	if (has_off)
 		gw_buf_u64(out, off);
@@ -1635,15 +1635,14 @@ gw_group_offset_get(struct gw_group *g, const char *topic, struct gw_buf *out, s
 	else
 		gw_buf_puts(out, "null");
 	gw_buf_printf(out, ",\"inflight\":%u,\"subscribed\":%s}\n", gt ? count_inflight(gt) : 0,
-		      gw_group_wants_topic(g, topic) ? "true" : "false");
+		      g && gw_group_wants_topic(g, topic) ? "true" : "false");
 	return 0;
 }
 
 int
-gw_group_offset_put(struct gw_group *g, const char *topic, const char *body, size_t len,
-		    struct gw_buf *out, struct gw_error *e)
+gw_group_offset_put(struct gw *gw, const char *name, struct gw_group *g, const char *topic,
+		    const char *body, size_t len, struct gw_buf *out, struct gw_error *e)
 {
-	struct gw *gw = g->gw;
 	json_error_t jerr;
 	json_t *root, *off, *from;
 	struct gw_gtopic *gt;
@@ -1681,9 +1680,14 @@ gw_group_offset_put(struct gw_group *g, const char *topic, const char *body, siz
 	else
 		target = !strcmp(json_string_value(from), "tail") ? info.next_offset : info.first_offset;
 	json_decref(root);
-	if ((rc = eng_offset_commit(gw->db, g->name, topic, target)) != 0) {
+	if ((rc = eng_offset_commit(gw->db, name, topic, target)) != 0) {
 		gw_error_from_eng(rc, e);
 		return -1;
+	}
+	if (!g) {
+		/* Not a pull group: a name whose offsets streams store (progress.h). */
+		LOG_INFO("group %s: position in %s set to %llu", name, topic, (unsigned long long)target);
+		return gw_group_offset_get(gw, name, NULL, topic, out, e);
 	}
 	if ((gt = gw_gtopic_get(g, topic, 0)) != NULL) {
 		/* Whatever was in flight is forgotten: its receipts are now stale. */
@@ -1698,5 +1702,5 @@ gw_group_offset_put(struct gw_group *g, const char *topic, const char *body, siz
 		gw_group_serve(g);
 	}
 	LOG_INFO("group %s: position in %s set to %llu", g->name, topic, (unsigned long long)target);
-	return gw_group_offset_get(g, topic, out, e);
+	return gw_group_offset_get(gw, name, g, topic, out, e);
 }

@@ -235,12 +235,13 @@ int gw_group_ack(struct gw_group *g, const char *body, size_t len, struct gw_buf
 /** @brief POST .../nack {"receipts":[...],"delay_ms":N}. */
 int gw_group_nack(struct gw_group *g, const char *body, size_t len, struct gw_buf *out,
 		  unsigned *status, struct gw_error *e);
-/** @brief GET .../offsets?topic=T. */
-int gw_group_offset_get(struct gw_group *g, const char *topic, struct gw_buf *out,
-			struct gw_error *e);
-/** @brief PUT .../offsets?topic=T {"offset":N} or {"from":"first"|"tail"}. */
-int gw_group_offset_put(struct gw_group *g, const char *topic, const char *body, size_t len,
+/** @brief GET .../offsets?topic=T. @p g NULL: @p name is no pull group, only stored offsets
+ *  (those SSE and WebSocket streams store for a group name, progress.h). */
+int gw_group_offset_get(struct gw *gw, const char *name, struct gw_group *g, const char *topic,
 			struct gw_buf *out, struct gw_error *e);
+/** @brief PUT .../offsets?topic=T {"offset":N} or {"from":"first"|"tail"}; @p g as above. */
+int gw_group_offset_put(struct gw *gw, const char *name, struct gw_group *g, const char *topic,
+			const char *body, size_t len, struct gw_buf *out, struct gw_error *e);
 
 /* Internal, shared by groups.c and consume.c. @p create of gw_gtopic_get: 0 look up, 1 make it
  * (the engine said the topic has news: marked at once), 2 make it lazily (from the directory). */

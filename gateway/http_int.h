@@ -13,6 +13,7 @@
 struct gw_pub; /* publish.c */
 struct gw_del; /* http.c: a DELETE waiting for the helper thread */
 struct gw_pull_req; /* pull.c: a consumer-group request */
+struct gw_progress; /* progress.c: a stream's position stored for a group */
 
 /* An SSE stream. Lives inside the pss, whose memory lws owns until CLOSED_HTTP returns. */
 struct gw_sse {
@@ -20,6 +21,7 @@ struct gw_sse {
 	ev_io peer_w;                  /* the socket's read side: EOF means the client went away */
 	char topic[ENG_TOPIC_MAX + 1];
 	uint64_t next;                 /* next offset to send */
+	struct gw_progress *prog;      /* ?group=g: the position stored for g (progress.h), or NULL */
 	unsigned started : 1;          /* "retry:" has been sent */
 };
 

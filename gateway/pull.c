@@ -345,7 +345,9 @@ dispatch(struct gw_pull_req *req)
 		reply_error(req, &e, NULL);
 		return;
 	}
-	if (req->op != P_LIST && !g && !(req->op == P_GROUP && req->m == GW_M_PUT)) {
+	/* Offsets need no pull group: streams store positions under any group name (progress.h). */
+	if (req->op != P_LIST && !g && !(req->op == P_GROUP && req->m == GW_M_PUT) &&
+	    req->op != P_OFFSETS) {
 		gw_error_set(&e, 404, "not_found", "no group %s", req->group);
 		reply_error(req, &e, NULL);
 		return;
@@ -410,9 +412,9 @@ dispatch(struct gw_pull_req *req)
 	}
 	case P_OFFSETS:
 		if (req->m == GW_M_PUT)
-			rc = gw_group_offset_put(g, req->topic, body, req->body.len, &out, &e);
+			rc = gw_group_offset_put(gw, req->group, g, req->topic, body, req->body.len, &out, &e);
 		else
-			rc = gw_group_offset_get(g, req->topic, &out, &e);
+			rc = gw_group_offset_get(gw, req->group, g, req->topic, &out, &e);
 		break;
 	default:
 		gw_error_set(&e, 404, "not_found", "no such route");

@@ -15,7 +15,9 @@
 #include <sys/socket.h>
 
 #include "auth.h"
+#include "groups.h"
 #include "log.h"
+#include "progress.h"
 
 #define SSE_READ_MAX 1024 /* messages per eng_read */
 
@@ -68,9 +70,10 @@ gw_sse_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 	struct gw_sse *sse = &pss->sse;
 	struct gw_error e;
 	eng_topic_info info;
-	uint64_t from = 0, id;
-	int rc, bad, exists, from_first = 0;
-	char gap[64];
+	uint64_t from = 0, id, stored = 0;
+	int rc, bad, exists, from_first = 0, has_stored = 0;
+	char gap[64], group[GW_GROUP_NAME_MAX + 1];
+	struct gw_progress *prog = NULL;
 
 	/* Start point, first match wins: Last-Event-ID, ?last_event_id, ?from, first retained. */
 	if (last_event_id(wsi, &id, &bad) || (!bad && q->has_last_event_id && (id = q->last_event_id, 1))) {
@@ -87,8 +90,18 @@ gw_sse_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 	} else if (!q->has_from) {
 		from_first = 1;
 	}
+	/* ?group=g: with no start point of its own the stream resumes where g's last one stopped,
+	 * and its position is stored for g as it goes (progress.h). */
+	if ((rc = gw_progress_param(wsi, group, &e)) < 0 ||
+	    (rc > 0 && gw_progress_begin(gw, group, r->topic, &prog, &stored, &has_stored, &e)))
+		return gw_http_fail(gw, wsi, &e, 0);
+	if (from_first && has_stored) {
+		from_first = 0;
+		from = stored;
+	}
 	rc = eng_topic_info_get(gw->db, r->topic, &info);
 	if (rc && rc != ENG_ENOTFOUND) {
+		gw_progress_end(prog);
 		gw_error_from_eng(rc, &e);
 		return gw_http_fail(gw, wsi, &e, 0);
 	}
@@ -101,10 +114,13 @@ gw_sse_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 	memset(sse, 0, sizeof(*sse));
 	memcpy(sse->topic, r->topic, sizeof(sse->topic));
 	sse->next = from;
+	sse->prog = prog;
 	/* Subscribe before the first read, so nothing that lands in between goes unnoticed. */
 	gw_sub_register(gw, &sse->sub, GW_SUB_SSE, wsi);
 	if ((rc = eng_sub_topic(gw->db, sse->sub.id, sse->topic)) != 0) {
 		gw_sub_unregister(gw, &sse->sub);
+		gw_progress_end(sse->prog);
+		sse->prog = NULL;
 		gw_error_from_eng(rc, &e);
 		return gw_http_fail(gw, wsi, &e, 0);
 	}
@@ -284,6 +300,7 @@ gw_sse_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 			return -1;
 		gw->m.delivered_bytes += b->len;
 	}
+	gw_progress_note(sse->prog, sse->next); /* also on heartbeats: an idle stream's last position */
 	if (more)
 		gw_sub_want_write(gw, &sse->sub);
 	return 0;
@@ -311,5 +328,7 @@ gw_sse_close(struct gw *gw, struct gw_http_pss *pss)
 	if (sse->sub.stall_armed && !sse->sub.closing)
 		gw->m.stalled_dropped++;
 	gw_sub_unregister(gw, &sse->sub);
+	gw_progress_end(sse->prog);
+	sse->prog = NULL;
 	gw->m.sse_open--;
 }

@@ -22,6 +22,7 @@
 #include "auth.h"
 #include "http_int.h"
 #include "log.h"
+#include "progress.h"
 #include "wsproto.h"
 #include "xalloc.h"
 
@@ -31,6 +32,7 @@
 struct gw_ws_topic {
 	char topic[ENG_TOPIC_MAX + 1];
 	uint64_t next;       /* next offset to send */
+	struct gw_progress *prog; /* "group": the position stored for that group (progress.h), or NULL */
 	unsigned pending : 1;/* may have unsent messages */
 };
 
@@ -198,9 +200,10 @@ op_subscribe(struct gw_ws_conn *c, const struct gw_ws_op *op)
 	struct gw_ws_topic *t = find_topic(c, op->topic);
 	struct gw_error e;
 	eng_topic_info info;
-	uint64_t from;
+	struct gw_progress *prog = NULL;
+	uint64_t from, stored = 0;
 	size_t at;
-	int rc;
+	int rc, has_stored = 0;
 
 	if (gw_auth_allow(gw, c->who, GW_AUTH_SUBSCRIBE, op->topic, &e)) {
 		queue_error(c, e.code, e.message, op->req);
@@ -214,7 +217,14 @@ op_subscribe(struct gw_ws_conn *c, const struct gw_ws_op *op)
 		queue_error(c, "too_many_topics", "limits.max_ws_topics reached on this connection", op->req);
 		return;
 	}
+	/* "group": with no "from" resume where that group's last stream stopped; store progress. */
+	if (op->group[0] &&
+	    gw_progress_begin(gw, op->group, op->topic, &prog, &stored, &has_stored, &e)) {
+		queue_error(c, e.code, e.message, op->req);
+		return;
+	}
 	if (!t && (rc = eng_sub_topic(gw->db, c->sub.id, op->topic)) != 0) {
+		gw_progress_end(prog);
 		gw_error_from_eng(rc, &e);
 		queue_error(c, e.code, e.message, op->req);
 		return;
@@ -222,7 +232,9 @@ op_subscribe(struct gw_ws_conn *c, const struct gw_ws_op *op)
 	rc = eng_topic_info_get(gw->db, op->topic, &info);
 	if (rc)
 		memset(&info, 0, sizeof(info));
-	if (!op->has_from)
+	if (!op->has_from && has_stored)
+		from = stored;
+	else if (!op->has_from)
 		from = info.first_offset;
 	else if (op->from_tail)
 		from = info.next_offset;
@@ -235,7 +247,10 @@ op_subscribe(struct gw_ws_conn *c, const struct gw_ws_op *op)
 		}
 		t = &c->topics[c->n_topics++];
 		memcpy(t->topic, op->topic, sizeof(t->topic));
+		t->prog = NULL;
 	}
+	gw_progress_end(t->prog); /* a re-subscribe replaces it */
+	t->prog = prog;
 	/* Subscribing again to a topic moves its position. */
 	t->next = from;
 	t->pending = 1;
@@ -259,6 +274,7 @@ op_unsubscribe(struct gw_ws_conn *c, const struct gw_ws_op *op)
 		return;
 	}
 	eng_unsub(c->gw->db, c->sub.id, op->topic);
+	gw_progress_end(t->prog);
 	i = (size_t)(t - c->topics);
 	memmove(t, t + 1, (c->n_topics - i - 1) * sizeof(*t));
 	c->n_topics--;
@@ -552,6 +568,8 @@ writeable(struct gw_ws_conn *c, struct lws *wsi)
 			return -1;
 		gw->m.delivered_bytes += b->len;
 	}
+	for (size_t i = 0; i < c->n_topics; i++) /* written: positions to store for groups */
+		gw_progress_note(c->topics[i].prog, c->topics[i].next);
 	/* Do not keep a large reply buffer on an idle connection. */
 	if (c->ctrl.cap > 65536)
 		gw_buf_free(&c->ctrl);
@@ -687,6 +705,10 @@ gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 		if (!c)
 			return 0;
 		pss->conn = NULL;
+		for (size_t i = 0; i < c->n_topics; i++) { /* now: the helper thread stops after CLOSED */
+			gw_progress_end(c->topics[i].prog);
+			c->topics[i].prog = NULL;
+		}
 		if (c->sub.stall_armed)
 			gw->m.stalled_dropped++;
 		gw_sub_unregister(gw, &c->sub);

@@ -10,11 +10,11 @@
 #include "json.h"
 #include "route.h"
 
-enum { F_OP, F_TOPIC, F_FROM, F_EVENT, F_DATA, F_KEY, F_REQ, F_ID, F_EXPECTED, F_COUNT };
+enum { F_OP, F_TOPIC, F_FROM, F_EVENT, F_DATA, F_KEY, F_REQ, F_ID, F_EXPECTED, F_GROUP, F_COUNT };
 
 /* "key" is the earlier name of "id": a publish may carry one or the other. */
 static const char *const field_names[F_COUNT] = { "op", "topic", "from", "event", "data", "key", "req",
-						  "id", "expected_offset" };
+						  "id", "expected_offset", "group" };
 
 struct scan {
 	struct gw_json_field f[F_COUNT];
@@ -108,7 +108,7 @@ gw_ws_parse(const char *p, size_t len, struct gw_ws_op *op, struct gw_buf *data,
 		return perr(e, "bad_request", "member \"%s\" repeated", s.dup);
 	if (s.unknown)
 		return perr(e, "bad_request",
-			    "unknown member (known: op, topic, from, event, data, id, expected_offset, req)");
+			    "unknown member (known: op, topic, from, group, event, data, id, expected_offset, req)");
 	gw_json_ws(p, len, &pos);
 	if (pos != len)
 		return perr(e, "bad_json", "unexpected data after the JSON object at byte %zu", pos);
@@ -139,15 +139,22 @@ gw_ws_parse(const char *p, size_t len, struct gw_ws_op *op, struct gw_buf *data,
 		else if (f->type != GW_J_NUMBER || gw_parse_u64(f->raw, f->raw_len, &op->from))
 			return perr(e, "bad_request", "from must be an offset (a non-negative integer) or \"tail\"");
 	}
+	if (op->op == GW_WS_OP_SUBSCRIBE && s.seen[F_GROUP]) {
+		if (plain_str(&s.f[F_GROUP], &v, &n) || n > GW_WS_GROUP_MAX || !gw_name_id_ok(v, n))
+			return perr(e, "bad_name", "group must be 1 to %d of [A-Za-z0-9_.:-], not starting with '.'",
+				    GW_WS_GROUP_MAX);
+		memcpy(op->group, v, n);
+		op->group[n] = '\0';
+	}
 	if (op->op != GW_WS_OP_PUBLISH) {
 		if (s.seen[F_EVENT] || s.seen[F_DATA] || s.seen[F_KEY] || s.seen[F_ID] ||
 		    s.seen[F_EXPECTED] ||
-		    (op->op == GW_WS_OP_UNSUBSCRIBE && s.seen[F_FROM]))
+		    (op->op == GW_WS_OP_UNSUBSCRIBE && (s.seen[F_FROM] || s.seen[F_GROUP])))
 			return perr(e, "bad_request", "member not valid for this op");
 		return 0;
 	}
-	if (s.seen[F_FROM])
-		return perr(e, "bad_request", "from is not valid for publish");
+	if (s.seen[F_FROM] || s.seen[F_GROUP])
+		return perr(e, "bad_request", "from and group are not valid for publish");
 	if (s.seen[F_EVENT]) {
 		if (plain_str(&s.f[F_EVENT], &v, &n) || !gw_name_event_ok(v, n))
 			return perr(e, "bad_event", "event must be 1 to 64 of [A-Za-z0-9_.:-]");

@@ -3,7 +3,8 @@
  *
  * Pure code over (buf, len), so a libFuzzer target can call it; ws.c calls it on the service thread
  * for every reassembled client message. Frames:
- *   {"op":"subscribe","topic":"chatbot/s1","from":12|"tail"}   ("from" omitted: first retained)
+ *   {"op":"subscribe","topic":"chatbot/s1","from":12|"tail","group":"g"}   ("from" omitted: first
+ *    retained, or with "group" the position stored for that group; see progress.h)
  *   {"op":"unsubscribe","topic":"chatbot/s1"}
  *   {"op":"publish","topic":"chatbot/s1","event":"token","data":<any>,"id":K,"expected_offset":N,
  *    "req":7}   ("id": a producer idempotency key, "key" accepted as its earlier name; N: append
@@ -23,6 +24,7 @@
 #include "pubparse.h"
 
 #define GW_WS_REQ_MAX 64
+#define GW_WS_GROUP_MAX 64 /* GW_GROUP_NAME_MAX (groups.h) */
 
 enum gw_ws_opcode {
 	GW_WS_OP_NONE = 0,
@@ -38,6 +40,7 @@ struct gw_ws_op {
 	int has_from;                  /* "from" given */
 	int from_tail;                 /* "from":"tail" */
 	uint64_t from;
+	char group[GW_WS_GROUP_MAX + 1]; /* subscribe: "group", "" when absent */
 	char req[GW_WS_REQ_MAX + 1];   /* raw JSON of "req" (e.g. 7 or "a"), "" when absent */
 	struct gw_msg msg;             /* publish: event, key (id), expected offset, and data at
 					  msg.off/len in the data buffer */

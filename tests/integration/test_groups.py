@@ -595,6 +595,85 @@ class TestScheduling(GroupsBase):
         self.assertGreaterEqual(got, 5 + 20 * dt * 0.6)
 
 
+class TestStreamGroups(GroupsBase):
+    """SSE ?group=g and WebSocket subscribe {"group":"g"}: resume where g's last stream stopped."""
+
+    def test_sse_resumes_from_the_groups_stored_offset(self):
+        self.gw.publish("chatbot/sg", [{"event": "token", "data": i} for i in range(5)])
+        s = self.gw.sse("/v1/topics/chatbot/sg/events?group=tab1")
+        self.assertEqual(s.status, 200)
+        self.assertEqual([m[0] for m in s.messages(5)], [0, 1, 2, 3, 4])
+        time.sleep(0.1)
+        s.close()
+        deadline = time.time() + 5  # the last position is stored when the stream ends
+        while self.offset("tab1", "chatbot/sg") != 5 and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.offset("tab1", "chatbot/sg"), 5)
+        self.gw.publish("chatbot/sg", [{"event": "token", "data": i} for i in range(5, 8)])
+        s = self.gw.sse("/v1/topics/chatbot/sg/events?group=tab1")
+        self.assertEqual([m[0] for m in s.messages(3)], [5, 6, 7])
+        s.close()
+        # An explicit start point wins over the stored one; another group starts at the beginning.
+        s = self.gw.sse("/v1/topics/chatbot/sg/events?group=tab1&from=6")
+        self.assertEqual([m[0] for m in s.messages(2)], [6, 7])
+        s.close()
+        s = self.gw.sse("/v1/topics/chatbot/sg/events?group=tab2")
+        self.assertEqual(s.messages(1)[0][0], 0)
+        s.close()
+
+    def test_sse_progress_is_stored_while_streaming_and_survives_sigkill(self):
+        s = self.gw.sse("/v1/topics/chatbot/live/events?group=viewer")
+        for i in range(3):
+            self.gw.publish("chatbot/live", {"event": "token", "data": i})
+            s.messages(1)
+            time.sleep(0.6)
+        # Stored while the stream is open (at most a second behind), so a crash keeps it.
+        deadline = time.time() + 5
+        while self.offset("viewer", "chatbot/live") != 3 and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(self.offset("viewer", "chatbot/live"), 3)
+        self.gw.kill()
+        s.close()
+        self.gw.start()
+        self.gw.publish("chatbot/live", {"event": "token", "data": 3})
+        s = self.gw.sse("/v1/topics/chatbot/live/events?group=viewer")
+        self.assertEqual([m[0] for m in s.messages(1)], [3])
+        s.close()
+
+    def test_sse_group_errors(self):
+        self.put_group("pullers")
+        s = self.gw.sse("/v1/topics/chatbot/x/events?group=pullers")
+        self.assertEqual((s.status, s.body["error"]["code"]), (409, "group_conflict"))
+        s.close()
+        s = self.gw.sse("/v1/topics/chatbot/x/events?group=.bad")
+        self.assertEqual((s.status, s.body["error"]["code"]), (400, "bad_name"))
+        s.close()
+
+    def test_ws_subscribe_with_group(self):
+        self.gw.publish("chatbot/wg", [{"event": "token", "data": i} for i in range(4)])
+        ws = self.gw.ws()
+        ws.send({"op": "subscribe", "topic": "chatbot/wg", "group": "dev1", "req": 1})
+        sub, _ = ws.recv_until(lambda m: m["type"] == "subscribed")
+        self.assertEqual(sub["from"], 0)
+        got = [ws.recv_until(lambda m: m["type"] == "message")[0]["offset"] for _ in range(4)]
+        self.assertEqual(got, [0, 1, 2, 3])
+        ws.send({"op": "unsubscribe", "topic": "chatbot/wg"})
+        ws.recv_until(lambda m: m["type"] == "unsubscribed")
+        deadline = time.time() + 5
+        while self.offset("dev1", "chatbot/wg") != 4 and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.offset("dev1", "chatbot/wg"), 4)
+        self.gw.publish("chatbot/wg", {"event": "token", "data": 4})
+        ws.send({"op": "subscribe", "topic": "chatbot/wg", "group": "dev1"})
+        sub, _ = ws.recv_until(lambda m: m["type"] == "subscribed")
+        self.assertEqual(sub["from"], 4)
+        self.assertEqual(ws.recv_until(lambda m: m["type"] == "message")[0]["offset"], 4)
+        ws.send({"op": "subscribe", "topic": "chatbot/wg", "group": "no good"})
+        err, _ = ws.recv_until(lambda m: m["type"] == "error")
+        self.assertEqual(err["code"], "bad_name")
+        ws.close()
+
+
 class TestSchemas(GroupsBase):
     def check(self, value, name):
         schema = test_schemas.load(name)
