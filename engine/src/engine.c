@@ -273,6 +273,7 @@ static void shutdown_db(eng_db *db, int crash)
 	idx_batch_free(db->batch);
 	idx_close(db->ix);
 	cl_close(db->log);
+	free(db->staged);
 	HMAP_FOREACH_SAFE(&db->topics, n, tmp)
 	tc_free((topic *)n);
 	hmap_free(&db->topics);

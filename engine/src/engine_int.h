@@ -76,6 +76,9 @@ typedef struct topic {
 	uint64_t blk_first;
 	idx_entry *blk;
 	size_t blk_n, blk_cap;
+	size_t blk_staged;         /* the first blk_staged entries are in the index batch being
+				      written: they leave the block only once the write succeeded,
+				      so a reader always finds them in one place or the other */
 	/* Per-batch scratch (writer only). */
 	struct topic *batch_next;
 	int in_batch, fresh;
@@ -177,6 +180,8 @@ struct eng_db {
 	size_t sweep_nb, sweep_bucket;
 	uint64_t sweep_start;
 	idx_batch *batch;         /* writer only */
+	topic **staged;           /* topics whose blocks are in the batch (writer only) */
+	size_t n_staged, cap_staged;
 
 	pthread_mutex_t s_mu;
 	hmap tsubs;               /* topic name -> topic_subs */
@@ -238,6 +243,8 @@ int tc_eq(const hnode *n, const void *key);
 uint64_t tc_hash(const char *s);
 void tc_blk_push(topic *t, uint64_t pos, uint32_t len, uint64_t time);
 void tc_blk_stage(eng_db *db, topic *t);
+/* After the index batch was written (@ok) or not: staged entries leave their blocks, or stay. */
+void tc_blk_settle(eng_db *db, int ok);
 int tc_create(eng_db *db, const char *name, const parent_def *p, uint64_t now, topic **out);
 void tc_forget(eng_db *db, topic *t);
 void tc_free(topic *t);

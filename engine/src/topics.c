@@ -92,16 +92,38 @@ void tc_blk_push(topic *t, uint64_t pos, uint32_t len, uint64_t time)
  * and writes the batch before anyone could need the entries from RocksDB (before eviction). */
 void tc_blk_stage(eng_db *db, topic *t)
 {
-	if (!t->blk_n)
+	if (!t->blk_n || t->blk_staged == t->blk_n)
 		return;
 	idx_batch_cq_run(db->batch, t->tid, t->blk_first, t->blk, t->blk_n);
-	t->blk_first += t->blk_n;
-	t->blk_n = 0;
-	if (t->blk_cap > BLOCK_ENTRIES) { /* a burst grew it: give the memory back */
-		free(t->blk);
-		t->blk = NULL;
-		t->blk_cap = 0;
+	if (!t->blk_staged) {
+		if (db->n_staged == db->cap_staged) {
+			db->cap_staged = db->cap_staged ? db->cap_staged * 2 : 64;
+			db->staged = xrealloc(db->staged, db->cap_staged * sizeof *db->staged);
+		}
+		db->staged[db->n_staged++] = t;
 	}
+	t->blk_staged = t->blk_n;
+}
+
+void tc_blk_settle(eng_db *db, int ok)
+{
+	pthread_mutex_lock(&db->t_mu);
+	for (size_t i = 0; i < db->n_staged; i++) {
+		topic *t = db->staged[i];
+		if (ok) {
+			t->blk_n -= t->blk_staged;
+			t->blk_first += t->blk_staged;
+			memmove(t->blk, t->blk + t->blk_staged, t->blk_n * sizeof *t->blk);
+			if (t->blk_cap > BLOCK_ENTRIES && t->blk_n <= BLOCK_ENTRIES / 2) {
+				/* a burst grew it: give the memory back */
+				t->blk_cap = t->blk_n ? t->blk_n : 0;
+				t->blk = t->blk_n ? xrealloc(t->blk, t->blk_cap * sizeof *t->blk) : (free(t->blk), NULL);
+			}
+		}
+		t->blk_staged = 0;
+	}
+	db->n_staged = 0;
+	pthread_mutex_unlock(&db->t_mu);
 }
 
 /*
@@ -150,9 +172,10 @@ void tc_sweep(eng_db *db, uint64_t mono, int whole)
 		idx_batch_checkpoint(db->batch, db->sweep_start, db->next_tid);
 	int rc = idx_batch_write(db->ix, db->batch);
 	idx_batch_clear(db->batch);
+	tc_blk_settle(db, rc == 0);
 	if (rc) {
 		/* Keep the victims: their entries are still only in memory (and in the log). */
-		db_log(db, 1, "index write failed during tc_sweep: %s", eng_strerror(rc));
+		db_log(db, 1, "index write failed during the sweep: %s", eng_strerror(rc));
 		return;
 	}
 	if (!victims)

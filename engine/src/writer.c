@@ -165,14 +165,13 @@ static int commit_staged(eng_db *db, topic *touched, uint64_t now)
 		/* Only full blocks go to RocksDB now; the rest wait in memory for the next checkpoint
 		 * (readers find them in the cache), so a busy topic costs one put per block, not one
 		 * per batch. New topics' metadata is in the batch already. */
-		pthread_mutex_lock(&db->t_mu);
 		for (topic *t = touched; t; t = t->batch_next)
 			if (t->blk_n >= BLOCK_ENTRIES)
 				tc_blk_stage(db, t);
-		pthread_mutex_unlock(&db->t_mu);
 		rc = idx_batch_write(db->ix, db->batch);
 	}
 	idx_batch_clear(db->batch);
+	tc_blk_settle(db, rc == 0);
 	if (rc) {
 		db_log(db, 0, "commit failed: %s; refusing appends until reopened", eng_strerror(rc));
 		if (rc == ENG_EFULL)
