@@ -32,7 +32,8 @@ enum ctype {
 	CT_TEXT,
 };
 
-/* Appends in flight per request before we stop reading its body (rx flow control). */
+/* Flushes (the lines of one read, or a whole body) in flight per request before we stop reading
+ * its body (rx flow control). */
 #define PUB_PENDING_HIGH 32
 #define PUB_PENDING_LOW 8
 /*
@@ -66,6 +67,7 @@ struct gw_pub {
 	struct gw_buf body;            /* JSON/text: the body; NDJSON: the unfinished last line */
 	struct gw_batch batch;         /* NDJSON lines parsed, not yet queued */
 	unsigned pending;              /* appends queued whose completion has not run */
+	unsigned pending_flushes;      /* of the flushes they came from (rx flow control) */
 	uint64_t count;                /* messages durably appended */
 	uint64_t first, last;          /* offsets of the first and last of them */
 	uint64_t bytes;                /* their payload bytes */
@@ -113,6 +115,7 @@ struct pub_append {
 	struct gw_pub *pub;
 	uint64_t base;     /* position of its first message in the request */
 	size_t n;          /* messages in it */
+	int ends_flush;    /* the last append of its flush (keyed NDJSON splits a flush) */
 	int conditional;   /* it carried an expected offset (a barrier for what follows) */
 	uint64_t expected;
 };
@@ -239,6 +242,8 @@ on_appended(void *ctx, const eng_append_result *res)
 	struct gw *gw = pub->gw;
 
 	pub->pending--;
+	if (a->ends_flush)
+		pub->pending_flushes--;
 	if (res->rc == 0 && res->count) {
 		uint64_t lo = res->first_offset, hi = res->first_offset + res->count - 1;
 		uint64_t dups = res->duplicate ? res->count : res->n_dups;
@@ -302,16 +307,17 @@ on_appended(void *ctx, const eng_append_result *res)
 	if (!pub->cond_wait && pub->batch.n)
 		queue_batch(pub);
 	if (pub->flow_off && !(pub->cond_wait && pub->batch.n) &&
-	    (pub->pending <= PUB_PENDING_LOW || pub->failed)) {
+	    (pub->pending_flushes <= PUB_PENDING_LOW || pub->failed)) {
 		pub->flow_off = 0;
 		lws_rx_flow_control(pub->wsi, 1);
 	}
 	maybe_reply(pub);
 }
 
-/* Queue messages [from, to) of the batch as one atomic append. @return 0 or an engine code. */
+/* Queue messages [from, to) of the batch as one atomic append (*out). @return 0 or an engine code. */
 static int
-queue_run(struct gw_pub *pub, const eng_msg_in *views, size_t from, size_t to)
+queue_run(struct gw_pub *pub, const eng_msg_in *views, size_t from, size_t to,
+	  struct pub_append **out)
 {
 	struct gw *gw = pub->gw;
 	const struct gw_msg *m0 = &pub->batch.msgs[from];
@@ -339,6 +345,7 @@ queue_run(struct gw_pub *pub, const eng_msg_in *views, size_t from, size_t to)
 	pub->pending++;
 	if (a->conditional)
 		pub->cond_wait = 1;
+	*out = a;
 	return 0;
 }
 
@@ -363,6 +370,7 @@ static void
 queue_batch(struct gw_pub *pub)
 {
 	struct gw_batch *b = &pub->batch;
+	struct pub_append *last = NULL;
 	eng_msg_in *views;
 	struct gw_error e;
 	size_t from = 0, run_max = pub->ctype == CT_NDJSON && pub->keyed ? PUB_KEYED_RUN_MAX : SIZE_MAX;
@@ -377,11 +385,16 @@ queue_batch(struct gw_pub *pub)
 
 		while (to < b->n && !b->msgs[to].has_expected && to - from < run_max)
 			to++;
-		if ((rc = queue_run(pub, views, from, to)) != 0)
+		if ((rc = queue_run(pub, views, from, to, &last)) != 0)
 			break;
 		from = to;
 	}
 	free(views);
+	if (last) {
+		/* Flow control counts flushes, so splitting one (keyed NDJSON) does not stall reads. */
+		last->ends_flush = 1;
+		pub->pending_flushes++;
+	}
 	if (rc) {
 		gw_batch_reset(b); /* before fail_pub(), which flushes a non-empty batch */
 		gw_error_from_eng(rc, &e);
@@ -389,7 +402,7 @@ queue_batch(struct gw_pub *pub)
 		return;
 	}
 	batch_drop(b, from);
-	if ((pub->pending >= PUB_PENDING_HIGH || (pub->cond_wait && b->n)) && !pub->flow_off &&
+	if ((pub->pending_flushes >= PUB_PENDING_HIGH || (pub->cond_wait && b->n)) && !pub->flow_off &&
 	    pub->wsi && !pub->body_done) {
 		/* The engine is behind this stream, or a condition must be settled first: stop
 		 * reading it until appends settle. */
