@@ -246,6 +246,19 @@ typedef struct eng_topic_info {
 /** @brief A topic's metadata. @return 0, ENG_ENOTFOUND, ENG_EBADNAME, errno. */
 int eng_topic_info_get(eng_db *db, const char *topic, eng_topic_info *out);
 
+/** Called by eng_topic_scan for each topic; return non-zero to stop (eng_topic_scan returns it). */
+typedef int (*eng_topic_fn)(void *ctx, const char *topic, uint64_t created_ms);
+
+/**
+ * @brief Visit, in name order, up to @p max lite topics of @p parent whose names sort after
+ *        @p after ("" or NULL = from the first). Page through millions by passing the last name
+ *        seen. Reads RocksDB (the block cache): call it in pages, not for every topic at once, from
+ *        a thread that may wait that long.
+ * @return 0 (or the callback's non-zero), ENG_EBADNAME, ENG_ENOPARENT, errno.
+ */
+int eng_topic_scan(eng_db *db, const char *parent, const char *after, size_t max, eng_topic_fn fn,
+		   void *ctx);
+
 /**
  * @brief Delete a lite topic: its messages become unreadable, its metadata and consumer offsets go.
  *        Goes through the writer (a tombstone record is logged, so a rebuild does not resurrect it).

@@ -335,18 +335,36 @@ int idx_cq_since(idx *ix, uint64_t tid, uint64_t since_ms, uint64_t *from)
 
 int idx_topics_scan(idx *ix, idx_topic_fn fn, void *ctx)
 {
+	return idx_topics_scan_from(ix, "", NULL, fn, ctx);
+}
+
+int idx_topics_scan_from(idx *ix, const char *prefix, const char *after, idx_topic_fn fn, void *ctx)
+{
 	int rc = 0;
+	char k[1 + ENG_TOPIC_MAX + 2];
+	size_t pl = topic_key(k, prefix);
+	char start[1 + ENG_TOPIC_MAX + 2];
+	size_t sl = after && *after ? topic_key(start, after) : pl;
+	if (!(after && *after))
+		memcpy(start, k, pl);
 	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(ix->db, ix->ro, ix->cf[CF_TOPICS]);
-	for (rocksdb_iter_seek(it, "t", 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+	rocksdb_iter_seek(it, start, sl);
+	if (after && *after && rocksdb_iter_valid(it)) {
+		size_t kl;
+		const char *key = rocksdb_iter_key(it, &kl);
+		if (kl == sl && memcmp(key, start, sl) == 0)
+			rocksdb_iter_next(it); /* strictly after */
+	}
+	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
 		size_t kl, vl;
-		const char *k = rocksdb_iter_key(it, &kl);
+		const char *key = rocksdb_iter_key(it, &kl);
 		const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
-		if (kl < 2 || k[0] != 't')
+		if (kl < pl || memcmp(key, k, pl) != 0)
 			break;
 		if (vl != 32 || kl - 1 > ENG_TOPIC_MAX)
 			continue;
 		char name[ENG_TOPIC_MAX + 1];
-		memcpy(name, k + 1, kl - 1);
+		memcpy(name, key + 1, kl - 1);
 		name[kl - 1] = 0;
 		idx_topic_meta m = {le64_get(v), le64_get(v + 8), le64_get(v + 16), le64_get(v + 24)};
 		if ((rc = fn(ctx, name, &m)) != 0)

@@ -62,6 +62,8 @@ int idx_cq_since(idx *ix, uint64_t tid, uint64_t since_ms, uint64_t *from);
 /** Visit every topic; return non-zero from @p fn to stop. */
 typedef int (*idx_topic_fn)(void *ctx, const char *name, const idx_topic_meta *m);
 int idx_topics_scan(idx *ix, idx_topic_fn fn, void *ctx);
+/** Visit topics whose names start with @p prefix and sort after @p after, in name order. */
+int idx_topics_scan_from(idx *ix, const char *prefix, const char *after, idx_topic_fn fn, void *ctx);
 /** @brief Number of topics (an estimate from RocksDB is not good enough for tests: counts). */
 uint64_t idx_topics_count(idx *ix);
 

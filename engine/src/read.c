@@ -264,3 +264,37 @@ void eng_read_free(eng_read_result *res)
 	free(res->_buf);
 	memset(res, 0, sizeof *res);
 }
+
+typedef struct topic_scan {
+	eng_topic_fn fn;
+	void *ctx;
+	size_t left;
+} topic_scan;
+
+static int topic_scan_visit(void *ctx, const char *name, const idx_topic_meta *m)
+{
+	topic_scan *s = ctx;
+	if (!s->left)
+		return 1;
+	s->left--;
+	return s->fn(s->ctx, name, m->created_ms);
+}
+
+int eng_topic_scan(eng_db *db, const char *parent, const char *after, size_t max, eng_topic_fn fn,
+		   void *ctx)
+{
+	size_t plen = strnlen(parent, ENG_PARENT_MAX + 1);
+	char prefix[ENG_PARENT_MAX + 2];
+	if (names_parent_check(parent, plen))
+		return ENG_EBADNAME;
+	if (!db_find_parent(db, parent, plen))
+		return ENG_ENOPARENT;
+	if (after && strnlen(after, ENG_TOPIC_MAX + 1) > ENG_TOPIC_MAX)
+		return ENG_EBADNAME;
+	memcpy(prefix, parent, plen);
+	prefix[plen] = '/';
+	prefix[plen + 1] = 0;
+	topic_scan s = {fn, ctx, max};
+	int rc = idx_topics_scan_from(db->ix, prefix, after, topic_scan_visit, &s);
+	return rc == 1 && !s.left ? 0 : rc;
+}

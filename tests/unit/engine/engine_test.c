@@ -810,6 +810,35 @@ static void test_reader_races_block_flush(void **state)
 	assert_int_equal(c.short_reads, 0);
 }
 
+static int collect_topic(void *ctx, const char *topic, uint64_t created_ms)
+{
+	char *out = ctx;
+	assert_true(created_ms > 0);
+	strcat(out, topic);
+	strcat(out, ";");
+	return 0;
+}
+
+static void test_topic_scan(void **state)
+{
+	fixture *f = *state;
+	uint64_t off;
+	const char *names[] = {"chatbot/b", "agent/x", "chatbot/a", "chatbot/c"};
+	for (size_t i = 0; i < 4; i++)
+		assert_int_equal(tu_append(f->db, names[i], "e", "1", &off), 0);
+	char seen[256] = "";
+	assert_int_equal(eng_topic_scan(f->db, "chatbot", NULL, 2, collect_topic, seen), 0);
+	assert_string_equal(seen, "chatbot/a;chatbot/b;");
+	seen[0] = 0;
+	assert_int_equal(eng_topic_scan(f->db, "chatbot", "chatbot/b", 10, collect_topic, seen), 0);
+	assert_string_equal(seen, "chatbot/c;");
+	seen[0] = 0;
+	assert_int_equal(eng_topic_scan(f->db, "agent", "", 10, collect_topic, seen), 0);
+	assert_string_equal(seen, "agent/x;");
+	assert_int_equal(eng_topic_scan(f->db, "nope", NULL, 10, collect_topic, seen), ENG_ENOPARENT);
+	assert_int_equal(eng_topic_scan(f->db, "Bad", NULL, 10, collect_topic, seen), ENG_EBADNAME);
+}
+
 static int collect_meta(void *ctx, const char *key, const void *val, size_t len)
 {
 	char *out = ctx;
@@ -871,6 +900,7 @@ int main(void)
 		T(test_key_window),
 		T(test_host_metadata),
 		T(test_reader_races_block_flush),
+		T(test_topic_scan),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
