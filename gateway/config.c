@@ -24,6 +24,10 @@
 #define MiB (1024ull * 1024ull)
 #define GiB (1024ull * MiB)
 
+struct gw_config;
+static void free_publimits(struct gw_config *cfg);
+static int load_publimits(struct gw_config *cfg, json_t *o, char *err, size_t errsz);
+
 static const char *const default_origins[] = { "http://localhost:8080", "http://127.0.0.1:8080" };
 
 void
@@ -125,6 +129,7 @@ gw_config_free(struct gw_config *cfg)
 	free(cfg->source);
 	free_parents(cfg);
 	free_origins(cfg);
+	free_publimits(cfg);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -153,6 +158,7 @@ enum ftype {
 	T_ORIGINS,
 	T_AUTH,       /* the "auth" object (load_auth) */
 	T_TLS,        /* the "tls" object (load_tls) */
+	T_PUBLIMITS,  /* the "publish_limits" object (load_publimits) */
 	T_GROUP,      /* nested object; its fields follow with the group's prefix */
 };
 
@@ -178,6 +184,7 @@ static const struct field fields[] = {
 	F("security_headers", T_BOOL, security_headers, 0, 1),
 	F("auth", T_AUTH, auth_mode, 0, 0),
 	F("tls", T_TLS, tls_cert, 0, 0),
+	F("publish_limits", T_PUBLIMITS, client_publish, 0, 0),
 	F("heartbeat_s", T_U32, heartbeat_s, 1, 3600),
 	F("sse_retry_ms", T_U32, sse_retry_ms, 0, 3600000),
 	F("max_unsent_bytes", T_SIZE, max_unsent_bytes, 4 * KiB, 64 * MiB),
@@ -686,8 +693,92 @@ load_field(struct gw_config *cfg, const struct field *f, json_t *v, char *err, s
 		return load_auth(cfg, v, err, errsz);
 	case T_TLS:
 		return load_tls(cfg, v, err, errsz);
+	case T_PUBLIMITS:
+		return load_publimits(cfg, v, err, errsz);
 	case T_GROUP:
 		break;
+	}
+	return 0;
+}
+
+/* ---- publish_limits (pubrate.h) -------------------------------------------------------------------- */
+
+static void
+free_publimits(struct gw_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_parent_publish; i++)
+		free(cfg->parent_publish[i].parent);
+	free(cfg->parent_publish);
+	cfg->parent_publish = NULL;
+	cfg->n_parent_publish = 0;
+	memset(&cfg->client_publish, 0, sizeof(cfg->client_publish));
+}
+
+/* {"messages_per_s":N,"bytes_per_s":M,"burst_messages":B,"burst_bytes":C}, each optional. */
+static int
+load_rate(json_t *o, const char *name, struct gw_rate_conf *r, char *err, size_t errsz)
+{
+	static const char *const keys[] = { "messages_per_s", "bytes_per_s", "burst_messages",
+					    "burst_bytes" };
+	const char *key;
+	json_t *v;
+
+	memset(r, 0, sizeof(*r));
+	if (!json_is_object(o))
+		return ferr(err, errsz, name, "must be an object");
+	json_object_foreach(o, key, v) {
+		char fname[160];
+		size_t k;
+
+		for (k = 0; k < 4 && strcmp(key, keys[k]); k++)
+			;
+		snprintf(fname, sizeof(fname), "%s.%s", name, key);
+		if (k == 4)
+			return ferr(err, errsz, fname, "unknown field");
+		if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1e12)
+			return ferr(err, errsz, fname, "must be a number from 0 to 1e12");
+		(&r->msgs_per_s)[k] = json_number_value(v);
+	}
+	return 0;
+}
+
+static int
+load_publimits(struct gw_config *cfg, json_t *o, char *err, size_t errsz)
+{
+	json_t *pc, *pp, *v;
+	const char *key;
+
+	free_publimits(cfg);
+	if (!json_is_object(o))
+		return ferr(err, errsz, "publish_limits", "must be an object");
+	json_object_foreach(o, key, v) {
+		if (strcmp(key, "per_client") && strcmp(key, "per_parent")) {
+			char fname[96];
+
+			snprintf(fname, sizeof(fname), "publish_limits.%.60s", key);
+			return ferr(err, errsz, fname, "unknown field");
+		}
+	}
+	if ((pc = json_object_get(o, "per_client")) &&
+	    load_rate(pc, "publish_limits.per_client", &cfg->client_publish, err, errsz))
+		return -1;
+	if ((pp = json_object_get(o, "per_parent"))) {
+		if (!json_is_object(pp))
+			return ferr(err, errsz, "publish_limits.per_parent",
+				    "must be an object of parent name -> limit");
+		cfg->parent_publish = xcalloc(json_object_size(pp) + 1, sizeof(*cfg->parent_publish));
+		json_object_foreach(pp, key, v) {
+			char fname[96];
+			struct gw_parent_rate *r = &cfg->parent_publish[cfg->n_parent_publish];
+
+			snprintf(fname, sizeof(fname), "publish_limits.per_parent.%.40s", key);
+			if (!gw_name_parent_ok(key, strlen(key)))
+				return ferr(err, errsz, fname, "not a parent name");
+			if (load_rate(v, fname, &r->rate, err, errsz))
+				return -1;
+			r->parent = xstrdup(key);
+			cfg->n_parent_publish++;
+		}
 	}
 	return 0;
 }
@@ -743,6 +834,15 @@ gw_config_apply_json(struct gw_config *cfg, const char *text, size_t len, char *
 	}
 	rc = load_object(cfg, root, "", err, errsz);
 	json_decref(root);
+	/* Only now are both "parents" and "publish_limits" known, whatever their order. */
+	for (size_t i = 0; !rc && i < cfg->n_parent_publish; i++) {
+		const char *pn = cfg->parent_publish[i].parent;
+
+		if (!gw_config_parent(cfg, pn, strlen(pn))) {
+			snprintf(err, errsz, "publish_limits.per_parent.%s: parent not declared", pn);
+			rc = -1;
+		}
+	}
 	return rc;
 }
 

@@ -15,6 +15,20 @@
 #define GW_VERSION "0.1.0"
 #define GW_DEFAULT_CONFIG "conf/litegate.json"
 
+/* A publish rate limit (token buckets, pubrate.h): 0 = no limit on that dimension. */
+struct gw_rate_conf {
+	double msgs_per_s;          /* messages per second, sustained */
+	double bytes_per_s;         /* payload bytes per second, sustained */
+	double burst_msgs;          /* bucket sizes; 0 = one second's worth */
+	double burst_bytes;
+};
+
+/* publish_limits.per_parent: one parent's limit. */
+struct gw_parent_rate {
+	char *parent;
+	struct gw_rate_conf rate;
+};
+
 /* One declared parent: every lite topic "<name>/<id>" takes these limits. */
 struct gw_parent_conf {
 	char *name;                 /* [a-z][a-z0-9_-]{0,31} */
@@ -96,6 +110,10 @@ struct gw_config {
 	uint64_t fail_write_after;  /* fail the Nth log write; 0 = never */
 	uint64_t fail_fsync_after;  /* fail the Nth log fsync; 0 = never */
 	uint32_t fail_errno;        /* errno of the injected failures (28 = ENOSPC) */
+
+	struct gw_rate_conf client_publish;    /* publish_limits.per_client: per client address */
+	struct gw_parent_rate *parent_publish; /* publish_limits.per_parent */
+	size_t n_parent_publish;
 
 	char *source;               /* where the config came from, for logs: a path or "defaults" */
 };

@@ -81,6 +81,7 @@ struct gw_error {
 	unsigned status;
 	const char *code;
 	char message[200];
+	unsigned retry_after_s;    /* 429/503: the Retry-After to send (0: the default, 1 s) */
 };
 
 /** @brief Map an engine return code (ENG_E* or errno) to an API error. */

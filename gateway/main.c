@@ -39,6 +39,7 @@
 #include "auth.h"
 #include "bg.h"
 #include "groups.h"
+#include "pubrate.h"
 #include "gw.h"
 #include "log.h"
 #include "tls.h"
@@ -486,6 +487,7 @@ main(int argc, char **argv)
 	}
 	rc = run(gw, &cfg);
 	gw_groups_free(gw);
+	gw_limits_free();
 	free(gw->htab);
 	ev_loop_destroy(gw->loop);
 	gw_auth_close();

@@ -98,6 +98,9 @@ gw_metrics_render(const struct gw_metrics *m, const eng_stats *es, struct gw_buf
 		m->visibility_timeouts);
 	counter(out, "litegate_messages_dead_lettered_total", "Messages moved to a dead-letter topic.",
 		"counter", m->dead_lettered);
+	counter(out, "litegate_publish_rate_limited_total",
+		"Publishes refused by publish_limits (429 rate_limited), HTTP and WebSocket.", "counter",
+		m->publish_rate_limited);
 	counter(out, "litegate_lite_topics", "Lite topics that exist.", "gauge", es->topics);
 	counter(out, "litegate_cached_topics", "Lite topics with in-memory state.", "gauge",
 		es->cached_topics);

@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "chunked.h"
+#include "pubrate.h"
 #include "log.h"
 #include "pubparse.h"
 #include "xalloc.h"
@@ -378,6 +379,19 @@ queue_batch(struct gw_pub *pub)
 
 	if (!b->n || pub->cond_wait)
 		return;
+	{
+		/* Producer traffic shaping (pubrate.h): over a limit, this part is refused whole. */
+		uint64_t bytes = 0;
+
+		for (size_t i = 0; i < b->n; i++)
+			bytes += b->msgs[i].len;
+		if (gw_limits_publish(pub->gw, pub->wsi, pub->topic, b->n, bytes, &e)) {
+			gw_batch_reset(b);
+			fail_pub(pub, e.status, e.code, e.message);
+			pub->err.retry_after_s = e.retry_after_s;
+			return;
+		}
+	}
 	views = xmalloc(b->n * sizeof(*views));
 	gw_batch_views(b, views);
 	while (from < b->n && !pub->cond_wait) {

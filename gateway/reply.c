@@ -79,6 +79,8 @@ gw_reply_error(struct gw *gw, struct lws *wsi, struct gw_buf *out, const struct 
 	       const char *extra_members, const char *const *extra_headers, unsigned flags)
 {
 	static const char *const retry[] = { "retry-after:", "1", NULL };
+	char secs[16];
+	const char *const retry_n[] = { "retry-after:", secs, NULL };
 	struct gw_buf body;
 	int rc;
 
@@ -93,7 +95,9 @@ gw_reply_error(struct gw *gw, struct lws *wsi, struct gw_buf *out, const struct 
 	gw_buf_puts(&body, "}\n");
 	rc = gw_reply_build(gw, wsi, out, e->status, "application/json", gw_buf_data(&body), body.len,
 			    extra_headers ? extra_headers
-					  : e->status == 429 || e->status == 503 ? retry : NULL,
+			    : (e->status == 429 || e->status == 503) && e->retry_after_s
+				    ? (snprintf(secs, sizeof(secs), "%u", e->retry_after_s), retry_n)
+			    : e->status == 429 || e->status == 503 ? retry : NULL,
 			    flags);
 	gw_buf_free(&body);
 	return rc;

@@ -41,6 +41,7 @@ gw_error_set(struct gw_error *e, unsigned status, const char *code, const char *
 
 	e->status = status;
 	e->code = code;
+	e->retry_after_s = 0;
 	va_start(ap, fmt);
 	vsnprintf(e->message, sizeof(e->message), fmt, ap);
 	va_end(ap);

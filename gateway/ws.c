@@ -21,6 +21,7 @@
 
 #include "auth.h"
 #include "http_int.h"
+#include "pubrate.h"
 #include "log.h"
 #include "progress.h"
 #include "wsproto.h"
@@ -364,6 +365,10 @@ op_publish(struct gw_ws_conn *c, const struct gw_ws_op *op)
 	}
 	if (!parent_declared(gw, op->topic)) {
 		queue_error(c, "unknown_parent", "the topic's parent is not declared", op->req);
+		return;
+	}
+	if (gw_limits_publish(gw, c->sub.wsi, op->topic, 1, op->msg.len, &e)) { /* pubrate.h */
+		queue_error(c, e.code, e.message, op->req);
 		return;
 	}
 	ack = xmalloc(sizeof(*ack));

@@ -674,6 +674,59 @@ class TestStreamGroups(GroupsBase):
         ws.close()
 
 
+class TestPublishLimitsPerParent(GroupsBase):
+    CONFIG = {"publish_limits": {"per_parent": {"agent": {"messages_per_s": 5, "burst_messages": 5}}}}
+
+    def test_parent_limit_refuses_whole_requests_with_retry_after(self):
+        self.gw.publish("agent/x", [{"event": "e", "data": i} for i in range(3)])
+        st, hdrs, body = self.gw.http("POST", "/v1/topics/agent/x/messages",
+                                      [{"event": "e", "data": i} for i in range(4)])
+        self.assertEqual(st, 429, body)
+        self.assertEqual(body["error"]["code"], "rate_limited")
+        self.assertEqual(body["count"], 0)
+        self.assertGreaterEqual(int(hdrs["retry-after"]), 1)
+        self.assertEqual(len(self.gw.history("agent/x")), 3, "nothing of the refused batch appended")
+        # Other parents are not limited; this one refills at 5/s.
+        for i in range(10):
+            self.gw.publish("chatbot/free", {"event": "e", "data": i})
+        time.sleep(1.2)
+        self.gw.publish("agent/x", [{"event": "e", "data": i} for i in range(4)])
+        self.assertEqual(len(self.gw.history("agent/x")), 7)
+        ws = self.gw.ws()
+        for i in range(3):
+            ws.send({"op": "publish", "topic": "agent/x", "data": i, "req": i})
+        replies = [ws.recv_until(lambda m: m.get("req") == i)[0] for i in range(3)]
+        self.assertEqual([r["type"] for r in replies].count("error"), 2, replies)
+        self.assertIn("rate_limited", [r.get("code") for r in replies])
+        ws.close()
+        st, _, metrics = self.gw.http("GET", "/metrics")
+        self.assertIn(b"litegate_publish_rate_limited_total 3", metrics)
+
+
+class TestPublishLimitsPerClient(GroupsBase):
+    CONFIG = {"publish_limits": {"per_client": {"bytes_per_s": 1000, "burst_bytes": 1000}}}
+
+    def test_client_byte_limit(self):
+        big = "x" * 700
+        self.gw.publish("chatbot/a", {"event": "e", "data": big})
+        st, hdrs, body = self.gw.http("POST", "/v1/topics/agent/b/messages", {"event": "e", "data": big})
+        self.assertEqual((st, body["error"]["code"]), (429, "rate_limited"), body)
+        self.assertIn("client", body["error"]["message"])
+        self.assertEqual(self.gw.http("GET", "/v1/topics/agent/b")[0], 404, "nothing appended")
+        time.sleep(1.0)
+        self.gw.publish("agent/b", {"event": "e", "data": big})
+
+    def test_bad_config_names_the_field(self):
+        import subprocess
+        cfg = dict(self.gw.config, publish_limits={"per_parent": {"nope": {"messages_per_s": 1}}})
+        path = self.gw.tmp + "/bad.json"
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        r = subprocess.run([harness.binary_path(), "--config", path], capture_output=True, timeout=20)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"publish_limits.per_parent.nope", r.stderr)
+
+
 class TestSchemas(GroupsBase):
     def check(self, value, name):
         schema = test_schemas.load(name)
