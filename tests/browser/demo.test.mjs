@@ -1,21 +1,33 @@
-// Real-browser tests of the chat demo (web-demo/) against the real litegate gateway.
+// Real-browser tests of the chat demo (web-demo/) against the real litegate gateway and the real
+// model worker.
 //
-// Debian's chromium, driven headless by playwright-core (no browser download). The test plays the
-// model worker itself: it POSTs a known sequence of `token` messages over HTTP while the page
-// streams, so it knows exactly what text must end up on the page, and checks that no token is lost
-// or repeated across a drop, going offline, a gateway restart, a reload and a second tab.
+// Debian's chromium, driven headless by playwright-core (no browser download). The main scenarios
+// run the whole loop as a user sees it: the page posts a prompt, `litegate-worker` (demo model, a
+// fixed seed, paced at a few tokens per second) pops it through the pull API and streams the answer
+// back into the session topic. The demo model is deterministic, so `litegate-worker --demo-print`
+// says beforehand exactly what text must end up on the page; the tests check that no token is lost
+// or repeated (on the page at every step, and in the topic) across the drop control, going offline,
+// a gateway restart (the worker keeps going and retries), a reload and a second tab, and that Stop
+// ends the answer "cancelled" within 100 ms.
+//
+// A few tests need exact control of the token stream (a gap on a parent that keeps 5 messages, a
+// chat deleted and re-created, litegate.js on its own): they run after the worker is stopped and
+// play the worker themselves, POSTing known tokens.
 //
 // Environment:
-//   LITEGATE_BIN      gateway binary (default: <repo>/build/gateway/litegate)
-//   CHROMIUM          browser (default: /usr/bin/chromium)
-//   LITEGATE_CONFIG   config file to start from (default: <repo>/conf/litegate.json if present)
-//   ARTIFACTS         screenshots and gateway logs (default: tests/browser/artifacts)
+//   LITEGATE_BIN         gateway binary (default: <repo>/build/gateway/litegate)
+//   LITEGATE_WORKER_BIN  worker binary (default: <repo>/build/worker/litegate-worker)
+//   LITEGATE_WORKER_TPS  the worker's --tokens-per-second (default 20: slow enough to act mid-answer)
+//   LITEGATE_WORKER_SEED the worker's --seed (default 4)
+//   CHROMIUM             browser (default: /usr/bin/chromium)
+//   LITEGATE_CONFIG      config file to start from (default: <repo>/conf/litegate.json if present)
+//   ARTIFACTS            screenshots, gateway and worker logs (default: tests/browser/artifacts)
 //
 // Run: cd tests/browser && npm ci && node --test --test-concurrency=1 demo.test.mjs  (or ./run.sh)
 
-import { test, before, after } from 'node:test';
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
@@ -28,6 +40,9 @@ import { chromium } from 'playwright-core';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
 const BIN = path.resolve(process.env.LITEGATE_BIN || path.join(repo, 'build/gateway/litegate'));
+const WORKER_BIN = path.resolve(process.env.LITEGATE_WORKER_BIN || path.join(repo, 'build/worker/litegate-worker'));
+const WORKER_TPS = Number(process.env.LITEGATE_WORKER_TPS || 20);
+const WORKER_SEED = Number(process.env.LITEGATE_WORKER_SEED || 4);
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = process.env.ARTIFACTS || path.join(here, 'artifacts');
 const CHROMIUM_ARGS = [
@@ -156,7 +171,81 @@ function startStaticServer() {
   return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve(srv)));
 }
 
-// ---- playing the model worker over HTTP -------------------------------------------------------
+// ---- the real model worker ---------------------------------------------------------------------
+
+const wk = { proc: null, starts: 0, logPath: '' };
+
+/** Start `litegate-worker` (demo model) on the gateway and wait until its group is defined. */
+async function startWorker() {
+  wk.starts += 1;
+  wk.logPath = path.join(ARTIFACTS, `worker-${wk.starts}.log`);
+  const log = fs.createWriteStream(wk.logPath);
+  const args = ['--gateway', gw.base, '--tokens-per-second', String(WORKER_TPS), '--seed', String(WORKER_SEED)];
+  const proc = spawn(WORKER_BIN, args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+  proc.stdout.pipe(log);
+  proc.stderr.pipe(log);
+  let exited = null;
+  proc.exited = new Promise((resolve) => proc.once('exit', (code, signal) => {
+    exited = { code, signal };
+    resolve(exited);
+  }));
+  wk.proc = proc;
+  // The worker defines its group (PUT /v1/groups/workers) once it reaches the gateway.
+  const deadline = Date.now() + 15000;
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`${WORKER_BIN} exited at start (${JSON.stringify(exited)}); see ${wk.logPath}`);
+    const r = await fetch(`${gw.base}/v1/groups/workers`).catch(() => null);
+    if (r && r.ok) return;
+    await sleep(50);
+  }
+  throw new Error(`${WORKER_BIN} did not define its group within 15 s; see ${wk.logPath}`);
+}
+
+async function stopWorker() {
+  const proc = wk.proc;
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return null;
+  proc.kill('SIGTERM');
+  const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
+  const r = await proc.exited;
+  clearTimeout(t);
+  wk.proc = null;
+  return r;
+}
+
+function assertWorkerRunning() {
+  const p = wk.proc;
+  assert.ok(p && p.exitCode === null && p.signalCode === null, `the worker is running (see ${wk.logPath})`);
+}
+
+/** What the worker will answer to `prompt`: `litegate-worker --demo-print` with the same seed. */
+function demoAnswer(prompt) {
+  const out = execFileSync(WORKER_BIN, ['--seed', String(WORKER_SEED), '--demo-print', prompt], { encoding: 'utf8' });
+  const text = out.endsWith('\n') ? out.slice(0, -1) : out;
+  // The demo model cuts its text before every space (worker/demo_model.h).
+  return { text, tokens: text.split(/(?= )/) };
+}
+
+/**
+ * The turn that answers the prompt `text` in the session's topic: the prompt, the tokens and
+ * cancels after it up to the `end` naming it, and what follows that end.
+ */
+async function turnInLog(session, text) {
+  const all = await historyOf(session);
+  const prompt = all.find((m) => m.event === 'prompt' && m.data && m.data.text === text);
+  assert.ok(prompt, `prompt ${JSON.stringify(text)} is in chatbot/${session}`);
+  const after = all.filter((m) => m.offset > prompt.offset);
+  const e = after.findIndex((m) => m.event === 'end' && m.data && m.data.prompt_offset === prompt.offset);
+  const turn = e < 0 ? after : after.slice(0, e + 1);
+  return {
+    prompt,
+    tokens: turn.filter((m) => m.event === 'token'),
+    cancels: turn.filter((m) => m.event === 'cancel'),
+    end: e < 0 ? null : after[e],
+    later: e < 0 ? [] : after.slice(e + 1),
+  };
+}
+
+// ---- playing the model worker over HTTP (the scripted tests) ----------------------------------
 
 async function api(method, p, body) {
   const r = await fetch(gw.base + p, {
@@ -262,20 +351,62 @@ function chatUrl(session) {
   return `${gw.pageBase}/?${q}`;
 }
 
-/** Records every change of the connection badge and of answer text in window.__rec. */
+/**
+ * Records in window.__rec every change of the connection badge (its state, its text and the last
+ * offset the page had then) and every text the last answer showed.
+ */
 async function record(page) {
   await page.evaluate(() => {
     const rec = { states: [], snaps: [] };
     window.__rec = rec;
     const badge = document.querySelector('[data-testid="conn-state"]');
-    rec.states.push(badge.textContent);
-    new MutationObserver(() => rec.states.push(badge.textContent)).observe(badge, { childList: true, characterData: true, subtree: true });
+    const offset = document.querySelector('[data-testid="last-offset"]');
+    const note = () => {
+      const s = { state: badge.dataset.state, text: badge.textContent, offset: Number(offset.dataset.offset ?? -1), t: Date.now() };
+      const last = rec.states[rec.states.length - 1];
+      if (!last || last.state !== s.state || last.text !== s.text) rec.states.push(s);
+    };
+    note();
+    new MutationObserver(note).observe(badge, { childList: true, characterData: true, subtree: true, attributes: true });
     const msgs = document.querySelector('[data-testid="messages"]');
     new MutationObserver(() => {
       const a = [...document.querySelectorAll('[data-testid="answer-text"]')].pop();
       if (a && rec.snaps[rec.snaps.length - 1] !== a.textContent) rec.snaps.push(a.textContent);
     }).observe(msgs, { childList: true, characterData: true, subtree: true });
   });
+}
+
+const recStates = (page) => page.evaluate(() => window.__rec.states);
+
+/**
+ * Every text the last answer showed since record() was a prefix of `expected`, each longer than the
+ * one before: the tokens arrived in order, none twice, even across drops. Returns the step count.
+ */
+async function checkProgress(page, expected) {
+  const snaps = await page.evaluate(() => window.__rec.snaps);
+  let prev = -1;
+  for (const s of snaps) {
+    assert.ok(expected.startsWith(s), `the page showed ${JSON.stringify(s)}, not a prefix of the answer ${JSON.stringify(expected)}`);
+    assert.ok(s.length > prev, 'the answer text only grows');
+    prev = s.length;
+  }
+  return snaps.length;
+}
+
+/**
+ * The badge went to reconnecting after record() (at entry `since` or later) and then to
+ * "resumed from offset N", N being one past the last offset the page had when it went down.
+ * Returns {down, up}: the two recorded states.
+ */
+async function expectResumed(page, since = 0, timeoutMs = 15000) {
+  await page.locator('[data-testid="conn-state"][data-state="resumed"]').waitFor({ timeout: timeoutMs });
+  const states = (await recStates(page)).slice(since);
+  const d = states.findIndex((s) => s.state === 'reconnecting');
+  assert.ok(d >= 0, `the badge showed reconnecting: ${JSON.stringify(states)}`);
+  const up = states.slice(d).find((s) => s.state === 'resumed');
+  assert.ok(up, `then resumed: ${JSON.stringify(states)}`);
+  assert.equal(up.text, `resumed from offset ${states[d].offset + 1}`, 'the badge names the offset it resumed from');
+  return { down: states[d], up };
 }
 
 async function openChat(context, session) {
@@ -308,16 +439,6 @@ async function expectAnswer(page, expected, timeoutMs = 15000) {
   }
 }
 
-/** Wait until the last answer shows at least `prefix` (tokens are still streaming). */
-async function expectPrefix(page, prefix, timeoutMs = 15000) {
-  await page.waitForFunction((p) => {
-    const a = [...document.querySelectorAll('[data-testid="answer-text"]')].pop();
-    return a && a.textContent.length >= p.length;
-  }, prefix, { timeout: timeoutMs, polling: 20 });
-  const t = await answerText(page);
-  assert.ok(t.startsWith(prefix), `page text ${JSON.stringify(t)} should start with ${JSON.stringify(prefix)}`);
-}
-
 async function lastAnswer(page) {
   const a = page.getByTestId('answer').last();
   return { state: await a.getAttribute('data-state'), tokens: Number(await a.getAttribute('data-tokens')) };
@@ -329,6 +450,40 @@ async function badge(page) {
 }
 
 const shot = (page, name) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
+
+/** Wait until the last answer has at least `n` tokens on the page; returns its text then. */
+async function waitTokens(page, n, timeoutMs = 15000) {
+  await page.waitForFunction((k) => {
+    const a = [...document.querySelectorAll('[data-testid="answer"]')].pop();
+    return a && Number(a.dataset.tokens) >= k;
+  }, n, { timeout: timeoutMs, polling: 20 });
+  return answerText(page);
+}
+
+/**
+ * The turn answering `prompt` is complete and exact: the page shows the demo model's answer
+ * (`exp`, from demoAnswer) with its token count, done, and the topic holds each token once, in
+ * order, then `end` {"reason":"done"}.
+ */
+async function expectDone(page, session, prompt, exp, timeoutMs = 20000) {
+  await expectAnswer(page, exp.text, timeoutMs);
+  await page.locator('[data-testid="answer"][data-state="done"]').last().waitFor({ timeout: timeoutMs });
+  assert.deepEqual(await lastAnswer(page), { state: 'done', tokens: exp.tokens.length });
+  const t = await turnInLog(session, prompt);
+  assert.deepEqual(t.tokens.map((m) => m.data), exp.tokens, 'the topic holds each token of the answer once, in order');
+  assert.deepEqual(t.end && t.end.data, { reason: 'done', prompt_offset: t.prompt.offset });
+  return t;
+}
+
+/** Type a prompt for the real worker and wait for its answer to start on the page. */
+async function ask(page, prompt, firstTokens = 1) {
+  const exp = demoAnswer(prompt);
+  assert.ok(exp.tokens.length >= 30, `the demo answer to ${JSON.stringify(prompt)} is long enough to act mid-answer (${exp.tokens.length} tokens)`);
+  await sendPrompt(page, prompt);
+  await page.getByTestId('prompt-bubble').filter({ hasText: prompt }).waitFor();
+  await waitTokens(page, firstTokens);
+  return exp;
+}
 
 /** Start a turn: type the prompt in the page and wait for it in the log, as a worker would. */
 async function startTurn(page, session, prompt, nTokens) {
@@ -380,295 +535,321 @@ async function newContext() {
 
 // ---- tests ------------------------------------------------------------------------------------
 
-test('a new chat streams the answer token by token, in order', async () => {
-  const context = await newContext();
-  try {
-    const page = await context.newPage();
-    await page.goto(`${gw.pageBase}/${gw.pageBase !== gw.base ? `?gateway=${encodeURIComponent(gw.base)}` : ''}`);
-    await page.getByTestId('new-chat').click();
-    const session = new URL(page.url()).searchParams.get('s');
-    assert.match(session, /^[0-9a-f]{16}$/, 'New chat puts a session id in the URL');
-    await page.locator('[data-testid="conn-state"][data-state="live"]').waitFor();
-    await record(page);
+describe('with the real model worker', () => {
+  before(async () => {
+    assert.ok(fs.existsSync(WORKER_BIN), `worker binary ${WORKER_BIN} not found: build it first, or set LITEGATE_WORKER_BIN`);
+    await startWorker();
+  });
 
-    const prompt = 'Explain how litegate resumes a stream';
-    const w = await startTurn(page, session, prompt, 60);
-    await w.post(25, 25);
-    await expectPrefix(page, w.sentText);
-    assert.equal((await badge(page)).text, 'live');
-    await shot(page, 'live');
-    await w.rest(15);
-    await w.end();
-    await expectAnswer(page, w.text);
-    await page.locator('[data-testid="answer"][data-state="done"]').last().waitFor();
-    assert.deepEqual(await lastAnswer(page), { state: 'done', tokens: 60 });
+  after(async () => {
+    // The scripted tests below post prompts the worker must not answer.
+    const r = await stopWorker();
+    if (r) assert.deepEqual(r, { code: 0, signal: null }, `the worker exits 0 on SIGTERM (see ${wk.logPath})`);
+  });
 
-    // Every intermediate text the page showed was a prefix of the answer, growing: in order.
-    const snaps = await page.evaluate(() => window.__rec.snaps);
-    assert.ok(snaps.length >= 10, `the answer rendered progressively (${snaps.length} steps)`);
-    let prev = -1;
-    for (const s of snaps) {
-      assert.ok(w.text.startsWith(s), `intermediate text ${JSON.stringify(s)} is a prefix of the answer`);
-      assert.ok(s.length > prev, 'the text only grows');
-      prev = s.length;
+  test('a new chat streams the answer token by token, in order', async () => {
+    const context = await newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`${gw.pageBase}/${gw.pageBase !== gw.base ? `?gateway=${encodeURIComponent(gw.base)}` : ''}`);
+      await page.getByTestId('new-chat').click();
+      const session = new URL(page.url()).searchParams.get('s');
+      assert.match(session, /^[0-9a-f]{16}$/, 'New chat puts a session id in the URL');
+      await page.locator('[data-testid="conn-state"][data-state="live"]').waitFor();
+      await record(page);
+
+      const prompt = 'How does litegate resume a stream?';
+      const exp = await ask(page, prompt, 8);
+      assert.ok(exp.text.startsWith(await answerText(page)), 'the first tokens are the start of the answer');
+      assert.equal((await lastAnswer(page)).state, 'streaming');
+      assert.equal((await badge(page)).text, 'live');
+      await shot(page, 'live');
+      await expectDone(page, session, prompt, exp);
+      const steps = await checkProgress(page, exp.text);
+      assert.ok(steps >= exp.tokens.length / 2, `the answer rendered progressively (${steps} steps for ${exp.tokens.length} tokens)`);
+
+      // The chat is listed, named after its prompt, and a reload returns to it.
+      const item = page.locator(`[data-testid="chat-item"][data-id="${session}"]`);
+      assert.equal(await item.textContent(), prompt);
+      await shot(page, 'finished');
+      await page.reload();
+      await expectAnswer(page, exp.text);
+      assert.equal(new URL(page.url()).searchParams.get('s'), session);
+      assert.equal(await page.getByTestId('prompt-bubble').first().textContent(), prompt);
+    } finally {
+      await context.close();
     }
-    // The chat is listed, named after its prompt, and a reload returns to it.
-    const item = page.locator(`[data-testid="chat-item"][data-id="${session}"]`);
-    assert.equal(await item.textContent(), prompt);
-    await shot(page, 'finished');
-    await page.reload();
-    await expectAnswer(page, w.text);
-    assert.equal(new URL(page.url()).searchParams.get('s'), session);
-    assert.equal(await page.getByTestId('prompt-bubble').first().textContent(), prompt);
-  } finally {
-    await context.close();
-  }
-});
+  });
 
-test('the drop control cuts the stream mid-answer and it resumes exactly', async () => {
-  const context = await newContext();
-  try {
-    const session = sessionId('drop');
-    const page = await openChat(context, session);
-    const w = await startTurn(page, session, 'Drop me mid-answer', 50);
-    await w.post(15);
-    await expectPrefix(page, w.sentText);
-    const seen = Number(await page.getByTestId('last-offset').getAttribute('data-offset'));
+  test('the drop control cuts the stream mid-answer and it resumes exactly', async (t) => {
+    const context = await newContext();
+    try {
+      const session = sessionId('drop');
+      const page = await openChat(context, session);
+      const prompt = 'What happens when the connection drops?';
+      const exp = await ask(page, prompt, 8);
 
-    await page.getByTestId('drop').click(); // stays down for 1.5 s
-    await page.locator('[data-testid="conn-state"][data-state="reconnecting"]').waitFor();
-    await shot(page, 'reconnecting');
-    await w.post(15, 10); // written while the page is away
-    await page.locator('[data-testid="conn-state"][data-state="resumed"]').waitFor({ timeout: 10000 });
-    assert.equal((await badge(page)).text, `resumed from offset ${seen + 1}`);
-    await expectPrefix(page, w.sentText);
-    await shot(page, 'resumed');
-    await w.rest();
-    await w.end();
-    await expectAnswer(page, w.text);
-    await page.locator('[data-testid="answer"][data-state="done"]').last().waitFor();
-    assert.deepEqual(await lastAnswer(page), { state: 'done', tokens: 50 });
-  } finally {
-    await context.close();
-  }
-});
-
-test('going offline mid-answer and back loses and repeats nothing', async () => {
-  const context = await newContext();
-  try {
-    const session = sessionId('offline');
-    const page = await openChat(context, session);
-    const w = await startTurn(page, session, 'Go offline for a moment', 50);
-    await w.post(15);
-    await expectPrefix(page, w.sentText);
-    const seen = Number(await page.getByTestId('last-offset').getAttribute('data-offset'));
-
-    // Chromium's offline emulation fails new requests but leaves an open EventSource streaming;
-    // the page's client treats the window's offline event as a drop, as on a real network loss.
-    await context.setOffline(true);
-    await page.locator('[data-testid="conn-state"][data-state="reconnecting"]').waitFor();
-    await w.post(15, 10);
-    await sleep(500);
-    assert.ok(!(await answerText(page)).includes(w.tokens[20]), 'nothing streamed while offline');
-    await context.setOffline(false);
-    await page.locator('[data-testid="conn-state"][data-state="resumed"]').waitFor({ timeout: 10000 });
-    assert.equal((await badge(page)).text, `resumed from offset ${seen + 1}`);
-    await w.rest();
-    await w.end();
-    await expectAnswer(page, w.text);
-    assert.deepEqual(await lastAnswer(page), { state: 'done', tokens: 50 });
-  } finally {
-    await context.close();
-  }
-});
-
-test('a gateway restart mid-answer: the page resumes and shows exactly the answer', async () => {
-  const context = await newContext();
-  try {
-    const session = sessionId('restart');
-    const page = await openChat(context, session);
-    const w = await startTurn(page, session, 'Survive a gateway restart', 60);
-    await w.post(20);
-    await expectPrefix(page, w.sentText);
-    const seen = Number(await page.getByTestId('last-offset').getAttribute('data-offset'));
-
-    const r = await stopGateway('SIGTERM');
-    assert.deepEqual(r, { code: 0, signal: null }, 'SIGTERM exits 0');
-    await page.locator('[data-testid="conn-state"][data-state="reconnecting"]').waitFor({ timeout: 10000 });
-    await shot(page, 'restart-reconnecting');
-    await startGateway();
-    await w.post(20, 10);
-    await page.locator('[data-testid="conn-state"][data-state="resumed"]').waitFor({ timeout: 15000 });
-    assert.equal((await badge(page)).text, `resumed from offset ${seen + 1}`);
-    await w.rest();
-    await w.end();
-    await expectAnswer(page, w.text);
-    assert.deepEqual(await lastAnswer(page), { state: 'done', tokens: 60 });
-    const states = await page.evaluate(() => window.__rec.states);
-    assert.ok(states.some((s) => s.startsWith('reconnecting')), `saw reconnecting: ${states}`);
-  } finally {
-    await context.close();
-  }
-});
-
-test('reloading mid-answer shows the whole conversation and goes on streaming', async () => {
-  const context = await newContext();
-  try {
-    const session = sessionId('reload');
-    const page = await openChat(context, session);
-    const w1 = await startTurn(page, session, 'First question', 12);
-    await w1.rest();
-    await w1.end();
-    await expectAnswer(page, w1.text);
-
-    const w = await startTurn(page, session, 'Second question, reloaded', 50);
-    await w.post(15);
-    await expectPrefix(page, w.sentText);
-    const reloading = page.reload();
-    await w.post(15, 10); // while the page reloads
-    await reloading;
-    await w.rest();
-    await w.end();
-    await expectAnswer(page, w.text);
-    const prompts = await page.getByTestId('prompt-bubble').allTextContents();
-    assert.deepEqual(prompts, ['First question', 'Second question, reloaded']);
-    const answers = await page.getByTestId('answer-text').allTextContents();
-    assert.deepEqual(answers, [w1.text, w.text]);
-    assert.deepEqual(await lastAnswer(page), { state: 'done', tokens: 50 });
-  } finally {
-    await context.close();
-  }
-});
-
-test('two tabs on the same chat see the same text', async () => {
-  const context = await newContext();
-  try {
-    const session = sessionId('tabs');
-    const a = await openChat(context, session);
-    const b = await openChat(context, session);
-    const w = await startTurn(a, session, 'Two tabs, one answer', 40);
-    await w.post(10);
-    await Promise.all([expectPrefix(a, w.sentText), expectPrefix(b, w.sentText)]);
-    await b.getByTestId('drop').click(); // one tab drops, the other does not
-    await w.rest();
-    await w.end();
-    await Promise.all([expectAnswer(a, w.text), expectAnswer(b, w.text)]);
-    assert.deepEqual(await b.getByTestId('prompt-bubble').allTextContents(), ['Two tabs, one answer']);
-    assert.deepEqual(await lastAnswer(a), await lastAnswer(b));
-  } finally {
-    await context.close();
-  }
-});
-
-test('Stop publishes a cancel event to the session topic', async () => {
-  const context = await newContext();
-  try {
-    const session = sessionId('stop');
-    const page = await openChat(context, session);
-    const prompt = 'Stop this one';
-    const w = await startTurn(page, session, prompt, 40);
-    const promptMsg = await waitForPrompt(session, prompt);
-    await w.post(10);
-    await expectPrefix(page, w.sentText);
-    assert.equal(await page.getByTestId('stop').isEnabled(), true, 'Stop is enabled while answering');
-    await page.getByTestId('stop').click();
-
-    let cancel;
-    for (let i = 0; i < 100 && !cancel; i++) {
-      cancel = (await historyOf(session)).find((m) => m.event === 'cancel');
-      if (!cancel) await sleep(50);
+      await page.getByTestId('drop').click(); // stays down for 1.5 s
+      await page.locator('[data-testid="conn-state"][data-state="reconnecting"]').waitFor();
+      await shot(page, 'reconnecting');
+      const { down, up } = await expectResumed(page);
+      assert.ok(down.offset < exp.tokens.length, `dropped mid-answer (at offset ${down.offset})`);
+      // The worker went on writing while the page was away (a dropped browser is not a cancel).
+      const turn = await turnInLog(session, prompt);
+      const meanwhile = turn.tokens.filter((m) => m.offset > down.offset && m.time <= up.t);
+      assert.ok(meanwhile.length > 0, 'tokens were written while the page was away');
+      t.diagnostic(`dropped after offset ${down.offset}, ${up.text}, ${meanwhile.length} tokens written meanwhile`);
+      await shot(page, 'resumed');
+      await expectDone(page, session, prompt, exp);
+      await checkProgress(page, exp.text);
+      assert.equal((await badge(page)).text, up.text, 'the badge still shows where it resumed from');
+    } finally {
+      await context.close();
     }
-    assert.ok(cancel, 'a cancel message is in the topic');
-    assert.ok(cancel.offset > promptMsg.offset, 'after the prompt');
-    assert.deepEqual(cancel.data, { prompt_offset: promptMsg.offset });
+  });
 
-    // The worker (played here) ends the turn as cancelled.
-    await w.end('cancelled');
-    await page.locator('[data-testid="answer"][data-state="cancelled"]').last().waitFor();
-    assert.equal(await answerText(page), w.sentText);
-    assert.equal(await page.getByTestId('answer-meta').last().textContent(), 'stopped');
-    assert.equal(await page.getByTestId('stop').isDisabled(), true);
-  } finally {
-    await context.close();
-  }
+  test('going offline mid-answer and back loses and repeats nothing', async (t) => {
+    const context = await newContext();
+    try {
+      const session = sessionId('offline');
+      const page = await openChat(context, session);
+      const prompt = 'Can streaming survive going offline?';
+      const exp = await ask(page, prompt, 8);
+
+      // Chromium's offline emulation fails new requests but leaves an open EventSource streaming;
+      // the page's client treats the window's offline event as a drop, as on a real network loss.
+      await context.setOffline(true);
+      await page.locator('[data-testid="conn-state"][data-state="reconnecting"]').waitFor();
+      assert.equal((await badge(page)).text, 'offline · reconnecting…');
+      const shown = await answerText(page);
+      await shot(page, 'offline');
+      await sleep(800);
+      assert.equal(await answerText(page), shown, 'nothing streamed while offline');
+      await context.setOffline(false);
+      const { down, up } = await expectResumed(page);
+      assert.ok(down.offset < exp.tokens.length, `went offline mid-answer (at offset ${down.offset})`);
+      t.diagnostic(`offline after offset ${down.offset}, ${up.text}`);
+      await expectDone(page, session, prompt, exp);
+      await checkProgress(page, exp.text);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('a gateway restart mid-answer: the worker retries, the page resumes, the answer is exact', async (t) => {
+    const context = await newContext();
+    try {
+      const session = sessionId('restart');
+      const page = await openChat(context, session);
+      const prompt = 'Will a gateway restart lose tokens?';
+      const exp = await ask(page, prompt, 8);
+      const workerPid = wk.proc.pid;
+
+      const r = await stopGateway('SIGTERM');
+      assert.deepEqual(r, { code: 0, signal: null }, 'SIGTERM exits 0');
+      await page.locator('[data-testid="conn-state"][data-state="reconnecting"]').waitFor({ timeout: 10000 });
+      await shot(page, 'restart-reconnecting');
+      const stoppedWith = (await lastAnswer(page)).tokens;
+      assert.ok(stoppedWith < exp.tokens.length, `the answer was not complete when the gateway stopped (${stoppedWith} tokens)`);
+      const restartedAt = Date.now(); // nothing can be stored between the stop and this
+      await startGateway();
+      const { down, up } = await expectResumed(page, 0, 20000);
+      assert.ok(down.offset < exp.tokens.length, `went down mid-answer (at offset ${down.offset})`);
+      if ((await lastAnswer(page)).state === 'streaming') await shot(page, 'restart-resumed');
+      const turn = await expectDone(page, session, prompt, exp);
+      await checkProgress(page, exp.text);
+      // The same worker process went on with the answer once the gateway was back.
+      assertWorkerRunning();
+      assert.equal(wk.proc.pid, workerPid);
+      const after = turn.tokens.filter((m) => m.time >= restartedAt).length;
+      assert.ok(after > 0, 'the worker wrote tokens after the restart');
+      t.diagnostic(`gateway stopped after offset ${down.offset} (${stoppedWith} tokens on the page), ${up.text}; ${after} of ${exp.tokens.length} tokens written after the restart`);
+      await shot(page, 'restart-finished');
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('reloading mid-answer shows the whole conversation and goes on streaming', async () => {
+    const context = await newContext();
+    try {
+      const session = sessionId('reload');
+      const page = await openChat(context, session);
+      const p1 = 'First question: what is a topic?';
+      const exp1 = await ask(page, p1);
+      await expectDone(page, session, p1, exp1);
+
+      const p2 = 'Second question: why reload?';
+      const exp2 = await ask(page, p2, 8);
+      await page.reload();
+      await page.getByTestId('prompt-bubble').nth(1).waitFor();
+      await record(page);
+      // Back before the answer ended: it goes on streaming into the reloaded page.
+      await page.locator('[data-testid="answer"]').nth(1).and(page.locator(':not([data-tokens="0"])')).waitFor();
+      assert.equal((await lastAnswer(page)).state, 'streaming', 'the reloaded page shows the answer still streaming');
+      await expectDone(page, session, p2, exp2);
+      await checkProgress(page, exp2.text);
+      assert.deepEqual(await page.getByTestId('prompt-bubble').allTextContents(), [p1, p2]);
+      assert.deepEqual(await page.getByTestId('answer-text').allTextContents(), [exp1.text, exp2.text]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('two tabs on the same chat see the same text', async () => {
+    const context = await newContext();
+    try {
+      const session = sessionId('tabs');
+      const a = await openChat(context, session);
+      const b = await openChat(context, session);
+      const prompt = 'Do two tabs show the same answer?';
+      const exp = await ask(a, prompt, 6);
+      await waitTokens(b, 6);
+      await b.getByTestId('drop').click(); // one tab drops, the other does not
+      await expectDone(a, session, prompt, exp);
+      await expectAnswer(b, exp.text);
+      await checkProgress(a, exp.text);
+      await checkProgress(b, exp.text);
+      await expectResumed(b);
+      assert.equal((await badge(a)).text, 'live', 'the other tab never dropped');
+      assert.deepEqual(await b.getByTestId('prompt-bubble').allTextContents(), [prompt]);
+      assert.deepEqual(await lastAnswer(b), { state: 'done', tokens: exp.tokens.length });
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('Stop: the worker ends the answer "cancelled" within 100 ms, and nothing comes after', async (tc) => {
+    const context = await newContext();
+    try {
+      const session = sessionId('stop');
+      const page = await openChat(context, session);
+      const prompt = 'Write a long story about durable logs';
+      const exp = await ask(page, prompt, 8);
+      assert.equal(await page.getByTestId('stop').isEnabled(), true, 'Stop is enabled while answering');
+      await page.getByTestId('stop').click();
+
+      await page.locator('[data-testid="answer"][data-state="cancelled"]').last().waitFor({ timeout: 5000 });
+      assert.equal(await page.getByTestId('answer-meta').last().textContent(), 'stopped');
+      assert.equal(await page.getByTestId('stop').isDisabled(), true);
+      const shown = await answerText(page);
+      await shot(page, 'stopped');
+
+      // The topic: the page's cancel names the prompt; the worker's end names it too, came within
+      // 100 ms of the cancel (store times), and no token was stored more than 100 ms after the
+      // cancel nor after the end.
+      const t = await turnInLog(session, prompt);
+      assert.equal(t.cancels.length, 1, 'one cancel');
+      const cancel = t.cancels[0];
+      assert.deepEqual(cancel.data, { prompt_offset: t.prompt.offset });
+      assert.ok(t.end, 'the worker ended the turn');
+      assert.deepEqual(t.end.data, { reason: 'cancelled', prompt_offset: t.prompt.offset });
+      assert.ok(t.end.offset > cancel.offset, 'the end comes after the cancel');
+      assert.ok(t.end.time - cancel.time <= 100, `the end came ${t.end.time - cancel.time} ms after the cancel`);
+      for (const m of t.tokens.filter((x) => x.offset > cancel.offset)) {
+        assert.ok(m.time - cancel.time <= 100, `token at ${m.offset} came ${m.time - cancel.time} ms after the cancel`);
+      }
+      assert.ok(t.tokens.length < exp.tokens.length, 'the answer was cut short');
+      tc.diagnostic(`cancel at offset ${cancel.offset}, end at ${t.end.offset} ${t.end.time - cancel.time} ms later, ` +
+        `${t.tokens.filter((x) => x.offset > cancel.offset).length} token(s) between; ${t.tokens.length} of ${exp.tokens.length} tokens sent`);
+      assert.deepEqual(t.tokens.map((m) => m.data), exp.tokens.slice(0, t.tokens.length), 'what was sent is the start of the answer');
+      assert.equal(shown, t.tokens.map((m) => m.data).join(''), 'the page shows exactly the tokens sent');
+      assert.equal((await lastAnswer(page)).tokens, t.tokens.length);
+
+      // Nothing after the end, in the topic or on the page, a while later.
+      await sleep(500);
+      assert.deepEqual((await turnInLog(session, prompt)).later, [], 'no message after the end');
+      assert.equal(await answerText(page), shown, 'no token on the page after the end');
+      assert.equal((await lastAnswer(page)).state, 'cancelled');
+
+      // The worker is free again: the next prompt is answered in full.
+      const next = 'And a short one after the stop';
+      const expNext = await ask(page, next);
+      await expectDone(page, session, next, expNext);
+    } finally {
+      await context.close();
+    }
+  });
 });
 
-test('a chat deleted and re-created on the gateway resets the page to its new life', async () => {
-  const context = await newContext();
-  try {
-    const session = sessionId('reset');
-    const page = await openChat(context, session);
-    const w1 = await startTurn(page, session, 'The old life of this chat', 30);
-    await w1.rest(5);
-    await w1.end();
-    await expectAnswer(page, w1.text);
+describe('with a scripted token stream', () => {
+  test('a chat deleted and re-created on the gateway resets the page to its new life', async () => {
+    const context = await newContext();
+    try {
+      const session = sessionId('reset');
+      const page = await openChat(context, session);
+      const w1 = await startTurn(page, session, 'The old life of this chat', 30);
+      await w1.rest(5);
+      await w1.end();
+      await expectAnswer(page, w1.text);
 
-    // The topic goes away and starts over at offset 0 with fewer messages than the page has seen:
-    // the gateway sends `reset` and the page must show the new conversation, not drop it as repeats.
-    await api('DELETE', `/v1/topics/chatbot/${session}`);
-    await publish(session, 'prompt', { text: 'New life' });
-    const w = new Worker(session, makeTokens('New life', 8));
-    await w.rest(5);
-    await w.end();
-    await expectAnswer(page, w.text);
-    assert.deepEqual(await page.getByTestId('prompt-bubble').allTextContents(), ['New life']);
-    assert.deepEqual(await page.getByTestId('answer-text').allTextContents(), [w.text]);
-    assert.deepEqual(await lastAnswer(page), { state: 'done', tokens: 8 });
-  } finally {
-    await context.close();
-  }
-});
+      // The topic goes away and starts over at offset 0 with fewer messages than the page has seen:
+      // the gateway sends `reset` and the page must show the new conversation, not drop it as repeats.
+      await api('DELETE', `/v1/topics/chatbot/${session}`);
+      await publish(session, 'prompt', { text: 'New life' });
+      const w = new Worker(session, makeTokens('New life', 8));
+      await w.rest(5);
+      await w.end();
+      await expectAnswer(page, w.text);
+      assert.deepEqual(await page.getByTestId('prompt-bubble').allTextContents(), ['New life']);
+      assert.deepEqual(await page.getByTestId('answer-text').allTextContents(), [w.text]);
+      assert.deepEqual(await lastAnswer(page), { state: 'done', tokens: 8 });
+    } finally {
+      await context.close();
+    }
+  });
 
-test('litegate.js on its own: gap, resume after drop(), publish and history', async () => {
-  const context = await newContext();
-  try {
-    const page = await openChat(context, sessionId('client'));
-    const topic = `${GAP_PARENT.name}/${sessionId('gap')}`;
-    for (let i = 0; i < 20; i++) await api('POST', `/v1/topics/${topic}/messages`, { event: 'token', data: `t${i}` });
+  test('litegate.js on its own: gap, resume after drop(), publish and history', async () => {
+    const context = await newContext();
+    try {
+      const page = await openChat(context, sessionId('client'));
+      const topic = `${GAP_PARENT.name}/${sessionId('gap')}`;
+      for (let i = 0; i < 20; i++) await api('POST', `/v1/topics/${topic}/messages`, { event: 'token', data: `t${i}` });
 
-    // From 0 on a topic that keeps only its last 5 messages: a gap 0..14, then 15..19.
-    await page.evaluate(async ({ topic, base }) => {
-      const lg = await import('./litegate.js');
-      const got = { msgs: [], gaps: [], states: [] };
-      window.__client = got;
-      window.__lg = lg;
-      window.__sub = lg.subscribe(base, topic, {
-        from: 0,
-        events: ['token'],
-        onMessage: (m) => got.msgs.push(m),
-        onGap: (g) => got.gaps.push(g),
-        onState: (s, info) => got.states.push([s, info]),
-      });
-    }, { topic, base: gw.pageBase === gw.base ? '' : gw.base });
-    await page.waitForFunction(() => window.__client.msgs.length === 5);
-    let got = await page.evaluate(() => window.__client);
-    assert.deepEqual(got.gaps, [{ from: 0, to: 15 }]);
-    assert.deepEqual(got.msgs.map((m) => [m.offset, m.event, m.data]),
-      [15, 16, 17, 18, 19].map((o) => [o, 'token', `t${o}`]));
-    assert.equal(await page.evaluate(() => window.__sub.lastOffset), 19);
+      // From 0 on a topic that keeps only its last 5 messages: a gap 0..14, then 15..19.
+      await page.evaluate(async ({ topic, base }) => {
+        const lg = await import('./litegate.js');
+        const got = { msgs: [], gaps: [], states: [] };
+        window.__client = got;
+        window.__lg = lg;
+        window.__sub = lg.subscribe(base, topic, {
+          from: 0,
+          events: ['token'],
+          onMessage: (m) => got.msgs.push(m),
+          onGap: (g) => got.gaps.push(g),
+          onState: (s, info) => got.states.push([s, info]),
+        });
+      }, { topic, base: gw.pageBase === gw.base ? '' : gw.base });
+      await page.waitForFunction(() => window.__client.msgs.length === 5);
+      let got = await page.evaluate(() => window.__client);
+      assert.deepEqual(got.gaps, [{ from: 0, to: 15 }]);
+      assert.deepEqual(got.msgs.map((m) => [m.offset, m.event, m.data]),
+        [15, 16, 17, 18, 19].map((o) => [o, 'token', `t${o}`]));
+      assert.equal(await page.evaluate(() => window.__sub.lastOffset), 19);
 
-    // drop(): down for 300 ms, then resumed after 19 with what was published meanwhile, once.
-    await page.evaluate(() => window.__sub.drop(300));
-    const ack = await page.evaluate((t) => window.__lg.publish('', t, 'token', 't20'), topic);
-    assert.equal(ack.first_offset, 20);
-    await page.waitForFunction(() => window.__client.msgs.length === 6);
-    await page.evaluate((t) => window.__lg.publish('', t, 'token', 't21'), topic);
-    await page.waitForFunction(() => window.__client.msgs.length === 7);
-    await sleep(300);
-    got = await page.evaluate(() => window.__client);
-    assert.deepEqual(got.msgs.map((m) => m.offset), [15, 16, 17, 18, 19, 20, 21]);
-    assert.deepEqual(got.states.map(([s]) => s), ['connecting', 'live', 'reconnecting', 'resumed']);
-    assert.deepEqual(got.states[3][1], { from: 20, lastOffset: 19 });
+      // drop(): down for 300 ms, then resumed after 19 with what was published meanwhile, once.
+      await page.evaluate(() => window.__sub.drop(300));
+      const ack = await page.evaluate((t) => window.__lg.publish('', t, 'token', 't20'), topic);
+      assert.equal(ack.first_offset, 20);
+      await page.waitForFunction(() => window.__client.msgs.length === 6);
+      await page.evaluate((t) => window.__lg.publish('', t, 'token', 't21'), topic);
+      await page.waitForFunction(() => window.__client.msgs.length === 7);
+      await sleep(300);
+      got = await page.evaluate(() => window.__client);
+      assert.deepEqual(got.msgs.map((m) => m.offset), [15, 16, 17, 18, 19, 20, 21]);
+      assert.deepEqual(got.states.map(([s]) => s), ['connecting', 'live', 'reconnecting', 'resumed']);
+      assert.deepEqual(got.states[3][1], { from: 20, lastOffset: 19 });
 
-    const h = await page.evaluate((t) => window.__lg.history('', t, { from: 0, limit: 3 }), topic);
-    assert.deepEqual(h.messages.map((m) => m.offset), [17, 18, 19]); // 22 written, 5 kept
-    assert.equal(h.next, 20);
-    const err = await page.evaluate((t) => window.__lg.publish('', t, 'bad event!', 1).catch((e) => [e.name, e.code, e.status]), topic);
-    assert.deepEqual(err, ['LitegateError', err[1], 400]);
+      const h = await page.evaluate((t) => window.__lg.history('', t, { from: 0, limit: 3 }), topic);
+      assert.deepEqual(h.messages.map((m) => m.offset), [17, 18, 19]); // 22 written, 5 kept
+      assert.equal(h.next, 20);
+      const err = await page.evaluate((t) => window.__lg.publish('', t, 'bad event!', 1).catch((e) => [e.name, e.code, e.status]), topic);
+      assert.deepEqual(err, ['LitegateError', err[1], 400]);
 
-    await page.evaluate(() => window.__sub.close());
-    assert.equal(await page.evaluate(() => window.__sub.state), 'closed');
-  } finally {
-    await context.close();
-  }
+      await page.evaluate(() => window.__sub.close());
+      assert.equal(await page.evaluate(() => window.__sub.state), 'closed');
+    } finally {
+      await context.close();
+    }
+  });
 });

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Run the real-browser tests of the chat demo: Debian's chromium driven by playwright-core.
-# Needs the gateway built (build/gateway/litegate, or LITEGATE_BIN) and Node.js (with npm).
+# Needs the gateway and the worker built (build/gateway/litegate and build/worker/litegate-worker, or
+# LITEGATE_BIN and LITEGATE_WORKER_BIN) and Node.js (with npm).
 set -eu
 cd "$(dirname "$0")"
 
@@ -19,6 +20,11 @@ fi
 bin="${LITEGATE_BIN:-../../build/gateway/litegate}"
 if [ ! -x "$bin" ]; then
 	echo "run.sh: no gateway binary at $bin: build the project first (cmake -B build && cmake --build build) or set LITEGATE_BIN" >&2
+	exit 1
+fi
+worker="${LITEGATE_WORKER_BIN:-../../build/worker/litegate-worker}"
+if [ ! -x "$worker" ]; then
+	echo "run.sh: no worker binary at $worker: build the project first (cmake -B build && cmake --build build) or set LITEGATE_WORKER_BIN" >&2
 	exit 1
 fi
 
