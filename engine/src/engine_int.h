@@ -202,16 +202,16 @@ struct eng_db {
 #define STAT_ADD(db, f, v) __atomic_add_fetch(&(db)->st.f, (v), __ATOMIC_RELAXED)
 
 
-/* The entries of one topic from an offset on, in order: first from RocksDB, then from the
- * topic's open block in the cache. The writer may move a block to RocksDB between the two looks;
- * then the cursor is reopened where the reader stands, so nothing is skipped. */
+/* The entries of one topic from an offset on, in order: from the topic's open block in the cache
+ * when the reader is within it, else from RocksDB until it reaches the block. */
 typedef struct rd_src {
 	eng_db *db;
 	const char *name;
 	uint64_t tid, want, limit;  /* next offset to yield; stop before limit (the visible end) */
-	idx_cursor *c;
+	idx_cursor *c;              /* open only while reading behind the open block */
 	int cursor_done;
-	uint64_t reopened_at;
+	uint64_t opened_at;         /* want + 1 when the cursor was last opened; 0 = never */
+	int opens;                  /* cursors opened at that offset */
 	int yielded;                /* the first entry may be past want (retention): see idx_cursor */
 	idx_entry mem[64];          /* entries copied out of the open block */
 	size_t mem_n, mem_i;

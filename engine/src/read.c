@@ -17,10 +17,7 @@ int rd_next(rd_src *s, uint64_t *off, idx_entry *e)
 			s->yielded = 1;
 			return 1;
 		}
-		if (!s->cursor_done) {
-			int rc;
-			if (!s->c && (rc = idx_cursor_open(s->db->ix, s->tid, s->want, &s->c)) != 0)
-				return rc;
+		if (s->c && !s->cursor_done) {
 			int got = idx_cursor_next(s->c, off, e);
 			if (got < 0)
 				return got;
@@ -31,6 +28,8 @@ int rd_next(rd_src *s, uint64_t *off, idx_entry *e)
 			}
 			s->cursor_done = 1;
 		}
+		/* Memory first: a reader that keeps up (a live stream) finds what it wants in the
+		 * topic's open block and never opens a RocksDB iterator. */
 		int in_rocksdb = 0;
 		pthread_mutex_lock(&s->db->t_mu);
 		topic *t = (topic *)hmap_find(&s->db->topics, tc_hash(s->name), tc_eq, s->name);
@@ -49,11 +48,21 @@ int rd_next(rd_src *s, uint64_t *off, idx_entry *e)
 		pthread_mutex_unlock(&s->db->t_mu);
 		if (s->mem_n > s->mem_i)
 			continue;
-		if (!in_rocksdb || s->reopened_at == s->want + 1)
+		if (!in_rocksdb)
 			return 0;
-		s->reopened_at = s->want + 1;
+		/* Behind the open block: read the index from here. Entries leave the block only
+		 * after their RocksDB write, but an iterator opened before that write does not see
+		 * them, so a second iterator at the same offset is allowed (and no more: the
+		 * entry is missing for good, e.g. deleted by retention). */
+		if (s->opened_at == s->want + 1 && s->opens >= 2)
+			return 0;
+		s->opens = s->opened_at == s->want + 1 ? s->opens + 1 : 1;
+		s->opened_at = s->want + 1;
 		idx_cursor_close(s->c);
 		s->c = NULL;
+		int rc = idx_cursor_open(s->db->ix, s->tid, s->want, &s->c);
+		if (rc)
+			return rc;
 		s->cursor_done = 0;
 	}
 }
