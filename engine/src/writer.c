@@ -29,6 +29,22 @@ static void wr_reserve_release(eng_db *db)
 	unlink(db->reserve_path);
 }
 
+/* A message key of the request being staged, in a per-request set (duplicates within it). */
+typedef struct req_key {
+	hnode hn;
+	const req *r;
+	size_t i;          /* the message it belongs to (set members) */
+	const char *key;   /* the key looked up (lookups) */
+	size_t len;
+} req_key;
+
+static int req_key_eq(const hnode *n, const void *k)
+{
+	const req_key *a = (const req_key *)n, *b = k;
+	const msg_ref *m = &a->r->msgs[a->i];
+	return m->key_len == b->len && !memcmp(a->r->blob + m->key_off, b->key, b->len);
+}
+
 /* Queue @r's records. Returns 0 or a code for this request only (sticky codes stop the batch). */
 static int stage_append(eng_db *db, req *r, uint64_t now, uint64_t mono, topic **touched)
 {
@@ -62,6 +78,8 @@ static int stage_append(eng_db *db, req *r, uint64_t now, uint64_t mono, topic *
 			return 0;
 		}
 		fresh = 0;
+		hmap seen = {0}; /* this request's keys so far */
+		req_key *seen_keys = xcalloc(r->n, sizeof *seen_keys);
 		for (size_t i = 0; i < r->n; i++) {
 			const msg_ref *m = &r->msgs[i];
 			const char *key = (const char *)r->blob + m->key_off;
@@ -73,18 +91,22 @@ static int stage_append(eng_db *db, req *r, uint64_t now, uint64_t mono, topic *
 				r->offsets[i] = d->offset;
 				continue;
 			}
-			for (size_t j = 0; j < i; j++) /* the same key twice in one request */
-				if (r->msgs[j].key_len == m->key_len &&
-				    !memcmp(r->blob + r->msgs[j].key_off, key, m->key_len)) {
-					r->dup[i] = 1;
-					r->offsets[i] = r->offsets[j];
-					break;
-				}
-			if (r->dup[i])
+			/* The same key twice in one request: the second is a duplicate of the first. */
+			req_key k = {.r = r, .key = key, .len = m->key_len};
+			uint64_t h = hmap_hash(key, m->key_len, 3);
+			req_key *prev = (req_key *)hmap_find(&seen, h, req_key_eq, &k);
+			if (prev) {
+				r->dup[i] = 1;
+				r->offsets[i] = r->offsets[prev->i];
 				continue;
+			}
+			seen_keys[i] = (req_key){.hn.hash = h, .r = r, .i = i};
+			hmap_insert(&seen, &seen_keys[i].hn);
 		is_fresh:
 			r->offsets[i] = t->next + fresh++;
 		}
+		hmap_free(&seen);
+		free(seen_keys);
 	}
 	if (fresh && r->expected != ENG_NO_EXPECT && r->expected != t->next) {
 		r->res.next_offset = t->next;
@@ -350,7 +372,7 @@ static void process(eng_db *db, req *list)
 			if (r->res.rc != ENG_EMISMATCH)
 				r->res.next_offset = 0;
 		} else if (r->op == OP_APPEND) {
-			STAT_ADD(db, appended_msgs, r->n);
+			STAT_ADD(db, appended_msgs, r->n - r->res.n_dups);
 		}
 	STAT_ADD(db, appended_bytes, staged_bytes);
 	STAT_ADD(db, batches, batches);
