@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "commits.h"
 #include "http_int.h"
 #include "log.h"
 #include "xalloc.h"
@@ -473,7 +474,7 @@ gt_create(struct gw_group *g, const char *topic, int mark_now)
 	}
 	if (g->hcount + 1 > g->hcap / 4 * 3)
 		tgrow(g);
-	gt->committed = gt->next_read = gt->stored = stored ? off : info.first_offset;
+	gt->committed = gt->next_read = gt->stored = gt->storing = stored ? off : info.first_offset;
 	if (!stored && g->from_tail && !has_explicit(g, topic))
 		gt->skip_before_ms = g->since_ms;
 	gt->end = info.next_offset;
@@ -577,7 +578,71 @@ advance(struct gw_gtopic *gt)
 	}
 }
 
-/* Store the committed offset if it moved. */
+/* ---- Storing offsets: the commit pool (commits.h) ------------------------------------------------ */
+
+struct commit_item {
+	struct gw_commit c;           /* first: the pool hands this pointer back */
+	struct gw_gtopic *gt;         /* holds a ref */
+	struct gw_commit_wait *wait;  /* NULL, or a request waiting for it */
+};
+
+void
+gw_commit_wait_free(struct gw_commit_wait *w)
+{
+	free(w);
+}
+
+static void
+commit_done(struct gw_commit *c)
+{
+	struct commit_item *it = (struct commit_item *)c;
+	struct gw_gtopic *gt = it->gt;
+	struct gw_commit_wait *w = it->wait;
+
+	if (c->rc)
+		LOG_ERR("group %s: storing the offset of %s (%llu): %s", gt->g->name, gt->name,
+			(unsigned long long)c->offset, eng_strerror(c->rc));
+	else if (!gt->dead)
+		gt->stored = c->offset; /* one worker per topic, in order: this is the newest */
+	if (w) {
+		if (c->rc && !w->rc)
+			w->rc = c->rc;
+		if (!--w->left) {
+			if (w->ctx)
+				w->done(w);
+			else
+				gw_commit_wait_free(w);
+		}
+	}
+	unref(gt);
+	free(it);
+}
+
+/* Send @p gt's committed position to the pool if it is not there yet; @p w waits for it. */
+static void
+commit_async(struct gw_gtopic *gt, struct gw_commit_wait *w)
+{
+	struct commit_item *it;
+
+	if (gt->dead || gt->g->gw->groups->closing)
+		return;
+	if (gt->committed == gt->storing && !w)
+		return;
+	it = xcalloc(1, sizeof(*it));
+	strcpy(it->c.group, gt->g->name);
+	strcpy(it->c.topic, gt->name);
+	it->c.offset = gt->committed;
+	it->c.done = commit_done;
+	it->gt = gt;
+	it->wait = w;
+	gt->refs++;
+	gt->storing = gt->committed;
+	if (w)
+		w->left++;
+	gw_commits_submit(&it->c);
+}
+
+/* Store the committed offset now, on this thread (only at shutdown, when the pool has stopped). */
 static int
 commit(struct gw_gtopic *gt)
 {
@@ -591,7 +656,7 @@ commit(struct gw_gtopic *gt)
 			eng_strerror(rc));
 		return rc;
 	}
-	gt->stored = gt->committed;
+	gt->stored = gt->storing = gt->committed;
 	return 0;
 }
 
@@ -732,7 +797,7 @@ on_dlq(void *ctx_, const eng_append_result *res)
 			LOG_INFO("group %s: %s@%llu dead-lettered after %u deliveries", gt->g->name,
 				 gt->name, (unsigned long long)ctx->offset, e->delivery);
 			advance(gt);
-			commit(gt);
+			commit_async(gt, NULL);
 			kick(gt);
 			if (!gw->groups->closing)
 				gw_group_serve(gt->g);
@@ -1256,7 +1321,7 @@ on_house(struct ev_loop *loop, ev_timer *t, int revents)
 				/* An unmarked state (found in the directory, nothing handed out) keeps no
 				 * position: storing it would cost a sync per topic for no progress. */
 				if (gt->committed != gt->stored && gt->marked)
-					commit(gt);
+					commit_async(gt, NULL);
 				if (!gt->n_win && !gt->queued && !gt->refs &&
 				    (gt->committed == gt->stored || !gt->marked) &&
 				    now - gt->last_used_ms > IDLE_EVICT_MS)
@@ -1290,6 +1355,7 @@ gw_groups_close(struct gw *gw)
 
 	if (!gs)
 		return;
+	gw_commits_stop(); /* stores what is queued, runs the completions */
 	for (struct gw_group *g = gs->list; g; g = g->next) {
 		for (size_t i = 0; i < g->hcap; i++)
 			for (struct gw_gtopic *gt = g->htab[i]; gt; gt = gt->hnext)
@@ -1459,31 +1525,32 @@ touch(struct settle *s, struct gw_gtopic *gt)
 
 /* Finish: reply body and status; commit and wake what the settles freed. */
 static int
-settle_end(struct settle *s, const char *verb, int store, struct gw_buf *out, unsigned *status,
-	   struct gw_error *e)
+settle_end(struct settle *s, const char *verb, struct gw_commit_wait **wait, struct gw_buf *out,
+	   unsigned *status, struct gw_error *e)
 {
 	struct gw_group *g = s->g;
-	int rc = 0, failed = 0;
+	struct gw_commit_wait *w = wait ? xcalloc(1, sizeof(*w)) : NULL;
 
+	(void)e;
 	for (size_t i = 0; i < s->n_touched; i++) {
 		struct gw_gtopic *gt = s->touched[i];
+		uint64_t before = gt->committed;
 
 		advance(gt);
-		if (store && (rc = commit(gt)) != 0 && !failed) {
-			failed = rc;
-		}
+		/* An ack is answered once the positions it moved are stored (the pool does it). */
+		if (gt->committed != before || gt->committed != gt->storing)
+			commit_async(gt, w);
 		gt->last_used_ms = mono_ms();
 		kick(gt);
 		unref(gt);
 	}
 	gw_group_serve(g);
-	if (failed) {
-		gw_error_from_eng(failed, e);
-		snprintf(e->message, sizeof(e->message),
-			 "acknowledged in memory but the offset could not be stored: %s",
-			 eng_strerror(failed));
-		return -1;
+	if (w && !w->left) {
+		gw_commit_wait_free(w);
+		w = NULL;
 	}
+	if (wait)
+		*wait = w;
 	/* Members only: the caller wraps them in an object, or appends them to an error object. */
 	gw_buf_printf(out, "\"%s\":%u,\"errors\":[", verb, s->ok);
 	gw_buf_append(out, gw_buf_data(&s->errors), s->errors.len);
@@ -1508,7 +1575,7 @@ settle_free(struct settle *s)
 
 int
 gw_group_ack(struct gw_group *g, const char *body, size_t len, struct gw_buf *out, unsigned *status,
-	     struct gw_error *e)
+	     struct gw_error *e, struct gw_commit_wait **wait)
 {
 	struct settle s;
 	size_t i;
@@ -1528,7 +1595,7 @@ gw_group_ack(struct gw_group *g, const char *body, size_t len, struct gw_buf *ou
 		s.ok++;
 	}
 	g->gw->m.acked_msgs += s.ok;
-	rc = settle_end(&s, "acked", 1, out, status, e);
+	rc = settle_end(&s, "acked", wait, out, status, e);
 out:
 	settle_free(&s);
 	return rc;
@@ -1585,7 +1652,7 @@ gw_group_nack(struct gw_group *g, const char *body, size_t len, struct gw_buf *o
 	}
 	heap_arm(g->gw);
 	g->gw->m.nacked_msgs += s.ok;
-	rc = settle_end(&s, "nacked", 1, out, status, e);
+	rc = settle_end(&s, "nacked", NULL, out, status, e);
 out:
 	settle_free(&s);
 	return rc;
@@ -1641,7 +1708,8 @@ gw_group_offset_get(struct gw *gw, const char *name, struct gw_group *g, const c
 
 int
 gw_group_offset_put(struct gw *gw, const char *name, struct gw_group *g, const char *topic,
-		    const char *body, size_t len, struct gw_buf *out, struct gw_error *e)
+		    const char *body, size_t len, struct gw_buf *out, struct gw_error *e,
+		    struct gw_commit_wait **wait)
 {
 	json_error_t jerr;
 	json_t *root, *off, *from;
@@ -1680,6 +1748,24 @@ gw_group_offset_put(struct gw *gw, const char *name, struct gw_group *g, const c
 	else
 		target = !strcmp(json_string_value(from), "tail") ? info.next_offset : info.first_offset;
 	json_decref(root);
+	*wait = NULL;
+	if (g && (gt = gw_gtopic_get(g, topic, 0)) != NULL) {
+		/* A topic with live state: the commit must queue behind its acks' (same worker). */
+		struct gw_commit_wait *w = xcalloc(1, sizeof(*w));
+
+		win_clear(gt);
+		gt->committed = gt->next_read = target;
+		gt->skip_before_ms = 0;
+		if (has_info)
+			gt->end = info.next_offset;
+		commit_async(gt, w);
+		*wait = w;
+		kick(gt);
+		gw_group_serve(g);
+		LOG_INFO("group %s: position in %s set to %llu", g->name, topic,
+			 (unsigned long long)target);
+		return gw_group_offset_get(gw, name, g, topic, out, e);
+	}
 	if ((rc = eng_offset_commit(gw->db, name, topic, target)) != 0) {
 		gw_error_from_eng(rc, e);
 		return -1;
@@ -1688,14 +1774,6 @@ gw_group_offset_put(struct gw *gw, const char *name, struct gw_group *g, const c
 		/* Not a pull group: a name whose offsets streams store (progress.h). */
 		LOG_INFO("group %s: position in %s set to %llu", name, topic, (unsigned long long)target);
 		return gw_group_offset_get(gw, name, NULL, topic, out, e);
-	}
-	if ((gt = gw_gtopic_get(g, topic, 0)) != NULL) {
-		/* Whatever was in flight is forgotten: its receipts are now stale. */
-		win_clear(gt);
-		gt->committed = gt->next_read = gt->stored = target;
-		gt->skip_before_ms = 0;
-		if (has_info)
-			gt->end = info.next_offset;
 	}
 	if (gw_group_wants_topic(g, topic) && has_info) {
 		gt = gw_gtopic_get(g, topic, 1);

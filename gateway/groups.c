@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "commits.h"
 #include "log.h"
 #include "route.h"
 #include "xalloc.h"
@@ -656,6 +657,11 @@ gw_group_delete(struct gw *gw, struct gw_group *g, struct gw_error *e)
 		free(ms.keys[i]);
 	}
 	free(ms.keys);
+	/* Commits still queued for the group would bring its offsets back after the delete: let
+	 * them land first (stop and start drains the pool; deletes are rare). */
+	gw_commits_stop();
+	if ((rc = gw_commits_start(gw, GW_COMMIT_THREADS)) != 0)
+		LOG_ERR("cannot restart the offset commit threads: %s", strerror(rc));
 	if ((rc = eng_offset_delete_group(gw->db, g->name)) != 0)
 		LOG_WARN("group %s: deleting its offsets: %s", g->name, eng_strerror(rc));
 	g->next = gw->groups->graveyard;
@@ -961,6 +967,10 @@ gw_groups_open(struct gw *gw)
 		return -1;
 	}
 	gw_consume_init(gw);
+	if ((rc = gw_commits_start(gw, GW_COMMIT_THREADS)) != 0) {
+		LOG_ERR("cannot start the offset commit threads: %s", strerror(rc));
+		return -1;
+	}
 	for (size_t i = 0; i < gw->cfg->n_parents; i++) {
 		if ((rc = eng_sub_parent(gw->db, GW_DIR_SUB, gw->cfg->parents[i].name, NULL, 0)) != 0) {
 			LOG_ERR("topic directory: subscribing to %s: %s", gw->cfg->parents[i].name,

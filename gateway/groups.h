@@ -36,6 +36,7 @@
 #define GW_DIR_SUB GW_GROUP_SUB_BASE  /* the topic directory's (group ids start at 1) */
 #define GW_PRIO_LEVELS 10             /* priorities 0..9, 9 served first */
 #define GW_DLQ_PREFIX "_dlq."         /* dead letters of group g go to <parent>/_dlq.<g> */
+#define GW_COMMIT_THREADS 16           /* offset commit threads (commits.h) */
 
 struct gw_group;
 struct gw_gtopic;
@@ -73,6 +74,7 @@ struct gw_gtopic {
 	struct gw_group *g;
 	uint64_t committed;              /* next offset to acknowledge (in memory) */
 	uint64_t stored;                 /* what eng_offset_commit last stored (or found) */
+	uint64_t storing;                /* the last position sent to the commit pool (commits.h) */
 	uint64_t next_read;              /* next offset to read from the log */
 	uint64_t end;                    /* the topic's next offset as last seen */
 	uint64_t skip_before_ms;         /* "from":"tail" on a parent: skip what was stored before */
@@ -216,6 +218,19 @@ int gw_group_subscriptions(struct gw *gw, struct gw_group *g, const char *body, 
 			   struct gw_buf *out, struct gw_error *e);
 
 /* ---- Consuming (consume.c) ---------------------------------------------------------------------- */
+/*
+ * Offsets are stored by the commit pool (commits.h), off the service thread. A request that must
+ * not be answered before its offsets are durable (ack, offset PUT) gets one of these: done runs
+ * (service thread) once every commit it waits for is over; ctx NULL means nobody waits any more.
+ */
+struct gw_commit_wait {
+	unsigned left;                   /* commits still running */
+	int rc;                          /* the first failure, 0 if none */
+	void (*done)(struct gw_commit_wait *w);
+	void *ctx;
+};
+void gw_commit_wait_free(struct gw_commit_wait *w);
+
 /**
  * @brief Fill @p w with up to w->max ready messages now (no waiting).
  * @return how many it got.
@@ -229,9 +244,15 @@ void gw_waiter_done(struct gw_waiter *w);
 /** @brief The reply will never be written: hand the messages back (their delivery not counted). */
 void gw_waiter_release(struct gw_waiter *w);
 
-/** @brief POST .../ack {"receipts":[...]}. @param[out] status 200, or the first error's. */
+/**
+ * @brief POST .../ack {"receipts":[...]}.
+ * @param[out] out the reply's members ("acked":N,"errors":[...], no braces).
+ * @param[out] status 200, or the first refusal's when every receipt was refused.
+ * @param[out] wait NULL, or (owned by the caller once done ran: gw_commit_wait_free) what to
+ *        wait for before answering: the stored offsets moved and the commits are running.
+ */
 int gw_group_ack(struct gw_group *g, const char *body, size_t len, struct gw_buf *out,
-		 unsigned *status, struct gw_error *e);
+		 unsigned *status, struct gw_error *e, struct gw_commit_wait **wait);
 /** @brief POST .../nack {"receipts":[...],"delay_ms":N}. */
 int gw_group_nack(struct gw_group *g, const char *body, size_t len, struct gw_buf *out,
 		  unsigned *status, struct gw_error *e);
@@ -239,9 +260,11 @@ int gw_group_nack(struct gw_group *g, const char *body, size_t len, struct gw_bu
  *  (those SSE and WebSocket streams store for a group name, progress.h). */
 int gw_group_offset_get(struct gw *gw, const char *name, struct gw_group *g, const char *topic,
 			struct gw_buf *out, struct gw_error *e);
-/** @brief PUT .../offsets?topic=T {"offset":N} or {"from":"first"|"tail"}; @p g as above. */
+/** @brief PUT .../offsets?topic=T {"offset":N} or {"from":"first"|"tail"}; @p g as above.
+ *  @param[out] wait as for gw_group_ack (set for a pull group: its commit is ordered with acks). */
 int gw_group_offset_put(struct gw *gw, const char *name, struct gw_group *g, const char *topic,
-			const char *body, size_t len, struct gw_buf *out, struct gw_error *e);
+			const char *body, size_t len, struct gw_buf *out, struct gw_error *e,
+			struct gw_commit_wait **wait);
 
 /* Internal, shared by groups.c and consume.c. @p create of gw_gtopic_get: 0 look up, 1 make it
  * (the engine said the topic has news: marked at once), 2 make it lazily (from the directory). */

@@ -61,6 +61,9 @@ struct gw_pull_req {
 	unsigned empty_done : 1;        /* lws's BODY_COMPLETION of an empty body was seen */
 	struct gw_waiter w;             /* pop */
 	ev_timer wait_w;                /* pop: the end of wait_ms */
+	struct gw_commit_wait *commits; /* ack, offsets PUT: the reply waits for these stores */
+	struct gw_buf pending;          /* ... and this is the reply's body meanwhile */
+	unsigned pending_status;
 	uint64_t t0_us;
 };
 
@@ -326,6 +329,45 @@ fail:
 	reply_error(req, &e, NULL);
 }
 
+/* ---- Replies that wait for stored offsets -------------------------------------------------------------- */
+
+/* The commits an ack (or an offsets PUT) moved are durable, or one failed: answer now. */
+static void
+on_commits(struct gw_commit_wait *w)
+{
+	struct gw_pull_req *req = w->ctx;
+	struct gw_error e;
+
+	req->commits = NULL;
+	if (w->rc) {
+		gw_error_from_eng(w->rc, &e);
+		snprintf(e.message, sizeof(e.message),
+			 "acknowledged in memory, but the group's offset could not be stored: %s",
+			 eng_strerror(w->rc));
+		reply_error(req, &e, NULL);
+	} else {
+		reply_body(req, req->pending_status, &req->pending);
+	}
+	gw_buf_free(&req->pending);
+	gw_commit_wait_free(w);
+}
+
+/* Answer @p out once @p w is over (or now, when there is nothing to wait for). */
+static void
+reply_after(struct gw_pull_req *req, struct gw_commit_wait *w, unsigned status, struct gw_buf *out)
+{
+	if (!w) {
+		reply_body(req, status, out);
+		return;
+	}
+	req->commits = w;
+	w->ctx = req;
+	w->done = on_commits;
+	req->pending_status = status;
+	gw_buf_init(&req->pending, 0);
+	gw_buf_append(&req->pending, gw_buf_data(out), out->len);
+}
+
 /* ---- Dispatch ------------------------------------------------------------------------------------------ */
 
 static void
@@ -336,6 +378,7 @@ dispatch(struct gw_pull_req *req)
 	const char *body = req->body.len ? (const char *)gw_buf_data(&req->body) : "";
 	struct gw_buf out;
 	struct gw_error e;
+	struct gw_commit_wait *wait = NULL;
 	unsigned status = 200;
 	int rc = 0;
 
@@ -388,7 +431,7 @@ dispatch(struct gw_pull_req *req)
 		struct gw_buf members;
 
 		gw_buf_init(&members, 0);
-		rc = req->op == P_ACK ? gw_group_ack(g, body, req->body.len, &members, &status, &e)
+		rc = req->op == P_ACK ? gw_group_ack(g, body, req->body.len, &members, &status, &e, &wait)
 				      : gw_group_nack(g, body, req->body.len, &members, &status, &e);
 		if (rc) {
 			gw_buf_free(&members);
@@ -408,12 +451,20 @@ dispatch(struct gw_pull_req *req)
 		gw_buf_append(&out, gw_buf_data(&members), members.len);
 		gw_buf_puts(&out, "}\n");
 		gw_buf_free(&members);
-		break;
+		reply_after(req, wait, status, &out);
+		gw_buf_free(&out);
+		return;
 	}
 	case P_OFFSETS:
-		if (req->m == GW_M_PUT)
-			rc = gw_group_offset_put(gw, req->group, g, req->topic, body, req->body.len, &out, &e);
-		else
+		if (req->m == GW_M_PUT) {
+			rc = gw_group_offset_put(gw, req->group, g, req->topic, body, req->body.len, &out,
+						 &e, &wait);
+			if (!rc) {
+				reply_after(req, wait, 200, &out);
+				gw_buf_free(&out);
+				return;
+			}
+		} else
 			rc = gw_group_offset_get(gw, req->group, g, req->topic, &out, &e);
 		break;
 	default:
@@ -603,6 +654,9 @@ gw_pull_detach(struct gw *gw, struct gw_http_pss *pss)
 		ev_timer_stop(gw->loop, &req->wait_w);
 	if (req->w.parked)
 		gw_group_unpark(&req->w);
+	if (req->commits)
+		req->commits->ctx = NULL; /* the last commit frees it */
+	gw_buf_free(&req->pending);
 	if (req->replied)
 		gw_waiter_done(&req->w);
 	else

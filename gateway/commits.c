@@ -1,0 +1,159 @@
+/*
+ * commits.c - the offset-commit pool (see commits.h).
+ */
+#include "commits.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "gw.h"
+#include "xalloc.h"
+
+#define COMMITS_MAX_THREADS 16
+
+struct worker {
+	pthread_t thread;
+	struct gw_commit *todo, *todo_tail;
+	pthread_cond_t cv;
+};
+
+static struct {
+	pthread_mutex_t mu;               /* every queue, and done */
+	struct worker w[COMMITS_MAX_THREADS];
+	unsigned n;
+	int stop;
+	struct gw_commit *done, *done_tail;
+	eng_db *db;
+	struct ev_loop *loop;
+	ev_async wake;
+} pool = { PTHREAD_MUTEX_INITIALIZER };
+
+static void
+push(struct gw_commit **head, struct gw_commit **tail, struct gw_commit *c)
+{
+	c->next = NULL;
+	if (*tail)
+		(*tail)->next = c;
+	else
+		*head = c;
+	*tail = c;
+}
+
+static void *
+work(void *arg)
+{
+	struct worker *w = arg;
+
+	pthread_mutex_lock(&pool.mu);
+	for (;;) {
+		struct gw_commit *c;
+
+		while (!w->todo && !pool.stop)
+			pthread_cond_wait(&w->cv, &pool.mu);
+		if (!w->todo)
+			break;
+		c = w->todo;
+		w->todo = c->next;
+		if (!w->todo)
+			w->todo_tail = NULL;
+		pthread_mutex_unlock(&pool.mu);
+		c->rc = eng_offset_commit(pool.db, c->group, c->topic, c->offset);
+		pthread_mutex_lock(&pool.mu);
+		push(&pool.done, &pool.done_tail, c);
+		ev_async_send(pool.loop, &pool.wake);
+	}
+	pthread_mutex_unlock(&pool.mu);
+	return NULL;
+}
+
+static void
+run_done(void)
+{
+	struct gw_commit *c;
+
+	pthread_mutex_lock(&pool.mu);
+	c = pool.done;
+	pool.done = pool.done_tail = NULL;
+	pthread_mutex_unlock(&pool.mu);
+	while (c) {
+		struct gw_commit *next = c->next;
+
+		c->done(c);
+		c = next;
+	}
+}
+
+static void
+on_wake(struct ev_loop *loop, ev_async *a, int revents)
+{
+	(void)loop;
+	(void)a;
+	(void)revents;
+	run_done();
+}
+
+int
+gw_commits_start(struct gw *gw, unsigned threads)
+{
+	int rc;
+
+	if (threads < 1)
+		threads = 1;
+	if (threads > COMMITS_MAX_THREADS)
+		threads = COMMITS_MAX_THREADS;
+	pool.db = gw->db;
+	pool.loop = gw->loop;
+	pool.stop = 0;
+	ev_async_init(&pool.wake, on_wake);
+	ev_async_start(pool.loop, &pool.wake);
+	for (pool.n = 0; pool.n < threads; pool.n++) {
+		struct worker *w = &pool.w[pool.n];
+
+		pthread_cond_init(&w->cv, NULL);
+		if ((rc = pthread_create(&w->thread, NULL, work, w)) != 0) {
+			pthread_cond_destroy(&w->cv);
+			gw_commits_stop();
+			return rc;
+		}
+	}
+	return 0;
+}
+
+void
+gw_commits_submit(struct gw_commit *c)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a over group and topic: the key's worker */
+	struct worker *w;
+
+	for (const unsigned char *p = (const unsigned char *)c->group; *p; p++)
+		h = (h ^ *p) * 1099511628211ull;
+	for (const unsigned char *p = (const unsigned char *)c->topic; *p; p++)
+		h = (h ^ *p) * 1099511628211ull;
+	pthread_mutex_lock(&pool.mu);
+	w = &pool.w[h % pool.n];
+	push(&w->todo, &w->todo_tail, c);
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&pool.mu);
+}
+
+void
+gw_commits_stop(void)
+{
+	if (!pool.loop)
+		return;
+	pthread_mutex_lock(&pool.mu);
+	pool.stop = 1;
+	for (unsigned i = 0; i < pool.n; i++)
+		pthread_cond_signal(&pool.w[i].cv);
+	pthread_mutex_unlock(&pool.mu);
+	for (unsigned i = 0; i < pool.n; i++) {
+		pthread_join(pool.w[i].thread, NULL);
+		pthread_cond_destroy(&pool.w[i].cv);
+	}
+	pool.n = 0;
+	ev_async_stop(pool.loop, &pool.wake);
+	run_done();
+	pool.loop = NULL;
+}
