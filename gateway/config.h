@@ -87,9 +87,14 @@ struct gw_config {
 	size_t history_max_bytes;   /* payload bytes in one history reply */
 	uint32_t max_fds;           /* connections lws can track (sizes its fd table) */
 	uint32_t max_header_pool;   /* header tables in use at once (one per request in flight) */
+	uint32_t max_connections;   /* open connections; past it new ones get 503 (conn.c) */
+	uint32_t max_connections_per_ip; /* open connections from one client address; then 429 */
+	uint32_t max_header_bytes;  /* request line and headers of one request; then 431 (414) */
 
 	uint32_t keepalive_s;       /* idle keep-alive HTTP connections are closed after this */
 	uint32_t body_timeout_s;    /* a request body may pause this long between reads */
+	uint32_t header_timeout_s;  /* a request's line and headers must arrive within this; then 408 */
+	uint32_t request_timeout_s; /* a Content-Length body must arrive whole within this; then 408 */
 	uint32_t stall_timeout_s;   /* a stream that cannot be written for this long is dropped */
 	uint32_t shutdown_grace_s;  /* SIGTERM: wait at most this long for in-flight publishes */
 

@@ -305,6 +305,8 @@ history(struct gw *gw, struct lws *wsi, const struct gw_route *r, const struct g
 			gw_error_set(&e, 404, "not_found", "no lite topic %s", r->topic);
 		return gw_http_fail(gw, wsi, &e, 0);
 	}
+	if (res.n && res.n < limit && res.next < res.next_offset)
+		gw->m.limit_hits[GW_LIMIT_HISTORY]++; /* the page stopped at history_max_bytes */
 	gw_buf_init(&body, 0);
 	gw_buf_printf(&body, "{\"topic\":\"%s\",\"first_offset\":%llu,\"next_offset\":%llu,\"messages\":[",
 		      r->topic, (unsigned long long)res.first_offset,
@@ -416,6 +418,9 @@ route_request(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 	unsigned close = 0;
 
 	gw->m.http_requests++;
+	/* timeouts.request_s: a Content-Length body that trickles in is cut off (see body_late()). */
+	pss->body_deadline_us = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0
+		? gw_mono_us() + (uint64_t)gw->cfg->request_timeout_s * 1000000u : 0;
 	m = request_line(wsi, path, sizeof(path), &pathlen);
 	/* A request that may carry a body we will not read cannot keep its connection. */
 	if (m == GW_M_POST || m == GW_M_PUT || m == GW_M_PATCH)
@@ -491,6 +496,24 @@ route_request(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 	}
 }
 
+/*
+ * A Content-Length body still arriving after timeouts.request_s: a slowloris client sending a byte
+ * just before each body_s idle timeout would otherwise hold the connection for as long as it likes.
+ * lws only knows the idle timeout (reset on every read), so the deadline is checked on each read.
+ */
+static int
+body_late(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
+{
+	struct gw_error e;
+
+	gw->m.limit_hits[GW_LIMIT_REQUEST_TIMEOUT]++;
+	pss->body_deadline_us = 0;
+	gw_error_set(&e, 408, "request_timeout", "the body did not arrive within timeouts.request_s (%u s)",
+		     gw->cfg->request_timeout_s);
+	gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
+	return -1;
+}
+
 /* Per-request state ends with the transaction (keep-alive rebinds the wsi) or with the connection. */
 static void
 pss_end(struct gw *gw, struct gw_http_pss *pss)
@@ -521,6 +544,8 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 		pss_end(gw, pss);
 		return route_request(gw, wsi, pss);
 	case LWS_CALLBACK_HTTP_BODY:
+		if (pss && pss->body_deadline_us && gw_mono_us() > pss->body_deadline_us)
+			return body_late(gw_from_wsi(wsi), wsi, pss);
 		if (pss && pss->kind == GW_HK_PUB)
 			return gw_pub_body(gw_from_wsi(wsi), wsi, pss, in, len);
 		if (pss && pss->kind == GW_HK_PULL)

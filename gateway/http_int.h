@@ -40,6 +40,7 @@ struct gw_http_pss {
 	struct gw_pull_req *pull;
 	struct gw_sse sse;
 	int64_t auth_exp;              /* the request's token exp (auth.c), 0 without one: ends an SSE */
+	uint64_t body_deadline_us;     /* a Content-Length body must be in by then (gw_mono_us); 0 = none */
 };
 
 /* The protocol's user pointer is the gateway. */

@@ -75,6 +75,11 @@ lws_emit(int lws_level, const char *line)
 	 * (lws-performance.md lesson 5): keep it out of the error log. */
 	if (strstr(line, "not h2 substream"))
 		level = GW_LOG_DEBUG;
+	/* A client's oversized head (a later request on a kept-alive or TLS connection: conn.c
+	 * answers the first ones) is the client's problem: not for the error log, which a client
+	 * could otherwise flood. */
+	if (strstr(line, "Ran out of header data space") || strstr(line, "More hdr frags"))
+		level = GW_LOG_DEBUG;
 	if (level > gw_log_level)
 		return;
 	if (n >= sizeof(msg))

@@ -39,6 +39,7 @@
 
 #include "auth.h"
 #include "bg.h"
+#include "conn.h"
 #include "groups.h"
 #include "pubrate.h"
 #include "gw.h"
@@ -85,6 +86,26 @@ on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
 	 * in bursts; glibc keeps freed heap for reuse, so a burst would hold RSS for good (seen with
 	 * bench/loadgen: 430 MB held, 71 MB in use). Hand it back at each heartbeat. */
 	malloc_trim(0);
+}
+
+/*
+ * lws 4.1.6 on libev keeps its timeouts (keep-alive idle, header hold, body idle) in one ev_timer
+ * that it re-arms with ev_timer_set() + ev_timer_start(), which libev ignores while the timer is
+ * still active: a timeout set for 2 s while the timer waits for a later one fires only then (a
+ * kept-alive connection was never closed after keepalive_s). lws re-checks its due timeouts after
+ * any event it services, so one wake-up a second makes every lws timeout fire within a second.
+ */
+static ev_timer lws_tick_w;
+
+static void
+on_lws_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct gw *gw = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (gw->ctx)
+		lws_cancel_service(gw->ctx);
 }
 
 /* ---- Listening ------------------------------------------------------------------------------------ */
@@ -141,7 +162,9 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	/* Bounded, so a connection storm cannot starve the connections already open. */
 	for (int i = 0; i < 64; i++) {
-		int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -154,9 +177,8 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		/* lws closes the socket itself if it cannot adopt it. */
-		if (!lws_adopt_socket_vhost(gw->vhost, fd))
-			LOG_WARN("could not adopt a connection");
+		/* conn.c: connection limits, then the first request's head, then lws adopts it. */
+		gw_conn_accept(gw, fd, (struct sockaddr *)&ss, sl);
 	}
 }
 
@@ -169,6 +191,7 @@ stop_listening(struct gw *gw)
 	ev_timer_stop(gw->loop, &accept_retry_w);
 	close(listen_fd);
 	listen_fd = -1;
+	gw_conn_shutdown(gw); /* connections not handed to lws yet */
 }
 
 /* The end: close every connection (their CLOSED callbacks still see the engine), then the engine
@@ -183,6 +206,7 @@ finish(struct gw *gw)
 	stop_listening(gw);
 	ev_timer_stop(gw->loop, &drain_w);
 	ev_timer_stop(gw->loop, &heartbeat_w);
+	ev_timer_stop(gw->loop, &lws_tick_w);
 	ev_signal_stop(gw->loop, &sigterm_w);
 	ev_signal_stop(gw->loop, &sigint_w);
 	if (ev_is_active(&notify_w))
@@ -384,6 +408,9 @@ run(struct gw *gw, const struct gw_config *cfg)
 	info.max_http_header_pool = (unsigned short)(cfg->max_header_pool > 65535 ? 65535 : cfg->max_header_pool);
 	info.pt_serv_buf_size = 65536; /* one read takes up to 64 KiB of a streamed body */
 	gw_tls_setup(cfg, &info); /* tls.c: HTTPS/WSS when configured */
+	/* conn.c reads each connection's first head; later ones meet lws's own buffer and timeout. */
+	info.max_http_header_data2 = gw_conn_lws_header_bytes(cfg);
+	info.timeout_secs_ah_idle = cfg->header_timeout_s;
 	listen_fd = open_listener(cfg->listen_host, cfg->listen_port);
 	if (listen_fd >= 0)
 		gw->ctx = lws_create_context(&info);
@@ -437,6 +464,9 @@ run(struct gw *gw, const struct gw_config *cfg)
 	ev_timer_init(&heartbeat_w, on_heartbeat, cfg->heartbeat_s, cfg->heartbeat_s);
 	heartbeat_w.data = gw;
 	ev_timer_start(gw->loop, &heartbeat_w);
+	ev_timer_init(&lws_tick_w, on_lws_tick, 1.0, 1.0);
+	lws_tick_w.data = gw;
+	ev_timer_start(gw->loop, &lws_tick_w);
 	/* Anything the engine posted before the watcher existed (recovery) is picked up now. */
 	gw_engine_notify(gw);
 
@@ -496,6 +526,7 @@ main(int argc, char **argv)
 	free(gw->htab);
 	ev_loop_destroy(gw->loop);
 	gw_auth_close();
+	gw_conn_free();
 	gw_config_free(&cfg);
 	return rc;
 }

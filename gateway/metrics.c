@@ -60,6 +60,23 @@ gw_metrics_render(const struct gw_metrics *m, const eng_stats *es, struct gw_buf
 	counter(out, "litegate_auth_expired_streams_total",
 		"SSE streams and WebSockets ended because their token expired.", "counter",
 		m->auth_expired);
+	counter(out, "litegate_connections", "Open client connections.", "gauge", m->conns_open);
+	counter(out, "litegate_connections_total", "Client connections accepted.", "counter",
+		m->conns_total);
+	{
+		static const char *const names[GW_LIMIT_COUNT] = {
+			"max_connections", "max_connections_per_ip", "max_header_bytes", "header_timeout",
+			"request_timeout", "max_body_bytes", "max_ws_message_bytes", "max_ws_topics",
+			"history_max_bytes",
+		};
+
+		gw_buf_puts(out, "# HELP litegate_limit_exceeded_total Connections, requests and frames "
+				 "refused or dropped by a limit (docs/security.md).\n"
+				 "# TYPE litegate_limit_exceeded_total counter\n");
+		for (int i = 0; i < GW_LIMIT_COUNT; i++)
+			gw_buf_printf(out, "litegate_limit_exceeded_total{limit=\"%s\"} %llu\n", names[i],
+				      (unsigned long long)m->limit_hits[i]);
+	}
 	counter(out, "litegate_publish_requests_total", "HTTP publish requests answered.", "counter",
 		m->publish_requests);
 	counter(out, "litegate_messages_published_total", "Messages acknowledged as durable.", "counter",

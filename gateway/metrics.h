@@ -14,6 +14,20 @@
 
 #define GW_HIST_BUCKETS 14
 
+/* Limits whose hits /metrics counts, as litegate_limit_exceeded_total{limit="..."}. */
+enum gw_limit {
+	GW_LIMIT_CONNECTIONS = 0, /* limits.max_connections: 503 at accept */
+	GW_LIMIT_CONNECTIONS_IP,  /* limits.max_connections_per_ip: 429 at accept */
+	GW_LIMIT_HEADER_BYTES,    /* limits.max_header_bytes: 431 or 414 */
+	GW_LIMIT_HEADER_TIMEOUT,  /* timeouts.header_s: 408, or closed when nothing came */
+	GW_LIMIT_REQUEST_TIMEOUT, /* timeouts.request_s: a Content-Length body that trickles: 408 */
+	GW_LIMIT_BODY_BYTES,      /* 413 replies: body, NDJSON line, message or batch too large */
+	GW_LIMIT_WS_MESSAGE,      /* limits.max_ws_message_bytes: WebSocket closed with 1009 */
+	GW_LIMIT_WS_TOPICS,       /* limits.max_ws_topics: too_many_topics */
+	GW_LIMIT_HISTORY,         /* a history page cut short by limits.history_max_bytes */
+	GW_LIMIT_COUNT,
+};
+
 /* Cumulative-bucket histogram in seconds, as Prometheus expects. */
 struct gw_hist {
 	uint64_t counts[GW_HIST_BUCKETS]; /* per bucket (non-cumulative; summed when rendered) */
@@ -28,6 +42,9 @@ struct gw_metrics {
 	uint64_t auth_unauthorized; /* requests and upgrades refused with 401 (no or bad token) */
 	uint64_t auth_forbidden;    /* requests, upgrades and WebSocket ops refused as out of scope */
 	uint64_t auth_expired;      /* streams ended because their token expired */
+	uint64_t conns_open;        /* gauge: client connections accepted and not closed (conn.c) */
+	uint64_t conns_total;       /* client connections accepted */
+	uint64_t limit_hits[GW_LIMIT_COUNT]; /* refusals and drops by limit (enum gw_limit) */
 	uint64_t publish_requests;  /* HTTP publish requests answered */
 	uint64_t published_msgs;    /* messages acknowledged (HTTP and WebSocket) */
 	uint64_t published_bytes;   /* their payload bytes */

@@ -68,6 +68,8 @@ gw_reply_build(struct gw *gw, struct lws *wsi, struct gw_buf *out, unsigned stat
 	out->len = (size_t)(p - start) + len;
 	if (status >= 400)
 		gw->m.http_errors++;
+	if (status == 413)
+		gw->m.limit_hits[GW_LIMIT_BODY_BYTES]++;
 	return 0;
 fail:
 	LOG_ERR("could not build the headers of a %u response", status);

@@ -20,6 +20,7 @@
 #include <strings.h>
 
 #include "auth.h"
+#include "conn.h"
 #include "http_int.h"
 #include "pubrate.h"
 #include "log.h"
@@ -215,6 +216,7 @@ op_subscribe(struct gw_ws_conn *c, const struct gw_ws_op *op)
 		return;
 	}
 	if (!t && c->n_topics >= gw->cfg->max_ws_topics) {
+		gw->m.limit_hits[GW_LIMIT_WS_TOPICS]++;
 		queue_error(c, "too_many_topics", "limits.max_ws_topics reached on this connection", op->req);
 		return;
 	}
@@ -686,6 +688,7 @@ gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 		if (c->rx.len + len > gw->cfg->max_ws_message_bytes) {
 			static const char why[] = "message too big";
 
+			gw->m.limit_hits[GW_LIMIT_WS_MESSAGE]++;
 			lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why,
 					 sizeof(why) - 1);
 			return -1;
@@ -706,6 +709,10 @@ gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 	}
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		return c ? writeable(c, wsi) : 0;
+	case LWS_CALLBACK_WSI_DESTROY:
+		/* Every wsi's last callback, whatever its protocol: conn.c releases its counts. */
+		gw_conn_destroyed(wsi);
+		return 0;
 	case LWS_CALLBACK_CLOSED:
 		if (!c)
 			return 0;

@@ -1,0 +1,35 @@
+/*
+ * conn.h - admission of client connections: limits on open connections (overall and per client
+ * address), the first request's head read before libwebsockets adopts a socket, and the accounting
+ * that ends when lws destroys the connection.
+ *
+ * Service thread only.
+ */
+#ifndef GW_CONN_H
+#define GW_CONN_H
+
+#include <sys/socket.h>
+
+#include "gw.h"
+
+/**
+ * @brief Take a socket main.c just accepted: refuse it when a connection limit is reached (503 or
+ *        429 with Retry-After on plain HTTP, a close on TLS), else read its first request head (plain
+ *        HTTP) or hand it to lws at once (TLS). Takes ownership of @p fd.
+ */
+void gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen);
+
+/** @brief LWS_CALLBACK_WSI_DESTROY (any wsi): if it is a connection we handed to lws, release its
+ *  counts. */
+void gw_conn_destroyed(struct lws *wsi);
+
+/** @brief Shutdown: close every connection not handed to lws yet. */
+void gw_conn_shutdown(struct gw *gw);
+
+/** @brief Release the tables (after the lws context is destroyed). */
+void gw_conn_free(void);
+
+/** @brief How big lws's own header buffer must be for limits.max_header_bytes (main.c). */
+unsigned gw_conn_lws_header_bytes(const struct gw_config *cfg);
+
+#endif /* GW_CONN_H */

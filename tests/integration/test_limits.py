@@ -1,0 +1,288 @@
+"""Limits against the real binary: connections overall and per client address, header size, slow
+heads and slow bodies (slowloris), idle keep-alive, body and WebSocket message sizes, subscriptions
+per WebSocket, history pages; each refusal is its documented status (408, 413, 414, 429 with
+Retry-After, 431, 503 with Retry-After, WebSocket 1009) and is counted in /metrics.
+"""
+
+import json
+import re
+import socket
+import time
+
+import harness
+from harness import TestCase, WSClosed
+
+
+def raw(port, data, timeout=5, src=None):
+    """Send @data on a fresh connection and read until the server closes or times out."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                 source_address=(src, 0) if src else None)
+    try:
+        if data:
+            s.sendall(data)
+        return read_all(s, timeout)
+    finally:
+        s.close()
+
+
+def read_all(s, timeout=5):
+    out = b""
+    s.settimeout(timeout)
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    return out
+
+
+# Connection: close, so each probe's connection is gone (and its count given back) when it returns.
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def parse(resp):
+    head, _, body = resp.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+    return status, hdrs, json.loads(body) if body.strip() else None
+
+
+class LimitsCase(TestCase):
+    def metric(self, name, label=None):
+        # From an address of its own, with Connection: close: the probe's connection is gone when
+        # this returns, and it never counts against the addresses a test holds connections from.
+        resp = raw(self.gw.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                   src="127.0.0.9")
+        head, _, text = resp.partition(b"\r\n\r\n")
+        self.assertIn(b" 200 ", head.split(b"\r\n")[0])
+        pat = re.escape(name) + (r'\{limit="%s"\}' % re.escape(label) if label else "") + r" (\d+)"
+        m = re.search(r"^" + pat + r"$", text.decode(), re.M)
+        self.assertTrue(m, "%s %s not in /metrics" % (name, label))
+        return int(m.group(1))
+
+
+class Connections(LimitsCase):
+    CONFIG = {"limits": {"max_connections": 6, "max_connections_per_ip": 4},
+              "timeouts": {"header_s": 30, "keepalive_s": 30}}
+
+    def setUp(self):
+        super().setUp()
+        # The startup health checks' connections are gone once only our own /metrics is open.
+        deadline = time.time() + 5
+        while self.metric("litegate_connections") != 1 and time.time() < deadline:
+            time.sleep(0.05)
+
+    def test_per_ip_then_overall(self):
+        held = [socket.create_connection(("127.0.0.1", self.gw.port)) for _ in range(4)]
+        try:
+            time.sleep(0.2)
+            st, hdrs, body = parse(raw(self.gw.port, HEALTHZ))
+            self.assertEqual((st, hdrs.get("retry-after"), body["error"]["code"]),
+                             (429, "1", "too_many_connections"))
+            self.assertIn("max_connections_per_ip", body["error"]["message"])
+            # Another client address is not held back by this one's connections...
+            st, _, body = parse(raw(self.gw.port, HEALTHZ, src="127.0.0.2"))
+            self.assertEqual(st, 200, body)
+            held += [socket.create_connection(("127.0.0.1", self.gw.port), source_address=("127.0.0.2", 0))
+                     for _ in range(2)]
+            time.sleep(0.2)
+            # ... until the gateway as a whole is full: 503, also for a new address.
+            st, hdrs, body = parse(raw(self.gw.port, HEALTHZ, src="127.0.0.3"))
+            self.assertEqual((st, hdrs.get("retry-after"), body["error"]["code"]),
+                             (503, "1", "too_many_connections"))
+        finally:
+            for s in held:
+                s.close()
+        # Closed connections give their places back.
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            try:
+                if self.gw.http("GET", "/healthz", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.assertEqual(self.metric("litegate_limit_exceeded_total", "max_connections_per_ip"), 1)
+        self.assertGreaterEqual(self.metric("litegate_limit_exceeded_total", "max_connections"), 1)
+        self.assertEqual(self.metric("litegate_connections"), 1)  # this /metrics request
+
+    def test_websockets_and_streams_count_until_they_close(self):
+        ws = [self.gw.ws() for _ in range(3)]
+        sse = self.gw.sse("/v1/topics/chatbot/c/events")
+        try:
+            st, _, body = parse(raw(self.gw.port, HEALTHZ))
+            self.assertEqual(st, 429, body)
+        finally:
+            for w in ws:
+                w.close()
+            sse.close()
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            st = parse(raw(self.gw.port, HEALTHZ))[0]
+            if st == 200:
+                break
+            time.sleep(0.1)
+        self.assertEqual(st, 200)
+
+
+class Heads(LimitsCase):
+    CONFIG = {"limits": {"max_header_bytes": 2048},
+              "timeouts": {"header_s": 1, "keepalive_s": 2}}
+
+    def test_431_and_414(self):
+        ok = raw(self.gw.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 1500 + b"\r\n\r\n")
+        self.assertEqual(parse(ok)[0], 200)
+        st, hdrs, body = parse(raw(self.gw.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 3000 +
+                                   b"\r\n\r\n"))
+        self.assertEqual((st, body["error"]["code"], hdrs["connection"]), (431, "headers_too_large", "close"))
+        many = b"".join(b"X-H%d: v\r\n" % i for i in range(400))
+        st, _, body = parse(raw(self.gw.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n"))
+        self.assertEqual((st, body["error"]["code"]), (431, "headers_too_large"))
+        st, _, body = parse(raw(self.gw.port, b"GET /v1/topics/chatbot/" + b"x" * 3000 + b" HTTP/1.1\r\n\r\n"))
+        self.assertEqual((st, body["error"]["code"]), (414, "uri_too_long"))
+        # A head split over many packets is fine while it is complete and in time.
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+        try:
+            for piece in (b"GET /hea", b"lthz HTTP/1.1\r", b"\nHost: x\r\n", b"\r", b"\n"):
+                s.sendall(piece)
+                time.sleep(0.05)
+            self.assertEqual(harness.read_http_response(s)[0], 200)
+        finally:
+            s.close()
+        self.assertEqual(self.metric("litegate_limit_exceeded_total", "max_header_bytes"), 3)
+
+    def test_slowloris_head_gets_408_and_silence_is_closed(self):
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+        t0 = time.time()
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
+            reply = b""
+            s.settimeout(0.25)
+            for i in range(40):  # a header byte every 0.25 s: never done
+                try:
+                    s.sendall(b"X")
+                except OSError:
+                    break
+                try:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    reply += chunk
+                except socket.timeout:
+                    pass
+            reply += read_all(s, 2)
+        finally:
+            s.close()
+        st, _, body = parse(reply)
+        self.assertEqual((st, body["error"]["code"]), (408, "request_timeout"))
+        self.assertLess(time.time() - t0, 4)
+        # A connection that says nothing is closed, without a reply.
+        t0 = time.time()
+        self.assertEqual(raw(self.gw.port, b"", timeout=5), b"")
+        self.assertLess(time.time() - t0, 4)
+        self.assertEqual(self.metric("litegate_limit_exceeded_total", "header_timeout"), 2)
+
+    def test_idle_keep_alive_is_closed_and_later_big_heads_close(self):
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(harness.read_http_response(s)[0], 200)
+            # A later request on the same connection meets lws's own buffer (twice the limit):
+            # closed without a reply, and the gateway carries on.
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 6000 + b"\r\n\r\n")
+            self.assertEqual(read_all(s, 5), b"")
+        finally:
+            s.close()
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(harness.read_http_response(s)[0], 200)
+            t0 = time.time()
+            self.assertEqual(read_all(s, 8), b"")  # keepalive_s 2
+            self.assertLess(time.time() - t0, 6)
+        finally:
+            s.close()
+        self.assertEqual(self.gw.http("GET", "/healthz")[0], 200)
+
+
+class Bodies(LimitsCase):
+    CONFIG = {"timeouts": {"request_s": 2, "body_s": 30},
+              "limits": {"max_body_bytes": 4096, "max_ws_message_bytes": 2048, "max_ws_topics": 2,
+                         "history_max_bytes": 1024}}
+
+    def test_trickled_body_gets_408(self):
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
+        t0 = time.time()
+        try:
+            s.sendall(b"POST /v1/topics/chatbot/slow/messages HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"data\":\"")
+            reply = b""
+            s.settimeout(0.4)
+            for i in range(30):
+                try:
+                    s.sendall(b"a")
+                except OSError:
+                    break
+                try:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    reply += chunk
+                except socket.timeout:
+                    pass
+            reply += read_all(s, 2)
+        finally:
+            s.close()
+        st, _, body = parse(reply)
+        self.assertEqual((st, body["error"]["code"]), (408, "request_timeout"))
+        self.assertLess(time.time() - t0, 6)
+        self.assertEqual(self.metric("litegate_limit_exceeded_total", "request_timeout"), 1)
+        # A chunked stream is not cut by request_s: it may last as long as it keeps sending.
+        up = harness.ChunkedUpload(self.gw.port, "/v1/topics/chatbot/stream/messages")
+        try:
+            for i in range(6):
+                up.send(json.dumps({"data": i}) + "\n")
+                time.sleep(0.5)
+            st, _, body = up.finish()
+            self.assertEqual((st, body["count"]), (200, 6))
+        finally:
+            up.close()
+
+    def test_413_and_websocket_limits_are_counted(self):
+        st, _, body = self.gw.http("POST", "/v1/topics/chatbot/big/messages", {"data": "x" * 5000})
+        self.assertEqual((st, body["error"]["code"]), (413, "too_large"))
+        self.assertEqual(self.metric("litegate_limit_exceeded_total", "max_body_bytes"), 1)
+        ws = self.gw.ws()
+        try:
+            for i in range(3):
+                ws.send({"op": "subscribe", "topic": "chatbot/t%d" % i, "req": i})
+            msgs = [ws.recv() for _ in range(3)]
+            self.assertEqual(msgs[2]["code"], "too_many_topics")
+            ws.send_text("x" * 3000)
+            with self.assertRaises(WSClosed) as cm:
+                while True:
+                    ws.recv()
+            self.assertEqual(cm.exception.code, 1009)
+        finally:
+            ws.close()
+        self.assertEqual(self.metric("litegate_limit_exceeded_total", "max_ws_topics"), 1)
+        self.assertEqual(self.metric("litegate_limit_exceeded_total", "max_ws_message_bytes"), 1)
+
+    def test_history_page_is_capped_by_bytes(self):
+        for _ in range(5):
+            self.gw.publish("chatbot/h", [{"data": "y" * 400} for _ in range(2)])
+        st, _, page = self.gw.http("GET", "/v1/topics/chatbot/h/messages?limit=10")
+        self.assertEqual(st, 200)
+        self.assertLess(len(page["messages"]), 10)
+        self.assertGreaterEqual(len(page["messages"]), 1)
+        self.assertEqual(page["next"], page["messages"][-1]["offset"] + 1)
+        self.assertEqual(len(self.gw.history("chatbot/h", limit=10)), 10)  # paging gets them all
+        self.assertGreaterEqual(self.metric("litegate_limit_exceeded_total", "history_max_bytes"), 1)
+
+
+if __name__ == "__main__":
+    harness.main()
