@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gw.h"
@@ -59,7 +60,21 @@ work(void *arg)
 		if (!w->todo)
 			w->todo_tail = NULL;
 		pthread_mutex_unlock(&pool.mu);
-		c->rc = eng_offset_commit(pool.db, c->group, c->topic, c->offset);
+		if (c->meta == GW_COMMIT_META_ENSURE) {
+			void *val;
+			size_t len;
+
+			if ((c->rc = eng_meta_get(pool.db, c->key, &val, &len)) == 0)
+				free(val);
+			else if (c->rc == ENG_ENOTFOUND)
+				c->rc = eng_meta_put(pool.db, c->key, "1", 1);
+		} else if (c->meta == GW_COMMIT_META_PUT) {
+			c->rc = eng_meta_put(pool.db, c->key, c->val, c->len);
+		} else if (c->meta == GW_COMMIT_META_DELETE) {
+			c->rc = eng_meta_delete(pool.db, c->key);
+		} else {
+			c->rc = eng_offset_commit(pool.db, c->group, c->topic, c->offset);
+		}
 		pthread_mutex_lock(&pool.mu);
 		push(&pool.done, &pool.done_tail, c);
 		ev_async_send(pool.loop, &pool.wake);

@@ -294,7 +294,7 @@ can_send(const struct gw_gtopic *gt)
 {
 	const struct gw_group *g = gt->g;
 
-	if (gt->dead)
+	if (gt->dead || gt->marking)
 		return 0;
 	if (gt->n_avail)
 		return 1;
@@ -325,6 +325,7 @@ static void
 gt_free(struct gw_gtopic *gt)
 {
 	free(gt->win);
+	free(gt->acked_above);
 	free(gt);
 }
 
@@ -390,16 +391,71 @@ marker_key(const struct gw_group *g, const char *topic, char *key, size_t sz)
 	snprintf(key, sz, "gtp/%u/%s", g->id, topic);
 }
 
-/* The topic is gone (deleted, expired): forget it, marker included. */
+/*
+ * "gta/<id>/<topic>": offsets above the stored one that the group acknowledged while an earlier
+ * message was still in flight (with max_inflight_per_topic > 1), as decimal numbers separated by
+ * commas. The stored offset cannot cover them yet; this record keeps a restart from handing them
+ * out again. Written only while such a gap exists (never with one message in flight per topic).
+ */
+static void
+gaps_key(const struct gw_group *g, const char *topic, char *key, size_t sz)
+{
+	snprintf(key, sz, "gta/%u/%s", g->id, topic);
+}
+
+/* The topic is gone (deleted, expired): forget it, marker and gap record included. */
 static void
 gt_gone(struct gw_gtopic *gt)
 {
 	char key[ENG_META_KEY_MAX + 1];
 
-	marker_key(gt->g, gt->name, key, sizeof(key));
-	if (!gt->g->gw->groups->closing)
+	if (!gt->g->gw->groups->closing) {
+		marker_key(gt->g, gt->name, key, sizeof(key));
 		eng_meta_delete(gt->g->gw->db, key);
+		gaps_key(gt->g, gt->name, key, sizeof(key));
+		eng_meta_delete(gt->g->gw->db, key);
+	}
 	gw_gtopic_drop(gt);
+}
+
+/* Read the gap record of a topic seen for the first time (at @p stored). */
+static void
+gaps_load(struct gw_gtopic *gt, uint64_t stored)
+{
+	char key[ENG_META_KEY_MAX + 1];
+	const char *p, *end;
+	void *val;
+	size_t len;
+
+	gaps_key(gt->g, gt->name, key, sizeof(key));
+	if (eng_meta_get(gt->g->gw->db, key, &val, &len))
+		return;
+	gt->gaps_stored = 1;
+	for (p = val, end = p + len; p < end;) {
+		uint64_t v = 0;
+		size_t n = 0;
+
+		while (p < end && *p >= '0' && *p <= '9' && n++ < 20)
+			v = v * 10 + (uint64_t)(*p++ - '0');
+		if (n && v >= stored) {
+			gt->acked_above = xrealloc(gt->acked_above,
+						   (gt->n_acked_above + 1) * sizeof(*gt->acked_above));
+			gt->acked_above[gt->n_acked_above++] = v;
+		}
+		while (p < end && (*p < '0' || *p > '9'))
+			p++;
+	}
+	free(val);
+}
+
+/* Was @p offset acknowledged before a restart (gaps_load)? */
+static int
+acked_before(struct gw_gtopic *gt, uint64_t offset)
+{
+	for (uint32_t i = 0; i < gt->n_acked_above; i++)
+		if (gt->acked_above[i] == offset)
+			return 1;
+	return 0;
 }
 
 static int
@@ -416,29 +472,10 @@ has_explicit(const struct gw_group *g, const char *topic)
  * retained message ("do better" item 1 of the RocketMQ notes: not its end), or for "from":"tail" on
  * a parent, the first message stored after the subscription began. A topic of a subscribed parent
  * gets a marker, so a restart finds it again: at once when the engine said it has news for the
- * group (@p mark), else (a topic found in the directory) before its first message is handed out.
+ * group (@p mark_now), else (a topic found in the directory) before its first message is handed
+ * out. The marker is written by the commit pool; the topic hands nothing out until it is durable.
  */
-static int
-mark(struct gw_gtopic *gt)
-{
-	struct gw_group *g = gt->g;
-	char key[ENG_META_KEY_MAX + 1];
-	void *val;
-	size_t len;
-	int rc;
-
-	if (gt->marked)
-		return 0;
-	marker_key(g, gt->name, key, sizeof(key));
-	if ((rc = eng_meta_get(g->gw->db, key, &val, &len)) == 0) {
-		free(val);
-	} else if ((rc = eng_meta_put(g->gw->db, key, "1", 1)) != 0) {
-		LOG_ERR("group %s: marking %s: %s", g->name, gt->name, eng_strerror(rc));
-		return rc; /* without it a restart could lose the topic: do not consume */
-	}
-	gt->marked = 1;
-	return 0;
-}
+static void mark_async(struct gw_gtopic *gt);
 
 static struct gw_gtopic *
 gt_create(struct gw_group *g, const char *topic, int mark_now)
@@ -468,13 +505,10 @@ gt_create(struct gw_group *g, const char *topic, int mark_now)
 	/* Explicit topics need no marker (the definition names them); a stored offset means one
 	 * was written before the first hand-out. */
 	gt->marked = has_explicit(g, topic) || stored;
-	if (mark_now && mark(gt)) {
-		free(gt);
-		return NULL;
-	}
 	if (g->hcount + 1 > g->hcap / 4 * 3)
 		tgrow(g);
 	gt->committed = gt->next_read = gt->stored = gt->storing = stored ? off : info.first_offset;
+	gaps_load(gt, gt->committed); /* acknowledged above it before a restart (no offset needed) */
 	if (!stored && g->from_tail && !has_explicit(g, topic))
 		gt->skip_before_ms = g->since_ms;
 	gt->end = info.next_offset;
@@ -485,6 +519,8 @@ gt_create(struct gw_group *g, const char *topic, int mark_now)
 	gt->hnext = g->htab[k];
 	g->htab[k] = gt;
 	g->hcount++;
+	if (mark_now)
+		mark_async(gt);
 	return gt;
 }
 
@@ -602,7 +638,7 @@ commit_done(struct gw_commit *c)
 	if (c->rc)
 		LOG_ERR("group %s: storing the offset of %s (%llu): %s", gt->g->name, gt->name,
 			(unsigned long long)c->offset, eng_strerror(c->rc));
-	else if (!gt->dead)
+	else if (!gt->dead && !c->meta)
 		gt->stored = c->offset; /* one worker per topic, in order: this is the newest */
 	if (w) {
 		if (c->rc && !w->rc)
@@ -637,6 +673,104 @@ commit_async(struct gw_gtopic *gt, struct gw_commit_wait *w)
 	it->wait = w;
 	gt->refs++;
 	gt->storing = gt->committed;
+	if (w)
+		w->left++;
+	gw_commits_submit(&it->c);
+}
+
+static void
+mark_done(struct gw_commit *c)
+{
+	struct commit_item *it = (struct commit_item *)c;
+	struct gw_gtopic *gt = it->gt;
+
+	gt->marking = 0;
+	if (c->rc) /* unmarked: the next attempt to hand something out tries again */
+		LOG_ERR("group %s: marking %s: %s", gt->g->name, gt->name, eng_strerror(c->rc));
+	else
+		gt->marked = 1;
+	if (!gt->dead && !gt->g->gw->groups->closing) {
+		kick(gt);
+		gw_group_serve(gt->g);
+	}
+	unref(gt);
+	free(it);
+}
+
+static void
+mark_async(struct gw_gtopic *gt)
+{
+	struct commit_item *it;
+
+	if (gt->marked || gt->marking || gt->dead || gt->g->gw->groups->closing)
+		return;
+	it = xcalloc(1, sizeof(*it));
+	strcpy(it->c.group, gt->g->name);
+	strcpy(it->c.topic, gt->name);
+	it->c.meta = GW_COMMIT_META_ENSURE;
+	marker_key(gt->g, gt->name, it->c.key, sizeof(it->c.key));
+	it->c.done = mark_done;
+	it->gt = gt;
+	gt->refs++;
+	gt->marking = 1;
+	gw_commits_submit(&it->c);
+}
+
+static void
+gaps_done(struct gw_commit *c)
+{
+	free(c->val);
+	commit_done(c);
+}
+
+/* After acks moved things: record the acknowledged offsets the stored one cannot cover yet (or
+ * drop the record when there are none), through the topic's worker, after its offset commit. */
+static void
+store_gaps(struct gw_gtopic *gt, struct gw_commit_wait *w)
+{
+	struct commit_item *it;
+	struct gw_buf b;
+	int any = 0;
+
+	if (gt->dead || gt->g->gw->groups->closing)
+		return;
+	gw_buf_init(&b, 0);
+	for (uint32_t i = 0; i < gt->n_win; i++) {
+		if (gt->win[i].state != GW_E_ACKED)
+			continue;
+		if (any++)
+			gw_buf_putc(&b, ',');
+		gw_buf_u64(&b, gt->win[i].offset);
+	}
+	for (uint32_t i = 0; i < gt->n_acked_above; i++) {
+		if (gt->acked_above[i] < gt->committed)
+			continue; /* covered by the position now */
+		if (any++)
+			gw_buf_putc(&b, ',');
+		gw_buf_u64(&b, gt->acked_above[i]);
+	}
+	if (!any && !gt->gaps_stored) {
+		gw_buf_free(&b);
+		return;
+	}
+	it = xcalloc(1, sizeof(*it));
+	strcpy(it->c.group, gt->g->name);
+	strcpy(it->c.topic, gt->name);
+	gaps_key(gt->g, gt->name, it->c.key, sizeof(it->c.key));
+	if (any) {
+		it->c.meta = GW_COMMIT_META_PUT;
+		it->c.val = xmalloc(b.len);
+		memcpy(it->c.val, gw_buf_data(&b), b.len);
+		it->c.len = b.len;
+	} else {
+		it->c.meta = GW_COMMIT_META_DELETE;
+	}
+	gw_buf_free(&b);
+	it->c.done = gaps_done;
+	it->gt = gt;
+	it->wait = w;
+	gt->refs++;
+	gt->gaps_stored = any > 0;
 	if (w)
 		w->left++;
 	gw_commits_submit(&it->c);
@@ -798,6 +932,7 @@ on_dlq(void *ctx_, const eng_append_result *res)
 				 gt->name, (unsigned long long)ctx->offset, e->delivery);
 			advance(gt);
 			commit_async(gt, NULL);
+			store_gaps(gt, NULL);
 			kick(gt);
 			if (!gw->groups->closing)
 				gw_group_serve(gt->g);
@@ -1015,8 +1150,8 @@ serve_topic(struct gw_gtopic *gt, struct gw_waiter *w, uint32_t quota)
 			const eng_msg_view *m = &res.msgs[i];
 			struct gw_entry *e;
 
-			if (!wanted(g, gt, m)) {
-				gt->next_read = m->offset + 1;
+			if (!wanted(g, gt, m) || (gt->n_acked_above && acked_before(gt, m->offset))) {
+				gt->next_read = m->offset + 1; /* unwanted, or acknowledged before a restart */
 				continue;
 			}
 			if (n >= quota || gt->n_unacked >= g->max_inflight || gt->n_win >= WIN_CAP ||
@@ -1024,7 +1159,8 @@ serve_topic(struct gw_gtopic *gt, struct gw_waiter *w, uint32_t quota)
 				stop = 1;
 				break;
 			}
-			if (mark(gt)) {
+			if (!gt->marked) {
+				mark_async(gt); /* this message waits until a restart can find it */
 				stop = 1;
 				break;
 			}
@@ -1537,9 +1673,12 @@ settle_end(struct settle *s, const char *verb, struct gw_commit_wait **wait, str
 		uint64_t before = gt->committed;
 
 		advance(gt);
-		/* An ack is answered once the positions it moved are stored (the pool does it). */
+		/* An ack is answered once the positions it moved are stored (the pool does it), and
+		 * the acknowledged offsets they cannot cover yet. */
 		if (gt->committed != before || gt->committed != gt->storing)
 			commit_async(gt, w);
+		if (wait)
+			store_gaps(gt, w);
 		gt->last_used_ms = mono_ms();
 		kick(gt);
 		unref(gt);
@@ -1754,11 +1893,15 @@ gw_group_offset_put(struct gw *gw, const char *name, struct gw_group *g, const c
 		struct gw_commit_wait *w = xcalloc(1, sizeof(*w));
 
 		win_clear(gt);
+		free(gt->acked_above);
+		gt->acked_above = NULL;
+		gt->n_acked_above = 0;
 		gt->committed = gt->next_read = target;
 		gt->skip_before_ms = 0;
 		if (has_info)
 			gt->end = info.next_offset;
 		commit_async(gt, w);
+		store_gaps(gt, w); /* drops the gap record, if there was one */
 		*wait = w;
 		kick(gt);
 		gw_group_serve(g);
@@ -1769,6 +1912,12 @@ gw_group_offset_put(struct gw *gw, const char *name, struct gw_group *g, const c
 	if ((rc = eng_offset_commit(gw->db, name, topic, target)) != 0) {
 		gw_error_from_eng(rc, e);
 		return -1;
+	}
+	if (g) {
+		char key[ENG_META_KEY_MAX + 1];
+
+		gaps_key(g, topic, key, sizeof(key)); /* acknowledged-above offsets: moot now */
+		eng_meta_delete(gw->db, key);
 	}
 	if (!g) {
 		/* Not a pull group: a name whose offsets streams store (progress.h). */

@@ -486,6 +486,21 @@ scan_markers(struct gw_group *g, int collect, struct mark_scan *ms)
 	eng_meta_scan(g->gw->db, prefix, on_marker, ms);
 }
 
+/* Collect every key under @p prefix (NULL: the group's markers) into ms->keys. */
+static void
+scan_markers_prefix(struct gw_group *g, const char *prefix, struct mark_scan *ms)
+{
+	if (!prefix) {
+		scan_markers(g, 1, ms);
+		return;
+	}
+	memset(ms, 0, sizeof(*ms));
+	ms->g = g;
+	ms->prefix_len = strlen(prefix);
+	ms->collect = 1;
+	eng_meta_scan(g->gw->db, prefix, on_marker, ms);
+}
+
 /* ---- The API ------------------------------------------------------------------------------------ */
 
 int
@@ -651,17 +666,24 @@ gw_group_delete(struct gw *gw, struct gw_group *g, struct gw_error *e)
 		w->filled(w);
 	}
 	gw_group_free_state(g);
-	scan_markers(g, 1, &ms);
-	for (size_t i = 0; i < ms.n; i++) {
-		eng_meta_delete(gw->db, ms.keys[i]);
-		free(ms.keys[i]);
-	}
-	free(ms.keys);
-	/* Commits still queued for the group would bring its offsets back after the delete: let
-	 * them land first (stop and start drains the pool; deletes are rare). */
+	/* Commits and records still queued for the group would bring its offsets back after the
+	 * delete: let them land first (stop and start drains the pool; deletes are rare). */
 	gw_commits_stop();
 	if ((rc = gw_commits_start(gw, GW_COMMIT_THREADS)) != 0)
 		LOG_ERR("cannot restart the offset commit threads: %s", strerror(rc));
+	for (int pass = 0; pass < 2; pass++) {
+		/* Its markers, then its gap records (consume.c). */
+		char prefix[32];
+
+		if (pass)
+			snprintf(prefix, sizeof(prefix), "gta/%u/", g->id);
+		scan_markers_prefix(g, pass ? prefix : NULL, &ms);
+		for (size_t i = 0; i < ms.n; i++) {
+			eng_meta_delete(gw->db, ms.keys[i]);
+			free(ms.keys[i]);
+		}
+		free(ms.keys);
+	}
 	if ((rc = eng_offset_delete_group(gw->db, g->name)) != 0)
 		LOG_WARN("group %s: deleting its offsets: %s", g->name, eng_strerror(rc));
 	g->next = gw->groups->graveyard;

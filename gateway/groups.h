@@ -91,6 +91,10 @@ struct gw_gtopic {
 	unsigned dead : 1;               /* left its group (unsubscribed, deleted, gone): freed at refs 0 */
 	unsigned retrying : 1;           /* on the retry list: read again in a moment */
 	unsigned marked : 1;             /* a restart can find it: marker written, or explicit topic */
+	unsigned marking : 1;            /* its marker is being written (commit pool): hand out nothing */
+	unsigned gaps_stored : 1;        /* a gap record may exist in the engine (consume.c, gaps_key) */
+	uint64_t *acked_above;           /* offsets acknowledged above the stored one before a restart */
+	uint32_t n_acked_above;
 	char name[ENG_TOPIC_MAX + 1];
 };
 

@@ -519,6 +519,25 @@ class TestRestart(GroupsBase):
         self.gw.start()
         self.assertEqual(self.pop("k", 100, wait_ms=500), [])
 
+    def test_ack_above_an_inflight_message_survives_sigkill(self):
+        # The stored offset cannot cover offset 1 while 0 is in flight; a restart must still not
+        # hand 1 out again (the gap is recorded), and must hand 0 out again.
+        self.put_group("gap", max_inflight_per_topic=3)
+        self.gw.publish("chatbot/gap", [{"event": "prompt", "data": i} for i in range(3)])
+        msgs = self.pop("gap", 3, wait_ms=2000)
+        self.assertEqual([m["offset"] for m in msgs], [0, 1, 2])
+        self.ack("gap", [msgs[1]["receipt"]])
+        self.assertEqual(self.offset("gap", "chatbot/gap"), 0)
+        self.gw.kill()
+        self.gw.start()
+        again = self.pop("gap", 10, wait_ms=2000)
+        self.assertEqual(sorted(m["offset"] for m in again), [0, 2])
+        self.ack("gap", [m["receipt"] for m in again])
+        self.assertEqual(self.offset("gap", "chatbot/gap"), 3)
+        self.gw.kill()
+        self.gw.start()
+        self.assertEqual(self.pop("gap", 10, wait_ms=300), [])
+
     def test_shutdown_answers_parked_pops(self):
         self.put_group("sd")
         res = {}
