@@ -426,17 +426,22 @@ async function sendPrompt(page, text) {
 
 const answerText = (page) => page.getByTestId('answer-text').last().textContent();
 
-/** Wait until the last answer's text equals `expected` (and fail showing both if it never does). */
-async function expectAnswer(page, expected, timeoutMs = 15000) {
+/**
+ * Wait until the last answer's text equals `expected` (and fail showing both if it never does).
+ * With `growing`, fail as soon as the text is not a prefix of `expected` (a token lost or repeated)
+ * instead of waiting out the timeout.
+ */
+async function expectAnswer(page, expected, timeoutMs = 15000, growing = false) {
   try {
-    await page.waitForFunction((exp) => {
+    await page.waitForFunction(([exp, g]) => {
       const a = [...document.querySelectorAll('[data-testid="answer-text"]')].pop();
-      return a && a.textContent === exp;
-    }, expected, { timeout: timeoutMs, polling: 50 });
+      return a && (a.textContent === exp || (g && !exp.startsWith(a.textContent)));
+    }, [expected, growing], { timeout: timeoutMs, polling: 50 });
   } catch (e) {
     assert.equal(await answerText(page), expected, 'answer text on the page');
     throw e;
   }
+  assert.equal(await answerText(page), expected, 'answer text on the page');
 }
 
 async function lastAnswer(page) {
@@ -466,7 +471,7 @@ async function waitTokens(page, n, timeoutMs = 15000) {
  * order, then `end` {"reason":"done"}.
  */
 async function expectDone(page, session, prompt, exp, timeoutMs = 20000) {
-  await expectAnswer(page, exp.text, timeoutMs);
+  await expectAnswer(page, exp.text, timeoutMs, true);
   await page.locator('[data-testid="answer"][data-state="done"]').last().waitFor({ timeout: timeoutMs });
   assert.deepEqual(await lastAnswer(page), { state: 'done', tokens: exp.tokens.length });
   const t = await turnInLog(session, prompt);
