@@ -532,6 +532,12 @@ after(async () => {
   if (tmpRoot) await fsp.rm(tmpRoot, { recursive: true, force: true });
 });
 
+// If the run ends without the hooks above (an uncaught error, process.exit), kill the worker and
+// the gateway rather than leave them running.
+process.on('exit', () => {
+  for (const p of [wk.proc, gw.proc]) if (p && p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+});
+
 async function newContext() {
   // Each context is a fresh profile (its own localStorage); the browser's user data dir is a
   // temporary one made by playwright for this run.
