@@ -305,6 +305,19 @@ size_t eng_ready_take(eng_db *db, eng_ready *out, size_t max);
 /* ---- Consumer offsets --------------------------------------------------------------------------- */
 /** @brief Durably store @p group's position in @p topic (the next offset it will consume). */
 int eng_offset_commit(eng_db *db, const char *group, const char *topic, uint64_t offset);
+typedef struct eng_offset_entry {
+	const char *group;
+	const char *topic;
+	uint64_t offset;
+} eng_offset_entry;
+
+/**
+ * @brief Store several positions atomically with one synced write (a pop-and-ack batch across many
+ *        topics costs one fsync, not one per topic). Blocks the caller until durable.
+ * @return 0, or the first entry's error (ENG_EBADNAME, ENG_ENOPARENT) with nothing stored, errno.
+ */
+int eng_offset_commit_batch(eng_db *db, const eng_offset_entry *entries, size_t n);
+
 /** @brief Read @p group's stored position in @p topic. @return 0, ENG_ENOTFOUND, errno. */
 int eng_offset_get(eng_db *db, const char *group, const char *topic, uint64_t *out);
 /** @brief Forget every stored offset of @p group. */

@@ -105,6 +105,29 @@ int eng_offset_commit(eng_db *db, const char *group, const char *topic_name, uin
 	return rc ? rc : idx_offset_put(db->ix, group, topic_name, offset);
 }
 
+int eng_offset_commit_batch(eng_db *db, const eng_offset_entry *entries, size_t n)
+{
+	const parent_def *p;
+	int rc = 0;
+	if (!n)
+		return 0;
+	const char **groups = xmalloc(n * sizeof *groups), **topics = xmalloc(n * sizeof *topics);
+	uint64_t *offs = xmalloc(n * sizeof *offs);
+	for (size_t i = 0; i < n && !rc; i++) {
+		if ((rc = db_topic_parent(db, entries[i].topic, NULL, &p)) == 0)
+			rc = group_check(entries[i].group);
+		groups[i] = entries[i].group;
+		topics[i] = entries[i].topic;
+		offs[i] = entries[i].offset;
+	}
+	if (!rc)
+		rc = idx_offset_put_many(db->ix, groups, topics, offs, n);
+	free(groups);
+	free(topics);
+	free(offs);
+	return rc;
+}
+
 int eng_offset_get(eng_db *db, const char *group, const char *topic_name, uint64_t *out)
 {
 	const parent_def *p;

@@ -517,6 +517,22 @@ int idx_offset_put(idx *ix, const char *group, const char *topic, uint64_t off)
 	return take_err(err);
 }
 
+int idx_offset_put_many(idx *ix, const char *const *groups, const char *const *topics,
+			const uint64_t *offs, size_t n)
+{
+	char k[ENG_TOPIC_MAX + 2 + 256], *err = NULL;
+	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+	for (size_t i = 0; i < n; i++) {
+		uint8_t v[8];
+		le64_put(v, offs[i]);
+		rocksdb_writebatch_put_cf(wb, ix->cf[CF_OFFSETS], k, offset_key(k, groups[i], topics[i]),
+					  (const char *)v, sizeof v);
+	}
+	rocksdb_write(ix->db, ix->wo_sync, wb, &err);
+	rocksdb_writebatch_destroy(wb);
+	return take_err(err);
+}
+
 int idx_offset_get(idx *ix, const char *group, const char *topic, uint64_t *off)
 {
 	char k[ENG_TOPIC_MAX + 2 + 256], *err = NULL;

@@ -85,5 +85,8 @@ int idx_meta_scan(idx *ix, const char *prefix, idx_meta_fn fn, void *ctx);
 /** @brief Durable (WAL, synced) consumer offset put. */
 int idx_offset_put(idx *ix, const char *group, const char *topic, uint64_t off);
 int idx_offset_get(idx *ix, const char *group, const char *topic, uint64_t *off);
+/** @brief Several offset puts in one synced WriteBatch. */
+int idx_offset_put_many(idx *ix, const char *const *groups, const char *const *topics,
+			const uint64_t *offs, size_t n);
 int idx_offset_delete_group(idx *ix, const char *group);
 #endif

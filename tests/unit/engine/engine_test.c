@@ -276,6 +276,17 @@ static void test_consumer_offsets(void **state)
 	assert_int_equal(eng_offset_get(f->db, "other", "chatbot/s1", &v), 0);
 	assert_int_equal(v, 3);
 	assert_int_equal(eng_offset_commit(f->db, "bad group", "chatbot/s1", 1), ENG_EBADNAME);
+	/* A batch is all or nothing. */
+	eng_offset_entry batch[3] = {{"g", "chatbot/a", 5}, {"g", "chatbot/b", 7}, {"h", "chatbot/a", 9}};
+	assert_int_equal(eng_offset_commit_batch(f->db, batch, 3), 0);
+	eng_offset_entry bad[2] = {{"g", "chatbot/c", 1}, {"g", "nope/c", 2}};
+	assert_int_equal(eng_offset_commit_batch(f->db, bad, 2), ENG_ENOPARENT);
+	reopen(f);
+	assert_int_equal(eng_offset_get(f->db, "g", "chatbot/b", &v), 0);
+	assert_int_equal(v, 7);
+	assert_int_equal(eng_offset_get(f->db, "h", "chatbot/a", &v), 0);
+	assert_int_equal(v, 9);
+	assert_int_equal(eng_offset_get(f->db, "g", "chatbot/c", &v), ENG_ENOTFOUND);
 }
 
 static void test_subscriptions_ready_set(void **state)
