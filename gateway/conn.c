@@ -6,8 +6,9 @@
  * trickles in it holds one of its header tables (limits.max_header_pool). So a new plain-HTTP
  * connection waits here until its head is complete (peeked, left in the socket), and the gateway
  * answers 414, 431 or 408 itself (with a JSON body, like every API error) when the head is too long
- * or too slow; only a connection with a whole head is handed to lws, which then reads the socket as
- * if it had accepted it. A slowloris client therefore never reaches lws.
+ * or too slow, and 400/405/431 when the head is malformed (headcheck.c: lws is lenient or silent
+ * with those); only a connection with a whole, well-formed head is handed to lws, which then reads
+ * the socket as if it had accepted it. A slowloris client therefore never reaches lws.
  *
  * What this cannot cover: later requests on a kept-alive connection, and TLS connections (their
  * bytes are encrypted until lws runs the handshake). Those meet lws's own limits: a header buffer
@@ -30,6 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "headcheck.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -193,6 +195,8 @@ static const char *
 reason_phrase(unsigned status)
 {
 	switch (status) {
+	case 400: return "Bad Request";
+	case 405: return "Method Not Allowed";
 	case 408: return "Request Timeout";
 	case 414: return "URI Too Long";
 	case 429: return "Too Many Requests";
@@ -254,19 +258,6 @@ hand_over(struct gw *gw, int fd, struct peer *peer)
 	lws_set_opaque_user_data(wsi, peer);
 }
 
-/* Where the head ends ("\r\n\r\n", or "\n\n" from a sloppy client), searching from @p from. */
-static int
-head_complete(const char *b, size_t len, size_t from)
-{
-	for (size_t i = from; i + 1 < len; i++) {
-		if (b[i] != '\n')
-			continue;
-		if (b[i + 1] == '\n' || (i + 2 < len && b[i + 1] == '\r' && b[i + 2] == '\n'))
-			return 1;
-	}
-	return 0;
-}
-
 static void
 too_large(struct gw *gw, struct pending *c, const char *buf, size_t len)
 {
@@ -290,8 +281,11 @@ on_pending_read(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct gw *gw = w->data;
 	struct pending *c = (struct pending *)((char *)w - offsetof(struct pending, io));
-	size_t cap = gw->cfg->max_header_bytes, room;
+	size_t cap = gw->cfg->max_header_bytes;
+	struct gw_head_verdict v;
+	size_t head_len = 0;
 	ssize_t n;
+	int rc;
 
 	(void)loop;
 	(void)revents;
@@ -323,9 +317,23 @@ on_pending_read(struct ev_loop *loop, ev_io *w, int revents)
 		pending_free(gw, c);
 		return;
 	}
-	room = c->len > 3 ? c->len - 3 : 0; /* where a terminator split over two packets may start */
 	c->len = (size_t)n;
-	if (head_complete(C.scratch, c->len, room)) {
+	rc = gw_head_check(C.scratch, c->len, &head_len, &v);
+	if (rc == 0 && head_len < c->len && gw_head_is_event_stream(C.scratch, c->len)) {
+		/* Bytes after an event-stream request make lws 4.1.6 spin on its buffer until the client
+		 * closes (docs/api.md, known limits): a browser never sends them. */
+		rc = -1;
+		v.status = 400;
+		v.code = "bad_request";
+		v.message = "nothing may follow an event-stream request on its connection";
+	}
+	if (rc < 0) {
+		if (v.status == 431)
+			gw->m.limit_hits[GW_LIMIT_HEADER_BYTES]++;
+		refuse(gw, c->fd, c, v.status, v.code, v.message);
+		return;
+	}
+	if (rc == 0) {
 		int fd = c->fd, one = 1;
 		struct peer *peer = c->peer;
 

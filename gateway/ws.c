@@ -685,7 +685,9 @@ gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 					 sizeof(why) - 1);
 			return -1;
 		}
-		if (c->rx.len + len > gw->cfg->max_ws_message_bytes) {
+		/* The frame's declared length counts too: a client announcing a frame of 2^62 bytes is
+		 * told at its first bytes, not after we have buffered the limit. */
+		if (c->rx.len + len + lws_remaining_packet_payload(wsi) > gw->cfg->max_ws_message_bytes) {
 			static const char why[] = "message too big";
 
 			gw->m.limit_hits[GW_LIMIT_WS_MESSAGE]++;
