@@ -6,7 +6,7 @@ level=${1:-build}
 pkgs=(build-essential cmake ninja-build pkg-config curl librocksdb-dev libwebsockets-dev libwebsockets-evlib-ev
       libev-dev libjansson-dev libssl-dev libcurl4-openssl-dev)
 case "$level" in
-  test|bench) pkgs+=(libcmocka-dev python3 curl clang libclang-rt-14-dev) ;;
+  test|bench) pkgs+=(libcmocka-dev python3 curl clang libclang-rt-14-dev openssl) ;; # openssl: test keys and certs
 esac
 case "$level" in
   bench) pkgs+=(redis-server redis-tools) ;;
