@@ -67,12 +67,21 @@ static struct {
 
 /* ---- Client addresses ------------------------------------------------------------------------------ */
 
+/*
+ * The "client address" a limit counts: an IPv4 address, or an IPv6 /64. One IPv6 host usually
+ * has a whole /64 to pick addresses from, so counting single IPv6 addresses would let one client
+ * open as many connections as it likes. (A v4-mapped IPv6 address counts as its IPv4 address.)
+ */
 static void
 addr_key(const struct sockaddr *sa, socklen_t len, uint8_t key[16])
 {
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
 	memset(key, 0, 16);
 	if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
 		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+		if (memcmp(key, v4mapped, 12))
+			memset(key + 8, 0, 8);
 	} else if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
 		key[10] = key[11] = 0xff;
 		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
