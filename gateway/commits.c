@@ -13,16 +13,20 @@
 #include "xalloc.h"
 
 #define COMMITS_MAX_THREADS 16
+#define BATCH_MAX 1024 /* offsets in one eng_offset_commit_batch */
 
 struct worker {
 	pthread_t thread;
 	struct gw_commit *todo, *todo_tail;
 	pthread_cond_t cv;
+	int serial;                       /* the offsets worker (see commits.h) */
+	int started;
 };
 
 static struct {
 	pthread_mutex_t mu;               /* every queue, and done */
 	struct worker w[COMMITS_MAX_THREADS];
+	struct worker ser;                /* offsets and gap records, in submission order */
 	unsigned n;
 	int stop;
 	struct gw_commit *done, *done_tail;
@@ -42,6 +46,46 @@ push(struct gw_commit **head, struct gw_commit **tail, struct gw_commit *c)
 	*tail = c;
 }
 
+/*
+ * The offsets at the head of the serial worker's queue, up to BATCH_MAX, in one synced write. Later
+ * entries of a (group, topic) follow earlier ones in the batch, and RocksDB keeps the last. A batch
+ * the engine refuses (one bad entry refuses it whole) is stored entry by entry, so each item gets
+ * its own result. Called and returns with pool.mu held; @p c (taken off the queue) is the first.
+ */
+static void
+store_batch(struct worker *w, struct gw_commit *c)
+{
+	static eng_offset_entry ents[BATCH_MAX]; /* the serial worker's own */
+	struct gw_commit *head = c, *tail = c;
+	size_t n = 1;
+	int rc;
+
+	while (n < BATCH_MAX && w->todo && !w->todo->meta) {
+		tail->next = w->todo;
+		tail = w->todo;
+		w->todo = tail->next;
+		n++;
+	}
+	if (!w->todo)
+		w->todo_tail = NULL;
+	tail->next = NULL;
+	pthread_mutex_unlock(&pool.mu);
+	n = 0;
+	for (c = head; c; c = c->next)
+		ents[n++] = (eng_offset_entry){ c->group, c->topic, c->offset };
+	rc = eng_offset_commit_batch(pool.db, ents, n);
+	for (c = head; c; c = c->next)
+		c->rc = !rc ? 0 : eng_offset_commit(pool.db, c->group, c->topic, c->offset);
+	pthread_mutex_lock(&pool.mu);
+	for (c = head; c;) {
+		struct gw_commit *next = c->next;
+
+		push(&pool.done, &pool.done_tail, c);
+		c = next;
+	}
+	ev_async_send(pool.loop, &pool.wake);
+}
+
 static void *
 work(void *arg)
 {
@@ -59,6 +103,10 @@ work(void *arg)
 		w->todo = c->next;
 		if (!w->todo)
 			w->todo_tail = NULL;
+		if (w->serial && !c->meta) {
+			store_batch(w, c);
+			continue;
+		}
 		pthread_mutex_unlock(&pool.mu);
 		if (c->meta == GW_COMMIT_META_ENSURE) {
 			void *val;
@@ -123,6 +171,15 @@ gw_commits_start(struct gw *gw, unsigned threads)
 	pool.stop = 0;
 	ev_async_init(&pool.wake, on_wake);
 	ev_async_start(pool.loop, &pool.wake);
+	pthread_cond_init(&pool.ser.cv, NULL);
+	pool.ser.serial = 1;
+	if ((rc = pthread_create(&pool.ser.thread, NULL, work, &pool.ser)) != 0) {
+		pthread_cond_destroy(&pool.ser.cv);
+		pool.n = 0;
+		gw_commits_stop();
+		return rc;
+	}
+	pool.ser.started = 1;
 	for (pool.n = 0; pool.n < threads; pool.n++) {
 		struct worker *w = &pool.w[pool.n];
 
@@ -147,7 +204,7 @@ gw_commits_submit(struct gw_commit *c)
 	for (const unsigned char *p = (const unsigned char *)c->topic; *p; p++)
 		h = (h ^ *p) * 1099511628211ull;
 	pthread_mutex_lock(&pool.mu);
-	w = &pool.w[h % pool.n];
+	w = c->meta == GW_COMMIT_META_ENSURE ? &pool.w[h % pool.n] : &pool.ser;
 	push(&w->todo, &w->todo_tail, c);
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&pool.mu);
@@ -162,10 +219,17 @@ gw_commits_stop(void)
 	pool.stop = 1;
 	for (unsigned i = 0; i < pool.n; i++)
 		pthread_cond_signal(&pool.w[i].cv);
+	if (pool.ser.started)
+		pthread_cond_signal(&pool.ser.cv);
 	pthread_mutex_unlock(&pool.mu);
 	for (unsigned i = 0; i < pool.n; i++) {
 		pthread_join(pool.w[i].thread, NULL);
 		pthread_cond_destroy(&pool.w[i].cv);
+	}
+	if (pool.ser.started) {
+		pthread_join(pool.ser.thread, NULL);
+		pthread_cond_destroy(&pool.ser.cv);
+		pool.ser.started = 0;
 	}
 	pool.n = 0;
 	ev_async_stop(pool.loop, &pool.wake);

@@ -3,10 +3,13 @@
  * markers (eng_meta_put), so the service thread never waits on RocksDB's synced write (DESIGN.md
  * invariant 5).
  *
- * engine.h has one offset per call and each call syncs RocksDB's WAL (about 0.35 ms here). Several
- * threads calling at once let RocksDB write their records in one group and sync once, so the pool
- * stores several times more offsets per second than one thread could. Commits of one (group, topic)
- * always go to the same thread, in order, so a stored position never moves back.
+ * Offsets, and the gap records that go with them (META_PUT, META_DELETE), go to one serial thread,
+ * in submission order: it stores every offset queued at its head with one eng_offset_commit_batch
+ * (one synced write, however many topics and requests), so an ack of 32 topics costs one sync, and
+ * while one batch syncs the next accumulates. One thread in order means a stored position never
+ * moves back and a topic's gap record lands after its offset. Markers (META_ENSURE, one synced
+ * eng_meta_put per topic the first time it is handed out) go to the other threads, by (group,
+ * topic), where concurrent calls let RocksDB sync several at once.
  *
  * gw_commits_submit() and the done callbacks run on the service thread; the workers touch only
  * their items and the engine. Finished items come back through an ev_async.
@@ -45,7 +48,7 @@ struct gw_commit {
 
 /** @brief Start @p threads workers on @p gw's loop. @return 0 or an errno. */
 int gw_commits_start(struct gw *gw, unsigned threads);
-/** @brief Queue @p c on its (group, topic)'s worker. */
+/** @brief Queue @p c: offsets and gap records on the serial thread, markers on their (group, topic)'s. */
 void gw_commits_submit(struct gw_commit *c);
 /** @brief Store everything queued, run every done callback, join the workers. Idempotent. */
 void gw_commits_stop(void);

@@ -472,7 +472,7 @@ has_explicit(const struct gw_group *g, const char *topic)
  * retained message ("do better" item 1 of the RocketMQ notes: not its end), or for "from":"tail" on
  * a parent, the first message stored after the subscription began. A topic of a subscribed parent
  * gets a marker, so a restart finds it again: at once when the engine said it has news for the
- * group (@p mark_now), else (a topic found in the directory) before its first message is handed
+ * group (@p mark_now), else (a topic found by a topic scan) before its first message is handed
  * out. The marker is written by the commit pool; the topic hands nothing out until it is durable.
  */
 static void mark_async(struct gw_gtopic *gt);
@@ -776,22 +776,49 @@ store_gaps(struct gw_gtopic *gt, struct gw_commit_wait *w)
 	gw_commits_submit(&it->c);
 }
 
-/* Store the committed offset now, on this thread (only at shutdown, when the pool has stopped). */
-static int
-commit(struct gw_gtopic *gt)
+/* Store every moved offset now, on this thread, in batches (only at shutdown, when the pool has
+ * stopped): a few synced writes, not one per topic. */
+#define CLOSE_BATCH 1024
+
+static void
+commit_flush(struct gw *gw, eng_offset_entry *ents, struct gw_gtopic **gts, size_t n)
 {
-	struct gw *gw = gt->g->gw;
 	int rc;
 
-	if (gt->dead || gt->committed == gt->stored || gw->groups->closing)
-		return 0;
-	if ((rc = eng_offset_commit(gw->db, gt->g->name, gt->name, gt->committed)) != 0) {
-		LOG_ERR("group %s: storing the offset of %s: %s", gt->g->name, gt->name,
-			eng_strerror(rc));
-		return rc;
+	if (!n)
+		return;
+	if ((rc = eng_offset_commit_batch(gw->db, ents, n)) != 0) {
+		LOG_ERR("storing %zu offsets at shutdown: %s", n, eng_strerror(rc));
+		return;
 	}
-	gt->stored = gt->storing = gt->committed;
-	return 0;
+	for (size_t i = 0; i < n; i++)
+		gts[i]->stored = gts[i]->storing = gts[i]->committed;
+}
+
+static void
+commit_all(struct gw *gw)
+{
+	eng_offset_entry *ents = xmalloc(CLOSE_BATCH * sizeof(*ents));
+	struct gw_gtopic **gts = xmalloc(CLOSE_BATCH * sizeof(*gts));
+	size_t n = 0;
+
+	for (struct gw_group *g = gw->groups->list; g; g = g->next) {
+		for (size_t i = 0; i < g->hcap; i++) {
+			for (struct gw_gtopic *gt = g->htab[i]; gt; gt = gt->hnext) {
+				if (gt->dead || gt->committed == gt->stored)
+					continue;
+				ents[n] = (eng_offset_entry){ g->name, gt->name, gt->committed };
+				gts[n++] = gt;
+				if (n == CLOSE_BATCH) {
+					commit_flush(gw, ents, gts, n);
+					n = 0;
+				}
+			}
+		}
+	}
+	commit_flush(gw, ents, gts, n);
+	free(ents);
+	free(gts);
 }
 
 static void
@@ -1454,7 +1481,7 @@ on_house(struct ev_loop *loop, ev_timer *t, int revents)
 		for (size_t i = 0; i < g->hcap; i++) {
 			for (struct gw_gtopic *gt = g->htab[i], *nx; gt; gt = nx) {
 				nx = gt->hnext;
-				/* An unmarked state (found in the directory, nothing handed out) keeps no
+				/* An unmarked state (found by a topic scan, nothing handed out) keeps no
 				 * position: storing it would cost a sync per topic for no progress. */
 				if (gt->committed != gt->stored && gt->marked)
 					commit_async(gt, NULL);
@@ -1466,8 +1493,6 @@ on_house(struct ev_loop *loop, ev_timer *t, int revents)
 		}
 	}
 	heap_arm(gw); /* the clock may have jumped past due records while the loop was busy */
-	if (++gw->groups->house_ticks % 60 == 0)
-		gw_dir_prune(gw);
 }
 
 void
@@ -1492,10 +1517,8 @@ gw_groups_close(struct gw *gw)
 	if (!gs)
 		return;
 	gw_commits_stop(); /* stores what is queued, runs the completions */
+	commit_all(gw);
 	for (struct gw_group *g = gs->list; g; g = g->next) {
-		for (size_t i = 0; i < g->hcap; i++)
-			for (struct gw_gtopic *gt = g->htab[i]; gt; gt = gt->hnext)
-				commit(gt);
 		if (ev_is_active(&g->rate_w))
 			ev_timer_stop(gw->loop, &g->rate_w);
 	}
@@ -1504,6 +1527,8 @@ gw_groups_close(struct gw *gw)
 		ev_timer_stop(gw->loop, &gs->heap_w);
 	if (ev_is_active(&gs->house_w))
 		ev_timer_stop(gw->loop, &gs->house_w);
+	if (ev_is_active(&gs->scan_w))
+		ev_timer_stop(gw->loop, &gs->scan_w);
 	if (ev_is_active(&gs->retry_w))
 		ev_timer_stop(gw->loop, &gs->retry_w);
 }
@@ -1674,9 +1699,14 @@ settle_end(struct settle *s, const char *verb, struct gw_commit_wait **wait, str
 
 		advance(gt);
 		/* An ack is answered once the positions it moved are stored (the pool does it), and
-		 * the acknowledged offsets they cannot cover yet. */
+		 * the acknowledged offsets they cannot cover yet. Every offset first, then the gap
+		 * records: the serial commit thread stores consecutive offsets with one batch. */
 		if (gt->committed != before || gt->committed != gt->storing)
 			commit_async(gt, w);
+	}
+	for (size_t i = 0; i < s->n_touched; i++) {
+		struct gw_gtopic *gt = s->touched[i];
+
 		if (wait)
 			store_gaps(gt, w);
 		gt->last_used_ms = mono_ms();

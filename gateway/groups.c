@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "bg.h"
 #include "commits.h"
 #include "log.h"
 #include "route.h"
@@ -21,7 +22,7 @@
 #define DEF_KEY_PREFIX "grp/"
 #define MARK_KEY_FMT "gtp/%u/"
 
-static void discover(struct gw_group *g);
+static void scan_start(struct gw_group *g, int tail_too);
 
 /* ---- Names and small helpers --------------------------------------------------------------------- */
 
@@ -558,7 +559,7 @@ gw_group_put(struct gw *gw, const char *name, const char *body, size_t len, stru
 		}
 	}
 	if (rediscover)
-		discover(g);
+		scan_start(g, 0);
 	gw_group_recheck(g);
 	gw_group_describe(g, out);
 	*status = created ? 201 : 200;
@@ -791,100 +792,139 @@ out:
 	return rc;
 }
 
-/* ---- The topic directory (groups.h) -------------------------------------------------------------- */
+/* ---- The topic scan (groups.h) ------------------------------------------------------------------ */
 
-static size_t
-dslot(const struct gw_groups *gs, const char *name)
+#define SCAN_PAGE 256
+
+/* One page of one group's scan: submitted again for the next page until the parent is done. */
+struct scan_job {
+	struct gw_job job;               /* first: bg.c hands this pointer back */
+	struct gw *gw;
+	eng_db *db;
+	uint32_t id, gen;                /* the group's id and scan generation when it started */
+	char group[GW_GROUP_NAME_MAX + 1];
+	char parent[ENG_PARENT_MAX + 1];
+	int from_tail;
+	uint64_t since_ms;
+	char after[ENG_TOPIC_MAX + 1];   /* the last name seen ("" at the start) */
+	int rc;
+	size_t n_page;                   /* names the page listed */
+	size_t n;                        /* of which have work for the group: names[0..n) */
+	char names[SCAN_PAGE][ENG_TOPIC_MAX + 1];
+};
+
+static int
+on_scan_topic(void *ctx, const char *topic, uint64_t created_ms)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	struct scan_job *sj = ctx;
 
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		h = (h ^ *p) * 1099511628211ull;
-	return (size_t)h & (gs->dir_cap - 1);
+	(void)created_ms;
+	if (sj->n_page < SCAN_PAGE && strlen(topic) <= ENG_TOPIC_MAX)
+		strcpy(sj->names[sj->n_page++], topic);
+	return 0;
+}
+
+/* Helper thread: one page of names, then keep those with something below their end. */
+static void
+scan_work(struct gw_job *job)
+{
+	struct scan_job *sj = (struct scan_job *)job;
+	size_t listed;
+
+	sj->n_page = sj->n = 0;
+	sj->rc = eng_topic_scan(sj->db, sj->parent, sj->after, SCAN_PAGE, on_scan_topic, sj);
+	listed = sj->n_page;
+	if (listed)
+		strcpy(sj->after, sj->names[listed - 1]);
+	for (size_t i = 0; i < listed && !sj->rc; i++) {
+		eng_topic_info info;
+		uint64_t pos;
+
+		if (is_dlq_topic(sj->names[i]) || eng_topic_info_get(sj->db, sj->names[i], &info))
+			continue;
+		if (eng_offset_get(sj->db, sj->group, sj->names[i], &pos) != 0) {
+			/* No position: from its first retained message, or for "from":"tail", only
+			 * what was stored after the subscription began. */
+			if (sj->from_tail && info.last_write_ms < sj->since_ms)
+				continue;
+			pos = info.first_offset;
+		}
+		if (pos < info.next_offset && sj->n != i)
+			strcpy(sj->names[sj->n], sj->names[i]);
+		if (pos < info.next_offset)
+			sj->n++;
+	}
 }
 
 static void
-dir_note(struct gw_groups *gs, const char *topic)
+scan_end(struct gw_group *g)
 {
-	struct gw_dir_ent *d;
-	size_t k;
-
-	if (gs->dir_cap) {
-		for (d = gs->dir[dslot(gs, topic)]; d; d = d->next) {
-			if (!strcmp(d->name, topic)) {
-				d->seen_ms = gw_mono_us() / 1000;
-				return;
-			}
-		}
-	}
-	if (gs->dir_count + 1 > gs->dir_cap / 4 * 3) {
-		size_t old = gs->dir_cap;
-		struct gw_dir_ent **t = gs->dir;
-
-		gs->dir_cap = old ? old * 2 : 1024;
-		gs->dir = xcalloc(gs->dir_cap, sizeof(*gs->dir));
-		for (size_t i = 0; i < old; i++) {
-			for (struct gw_dir_ent *e = t[i], *nx; e; e = nx) {
-				nx = e->next;
-				k = dslot(gs, e->name);
-				e->next = gs->dir[k];
-				gs->dir[k] = e;
-			}
-		}
-		free(t);
-	}
-	d = xmalloc(sizeof(*d) + strlen(topic) + 1);
-	strcpy(d->name, topic);
-	d->seen_ms = gw_mono_us() / 1000;
-	k = dslot(gs, topic);
-	d->next = gs->dir[k];
-	gs->dir[k] = d;
-	gs->dir_count++;
+	g->scanning = 0;
+	if (g->scan_found)
+		LOG_INFO("group %s: %zu existing topics of %s to read", g->name, g->scan_found,
+			 g->parent);
 }
 
-/* Forget topics idle for longer than their parent's TTL: the engine has expired them. */
-void
-gw_dir_prune(struct gw *gw)
-{
-	struct gw_groups *gs = gw->groups;
-	uint64_t now = gw_mono_us() / 1000;
-
-	for (size_t i = 0; i < gs->dir_cap; i++) {
-		for (struct gw_dir_ent **pp = &gs->dir[i]; *pp;) {
-			struct gw_dir_ent *d = *pp;
-			const struct gw_parent_conf *pc =
-				gw_config_parent(gw->cfg, d->name, (size_t)(strchr(d->name, '/') - d->name));
-			uint64_t ttl = pc && pc->idle_ttl_s ? pc->idle_ttl_s * 1000 : 86400000;
-
-			if (now - d->seen_ms > ttl) {
-				*pp = d->next;
-				free(d);
-				gs->dir_count--;
-			} else {
-				pp = &d->next;
-			}
-		}
-	}
-}
-
-/* A group that just took a parent finds that parent's known topics: each is read from its first
- * retained message (or the group's stored position) like a topic with news. */
+/* Service thread: take the page's topics as topics with news, then ask for the next page. */
 static void
-discover(struct gw_group *g)
+scan_done(struct gw_job *job)
 {
-	struct gw_groups *gs = g->gw->groups;
-	size_t n = 0;
+	struct scan_job *sj = (struct scan_job *)job;
+	struct gw *gw = sj->gw;
+	struct gw_group *g = gw->groups ? find_by_sub(gw, GW_GROUP_SUB_BASE + sj->id) : NULL;
 
-	if (!g->parent[0] || g->from_tail)
-		return; /* "from":"tail" wants nothing stored before the subscription */
-	for (size_t i = 0; i < gs->dir_cap; i++) {
-		for (struct gw_dir_ent *d = gs->dir[i]; d; d = d->next) {
-			if (gw_group_wants_topic(g, d->name) && gw_gtopic_get(g, d->name, 2))
-				n++;
-		}
+	if (!g || g->deleted || g->scan_gen != sj->gen || strcmp(g->parent, sj->parent) ||
+	    gw->state != GW_RUNNING || gw->groups->closing) {
+		if (g && g->scan_gen == sj->gen)
+			g->scanning = 0;
+		free(sj);
+		return;
 	}
-	if (n)
-		LOG_INFO("group %s: %zu existing topics of %s to read", g->name, n, g->parent);
+	if (sj->rc) {
+		LOG_WARN("group %s: listing the topics of %s: %s", g->name, sj->parent,
+			 eng_strerror(sj->rc));
+		scan_end(g);
+		free(sj);
+		return;
+	}
+	for (size_t i = 0; i < sj->n; i++)
+		if (gw_group_wants_topic(g, sj->names[i]) && gw_gtopic_get(g, sj->names[i], 2))
+			g->scan_found++;
+	gw_group_serve(g);
+	if (sj->n_page < SCAN_PAGE) {
+		scan_end(g);
+		free(sj);
+		return;
+	}
+	gw_bg_submit(&sj->job); /* the next page, after what other jobs are queued */
+}
+
+/*
+ * Find the existing topics of @p g's parent that have work for it (a new scan replaces a running
+ * one). "from":"tail" with no restart in between (@p tail_too 0) has nothing to find: the
+ * subscription began now.
+ */
+static void
+scan_start(struct gw_group *g, int tail_too)
+{
+	struct scan_job *sj;
+
+	if (!g->parent[0] || (g->from_tail && !tail_too))
+		return;
+	sj = xcalloc(1, sizeof(*sj));
+	sj->job.work = scan_work;
+	sj->job.done = scan_done;
+	sj->gw = g->gw;
+	sj->db = g->gw->db;
+	sj->id = g->id;
+	sj->gen = ++g->scan_gen;
+	strcpy(sj->group, g->name);
+	strcpy(sj->parent, g->parent);
+	sj->from_tail = g->from_tail;
+	sj->since_ms = g->since_ms;
+	g->scanning = 1;
+	g->scan_found = 0;
+	gw_bg_submit(&sj->job);
 }
 
 /* ---- The engine's ready set ---------------------------------------------------------------------- */
@@ -897,19 +937,13 @@ gw_groups_on_ready(struct gw *gw, const eng_ready *r)
 
 	if (!gw->groups)
 		return;
-	if (r->sub == GW_DIR_SUB) {
-		if (!(r->flags & ENG_READY_OVERFLOW) && r->next_offset)
-			dir_note(gw->groups, r->topic);
-		return;
-	}
 	if (!(g = find_by_sub(gw, r->sub)))
 		return;
 	if (r->flags & ENG_READY_OVERFLOW) {
 		/*
 		 * The engine's ready set was full and dropped which topics grew. Re-check what we
-		 * can name: known states, explicit topics, marked topics. A topic of a subscribed
-		 * parent that we never saw is found again at its next message (engine.h cannot
-		 * list a parent's topics).
+		 * can name now (known states, explicit topics, marked topics) and scan the parent
+		 * for the rest (its pages come back over the next loop turns).
 		 */
 		struct mark_scan ms;
 
@@ -918,7 +952,7 @@ gw_groups_on_ready(struct gw *gw, const eng_ready *r)
 			for (gt = g->htab[i]; gt; gt = gt->hnext)
 				gt->end = UINT64_MAX; /* unknown: the next read finds the real end */
 		scan_markers(g, 0, &ms);
-		discover(g);
+		scan_start(g, 1);
 		gw_group_recheck(g);
 		return;
 	}
@@ -976,6 +1010,17 @@ on_def(void *ctx, const char *key, const void *val, size_t len)
 	return 0;
 }
 
+static void
+on_scan_start(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct gw *gw = t->data;
+
+	(void)loop;
+	(void)revents;
+	for (struct gw_group *g = gw->groups->list; g; g = g->next)
+		scan_start(g, 1);
+}
+
 int
 gw_groups_open(struct gw *gw)
 {
@@ -993,23 +1038,22 @@ gw_groups_open(struct gw *gw)
 		LOG_ERR("cannot start the offset commit threads: %s", strerror(rc));
 		return -1;
 	}
-	for (size_t i = 0; i < gw->cfg->n_parents; i++) {
-		if ((rc = eng_sub_parent(gw->db, GW_DIR_SUB, gw->cfg->parents[i].name, NULL, 0)) != 0) {
-			LOG_ERR("topic directory: subscribing to %s: %s", gw->cfg->parents[i].name,
-				eng_strerror(rc));
-			return -1;
-		}
-	}
 	if ((rc = eng_meta_scan(gw->db, DEF_KEY_PREFIX, on_def, gw)) != 0) {
 		LOG_ERR("reading consumer groups: %s", eng_strerror(rc));
 		return -1;
 	}
+	/* Topics a group never handed anything out of (no marker) that have work: its topic scan
+	 * lists them, from the loop's first turn (the helper thread starts after this). */
+	ev_timer_init(&gs->scan_w, on_scan_start, 0, 0);
+	gs->scan_w.data = gw;
+	ev_timer_start(gw->loop, &gs->scan_w);
 	for (struct gw_group *g = gs->list; g; g = g->next) {
 		struct mark_scan ms;
 
 		scan_markers(g, 0, &ms);
 		gw_group_recheck(g);
-		LOG_INFO("group %s restored: %zu topics with work", g->name, g->n_ready);
+		LOG_INFO("group %s restored: %zu topics with work (more may come from its topic scan)",
+			 g->name, g->n_ready);
 	}
 	return 0;
 }
@@ -1046,13 +1090,6 @@ gw_groups_free(struct gw *gw)
 		nx = g->next;
 		free(g);
 	}
-	for (size_t i = 0; i < gs->dir_cap; i++) {
-		for (struct gw_dir_ent *d = gs->dir[i], *nx; d; d = nx) {
-			nx = d->next;
-			free(d);
-		}
-	}
-	free(gs->dir);
 	free(gs);
 	gw->groups = NULL;
 }

@@ -14,12 +14,19 @@
  * Durable state, all through engine.h:
  *   "grp/<name>"          the group's definition (JSON), eng_meta_*;
  *   "gtp/<id>/<topic>"    a marker: the group has (or had) work in this topic of a subscribed
- *                         parent. engine.h cannot list a parent's topics, so after a restart these
- *                         markers are how a group finds the topics it had not finished;
+ *                         parent, so a restart finds the topics it had not finished at once (the
+ *                         topic scan below finds them too, and the others, a page at a time);
  *   eng_offset_*(group, topic)   the group's position: every offset below it is acknowledged (or
  *                         was skipped: an event the group does not want).
  * In-flight messages, receipts and delivery counts live in memory: after a restart every message
  * that was in flight is simply handed out again (at-least-once).
+ *
+ * The topic scan: a group that takes a parent (created, restored at startup, or after the engine's
+ * ready set overflowed) lists the parent's existing lite topics with eng_topic_scan, SCAN_PAGE names
+ * at a time on the helper thread (bg.h), which also drops those with nothing below their end for
+ * the group (stored offset, else first retained, at or past the next offset). The service thread
+ * takes each page's survivors as topics with news and asks for the next page. Topics that grow
+ * meanwhile come through the ready set as usual (the subscription is made before the scan starts).
  */
 #ifndef GW_GROUPS_H
 #define GW_GROUPS_H
@@ -33,7 +40,6 @@
 #define GW_GROUP_NAME_MAX 64          /* [A-Za-z0-9_.:-]{1,64}, not starting with '.' */
 #define GW_GROUP_EVENTS_MAX 16        /* event names in one group's filter */
 #define GW_GROUP_SUB_BASE (1ull << 62)/* engine subscriber ids of groups: base + group id */
-#define GW_DIR_SUB GW_GROUP_SUB_BASE  /* the topic directory's (group ids start at 1) */
 #define GW_PRIO_LEVELS 10             /* priorities 0..9, 9 served first */
 #define GW_DLQ_PREFIX "_dlq."         /* dead letters of group g go to <parent>/_dlq.<g> */
 #define GW_COMMIT_THREADS 16           /* offset commit threads (commits.h) */
@@ -147,19 +153,10 @@ struct gw_group {
 	uint64_t tokens_us;              /* when it was last topped up (monotonic) */
 	ev_timer rate_w;                 /* wakes waiters when tokens come back */
 	uint64_t inflight;               /* entries in flight over all topics (for GET) */
+	uint32_t scan_gen;               /* bumped by each topic scan: an older scan's pages are dropped */
+	size_t scan_found;               /* topics with work the running scan found so far */
+	unsigned scanning : 1;           /* a topic scan is running */
 	unsigned deleted : 1;
-};
-
-/*
- * The topic directory: every lite topic that grew since the gateway started, by name (one
- * eng_sub_parent per declared parent feeds it). engine.h cannot list a parent's topics, so this is
- * how a group created now finds the topics written before it (they are read from their first
- * retained message). Forgotten after the parent's idle TTL, when the engine expires the topic.
- */
-struct gw_dir_ent {
-	struct gw_dir_ent *next;
-	uint64_t seen_ms;                /* monotonic: last growth */
-	char name[];
 };
 
 /* The module's state, hung off struct gw. */
@@ -168,13 +165,11 @@ struct gw_groups {
 	struct gw_group *graveyard;      /* deleted groups, freed at exit (dead topics may point here) */
 	struct gw_gtopic *dead;          /* dead topic states still referenced */
 	uint32_t next_id;
-	struct gw_dir_ent **dir;         /* the topic directory (hash of chains) */
-	size_t dir_cap, dir_count;
 	struct gw_timer_rec *heap;       /* visibility and nack-delay deadlines, a binary min-heap */
 	size_t n_heap, cap_heap;
 	ev_timer heap_w;                 /* armed for the earliest deadline */
 	ev_timer house_w;                /* 1 s: store skipped-over offsets, evict idle topic states */
-	uint64_t house_ticks;
+	ev_timer scan_w;                 /* the loop's first turn: restored groups' topic scans */
 	struct gw_gtopic *retry;         /* topics to read again shortly (see retry_later) */
 	ev_timer retry_w;
 	uint64_t nonce;                  /* hand-out counter */
@@ -271,14 +266,13 @@ int gw_group_offset_put(struct gw *gw, const char *name, struct gw_group *g, con
 			struct gw_commit_wait **wait);
 
 /* Internal, shared by groups.c and consume.c. @p create of gw_gtopic_get: 0 look up, 1 make it
- * (the engine said the topic has news: marked at once), 2 make it lazily (from the directory). */
+ * (the engine said the topic has news: marked at once), 2 make it lazily (from a topic scan). */
 struct gw_gtopic *gw_gtopic_get(struct gw_group *g, const char *topic, int create);
 void gw_gtopic_drop(struct gw_gtopic *gt);
 void gw_group_serve(struct gw_group *g);
 void gw_group_recheck(struct gw_group *g);
 void gw_group_free_state(struct gw_group *g);
 int gw_group_wants_topic(const struct gw_group *g, const char *topic);
-void gw_dir_prune(struct gw *gw);
 void gw_consume_init(struct gw *gw);
 void gw_consume_free(struct gw *gw);
 

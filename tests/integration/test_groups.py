@@ -196,15 +196,61 @@ class TestPop(GroupsBase):
         self.assertEqual([m["data"] for m in self.drain("late")], ["p3"])
         self.assertEqual(self.offset("late", "chatbot/old"), 4)
 
-    def test_topic_from_before_a_restart_is_found_at_its_next_message(self):
-        # engine.h cannot list a parent's topics and the directory starts empty after a restart:
-        # a group created then finds such a topic at its next message, still from its start.
-        self.gw.publish("chatbot/prev", {"event": "prompt", "data": "p0"})
+    def publish_sessions(self, prefix, n):
+        """One prompt (data = its index) and one token in each of n sessions, 8 publishers."""
+        def pub(k):
+            for i in range(k, n, 8):
+                self.gw.publish("chatbot/%s%d" % (prefix, i),
+                                [{"event": "prompt", "data": i}, {"event": "token", "data": "t"}])
+        ts = [threading.Thread(target=pub, args=(k,)) for k in range(8)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+
+    def pop_all(self, group, want, deadline_s=60):
+        """Pop and ack until @want messages came (the topic scan delivers a page at a time)."""
+        out = []
+        deadline = time.time() + deadline_s
+        while len(out) < want and time.time() < deadline:
+            msgs = self.pop(group, 32, wait_ms=2000)
+            out.extend(msgs)
+            if msgs:
+                self.ack(group, [m["receipt"] for m in msgs])
+        return out
+
+    def test_topic_from_before_a_restart_is_found_by_a_new_group(self):
+        # The prompts were published before the restart and nothing after it: a group created
+        # then finds their topics by listing the parent (eng_topic_scan, more than one page),
+        # each read from its first retained message.
+        n = 300
+        self.publish_sessions("prev", n)
+        self.gw.publish("agent/prev", {"event": "prompt", "data": "not this parent"})
         self.gw.restart()
         self.put_group("after")
+        got = self.pop_all("after", n)
+        self.assertEqual(sorted((m["topic"], m["offset"], m["data"]) for m in got),
+                         sorted(("chatbot/prev%d" % i, 0, i) for i in range(n)))
         self.assertEqual(self.pop("after", wait_ms=300), [])
-        self.gw.publish("chatbot/prev", {"event": "prompt", "data": "p1"})
-        self.assertEqual([m["data"] for m in self.drain("after")], ["p0", "p1"])
+        # Their next messages come through the ready set as usual.
+        self.gw.publish("chatbot/prev7", {"event": "prompt", "data": "p2"})
+        self.assertEqual([(m["offset"], m["data"]) for m in self.drain("after")], [(2, "p2")])
+
+    def test_topic_unmarked_before_a_restart_is_found_by_a_restored_group(self):
+        # A group created over existing topics marks them only as it hands them out. Restarted
+        # before any pop, the restored group has no marker of them: its topic scan at startup
+        # finds them, and skips a topic whose stored position is already at its end.
+        n = 300
+        self.publish_sessions("old", n)
+        self.gw.publish("chatbot/done", {"event": "prompt", "data": "already consumed"})
+        self.put_group("early")
+        st, _, body = self.gw.http("PUT", "/v1/groups/early/offsets?topic=chatbot/done",
+                                   {"from": "tail"})
+        self.assertEqual(st, 200, body)
+        self.gw.restart()
+        got = self.pop_all("early", n)
+        self.assertEqual(sorted((m["topic"], m["offset"], m["data"]) for m in got),
+                         sorted(("chatbot/old%d" % i, 0, i) for i in range(n)))
+        self.assertEqual(self.pop("early", wait_ms=300), [])
+        self.assertEqual(self.offset("early", "chatbot/done"), 1)
 
     def test_from_tail(self):
         self.gw.publish("chatbot/ft", {"event": "prompt", "data": "before"})
