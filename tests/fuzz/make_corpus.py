@@ -306,6 +306,31 @@ JWT = {
 }
 
 
+# ---- headcheck: the bytes from the start of a connection -----------------------------------------
+HEADS = {
+    "get": "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    "post_body": "POST /v1/topics/chatbot/s1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 "Content-Length: 10\r\n\r\n{\"data\":1}",
+    "lf_only": "GET / HTTP/1.0\nHost: x\n\n",
+    "sse_pipelined": "GET /v1/sessions/a/events?from=0 HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n",
+    "incomplete": "GET /v1/ws HTTP/1.1\r\nUpgrade: websocket\r\n",
+    "garbage": "HELLO\r\n\r\n",
+    "unknown_method": "BREW /pot HTTP/1.1\r\n\r\n",
+    "absolute": "GET http://x/ HTTP/1.1\r\n\r\n",
+    "bad_escape": "GET /a%zz HTTP/1.1\r\n\r\n",
+    "nul_escape": "GET /a%00 HTTP/1.1\r\n\r\n",
+    "folded": "GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+    "space_colon": "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+    "two_hosts": "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+    "ctl_value": "GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n",
+    "bare_cr": "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
+    "empty_first": "\r\nGET / HTTP/1.1\r\n\r\n",
+    "many_fields": "GET / HTTP/1.1\r\n" + "".join("X-%d: v\r\n" % i for i in range(70)) + "\r\n",
+    "many_params": "GET /?" + "&".join("p%d" % i for i in range(30)) + " HTTP/1.1\r\n\r\n",
+    "version": "GET / HTTP/2.0\r\n\r\n",
+}
+
+
 def main():
     for name, s in ROUTES.items():
         write("route", name, s)
@@ -325,6 +350,8 @@ def main():
         write("cl", name, b)
     for name, b in JWT.items():
         write("jwt", name, b)
+    for name, s in HEADS.items():
+        write("headcheck", name, s)
     return 0
 
 
