@@ -468,8 +468,12 @@ gw_auth_fail(struct gw *gw, struct lws *wsi, const struct gw_error *e, unsigned 
 			 e->message);
 	else
 		snprintf(challenge, sizeof(challenge), "Bearer realm=\"litegate\"");
-	if (gw_reply_error(gw, wsi, out, e, NULL, hdrs, flags))
+	if (gw_reply_error(gw, wsi, out, e, NULL, hdrs, flags & ~GW_AUTH_UPGRADE))
 		return -1;
+	/* At CONFIRM_UPGRADE lws has not read the request's version yet and writes "HTTP/1.0"; an
+	 * upgrade is always HTTP/1.1 (RFC 6455 4.1). */
+	if ((flags & GW_AUTH_UPGRADE) && out->len > 9 && !memcmp(gw_buf_data(out), "HTTP/1.0 ", 9))
+		gw_buf_data(out)[7] = '1';
 	if (gw_reply_write(wsi, out) || (flags & GW_REPLY_CLOSE))
 		return -1;
 	return lws_http_transaction_completed(wsi) ? -1 : 0;

@@ -71,6 +71,10 @@ void gw_principal_free(struct gw_principal *p);
  */
 int gw_auth_fail(struct gw *gw, struct lws *wsi, const struct gw_error *e, unsigned flags);
 
+/* Flag for gw_auth_http()/gw_auth_fail(): the request is a WebSocket upgrade (checked at
+ * LWS_CALLBACK_HTTP_CONFIRM_UPGRADE, before lws has noted the request's HTTP version). */
+#define GW_AUTH_UPGRADE 0x100u
+
 /**
  * @brief Authenticate and authorize one HTTP request in one call.
  * @param name the topic or group the action is on (ignored for CONNECT and ADMIN).

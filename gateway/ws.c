@@ -649,7 +649,8 @@ gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 		int ret;
 
 		if (in && !strcasecmp((const char *)in, "websocket") &&
-		    gw_auth_http(gw, wsi, GW_AUTH_CONNECT, NULL, GW_REPLY_CLOSE, NULL, &ret))
+		    gw_auth_http(gw, wsi, GW_AUTH_CONNECT, NULL, GW_REPLY_CLOSE | GW_AUTH_UPGRADE, NULL,
+				 &ret))
 			return -1;
 		return 0;
 	}

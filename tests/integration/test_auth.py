@@ -413,7 +413,12 @@ class WebSocketAuth(AuthTestCase):
             req += "%s: %s\r\n" % (k, v)
         s.sendall((req + "\r\n").encode())
         try:
-            return harness.read_http_response(s)
+            s.settimeout(5)
+            head = b""
+            while b"\r\n" not in head:
+                head += s.recv(1)
+            self.assertTrue(head.startswith(b"HTTP/1.1 "), head)
+            return harness.read_http_response(s, head)
         finally:
             s.close()
 
