@@ -210,6 +210,7 @@ static const struct field fields[] = {
 	F("limits.max_header_pool", T_U32, max_header_pool, 8, 1000000),
 	F("limits.max_connections", T_U32, max_connections, 1, 16 * 1024 * 1024),
 	F("limits.max_connections_per_ip", T_U32, max_connections_per_ip, 1, 16 * 1024 * 1024),
+	F("limits.per_ip_loopback", T_BOOL, per_ip_loopback, 0, 1),
 	F("limits.max_header_bytes", T_U32, max_header_bytes, 1024, 1024 * 1024),
 	G("timeouts"),
 	F("timeouts.keepalive_s", T_U32, keepalive_s, 1, 86400),

@@ -89,6 +89,7 @@ struct gw_config {
 	uint32_t max_header_pool;   /* header tables in use at once (one per request in flight) */
 	uint32_t max_connections;   /* open connections; past it new ones get 503 (conn.c) */
 	uint32_t max_connections_per_ip; /* open connections from one client address; then 429 */
+	int per_ip_loopback;             /* apply max_connections_per_ip to loopback peers too */
 	uint32_t max_header_bytes;  /* request line and headers of one request; then 431 (414) */
 
 	uint32_t keepalive_s;       /* idle keep-alive HTTP connections are closed after this */

@@ -88,6 +88,18 @@ addr_key(const struct sockaddr *sa, socklen_t len, uint8_t key[16])
 	}
 }
 
+/* A loopback peer (127.0.0.0/8, or ::1, whose /64 key is all zeros) is a local process: a reverse
+ * proxy in front of the gateway, a worker, a benchmark. Every client behind it shares its address,
+ * so a per-address limit would throttle them all together. */
+static int
+is_loopback(const uint8_t key[16])
+{
+	static const uint8_t zero[16];
+
+	return (key[10] == 0xff && key[11] == 0xff && key[12] == 127 && !memcmp(key, zero, 10)) ||
+	       !memcmp(key, zero, 16);
+}
+
 static size_t
 bucket(const uint8_t key[16], size_t cap)
 {
@@ -414,7 +426,7 @@ gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen
 	}
 	addr_key(sa, salen, key);
 	p = peer_get(key);
-	if (p->n >= cfg->max_connections_per_ip) {
+	if (p->n >= cfg->max_connections_per_ip && (cfg->per_ip_loopback || !is_loopback(key))) {
 		gw->m.limit_hits[GW_LIMIT_CONNECTIONS_IP]++;
 		snprintf(msg, sizeof(msg), "limits.max_connections_per_ip (%u) reached from this address",
 			 cfg->max_connections_per_ip);

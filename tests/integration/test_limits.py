@@ -66,7 +66,7 @@ class LimitsCase(TestCase):
 
 
 class Connections(LimitsCase):
-    CONFIG = {"limits": {"max_connections": 6, "max_connections_per_ip": 4},
+    CONFIG = {"limits": {"max_connections": 6, "max_connections_per_ip": 4, "per_ip_loopback": True},
               "timeouts": {"header_s": 30, "keepalive_s": 30}}
 
     def setUp(self):
