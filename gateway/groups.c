@@ -369,22 +369,32 @@ subscribe_all(struct gw_group *g)
 	return rc;
 }
 
-/* An explicit topic added with "from":"tail": unless the group has a position there already, its
- * position becomes the topic's end now (stored, so a restart keeps it). */
+/* Explicit topics added with "from":"tail": unless the group has a position there already, its
+ * position becomes the topic's end now, stored (so a restart keeps it) with one synced write. */
 static int
-start_at_tail(struct gw_group *g, const char *topic)
+start_at_tail(struct gw_group *g, char *const *topics, size_t n)
 {
-	eng_topic_info info;
-	uint64_t off;
-	int rc;
+	eng_offset_entry *ents = xmalloc((n ? n : 1) * sizeof(*ents));
+	size_t k = 0;
+	int rc = 0;
 
-	if (eng_offset_get(g->gw->db, g->name, topic, &off) == 0)
-		return 0;
-	if ((rc = eng_topic_info_get(g->gw->db, topic, &info)) == ENG_ENOTFOUND)
-		return 0; /* nothing there yet: its first message is new */
-	if (rc)
-		return rc;
-	return eng_offset_commit(g->gw->db, g->name, topic, info.next_offset);
+	for (size_t i = 0; i < n && !rc; i++) {
+		eng_topic_info info;
+		uint64_t off;
+
+		if (eng_offset_get(g->gw->db, g->name, topics[i], &off) == 0)
+			continue;
+		if ((rc = eng_topic_info_get(g->gw->db, topics[i], &info)) == ENG_ENOTFOUND) {
+			rc = 0; /* nothing there yet: its first message is new */
+			continue;
+		}
+		if (!rc)
+			ents[k++] = (eng_offset_entry){ g->name, topics[i], info.next_offset };
+	}
+	if (!rc)
+		rc = eng_offset_commit_batch(g->gw->db, ents, k);
+	free(ents);
+	return rc;
 }
 
 /* ---- Applying a definition ---------------------------------------------------------------------- */
@@ -533,13 +543,9 @@ gw_group_put(struct gw *gw, const char *name, const char *body, size_t len, stru
 		     g->n_events != d.n_events ||
 		     memcmp(g->events, d.events, d.n_events * sizeof(d.events[0]));
 	apply_def(g, &d);
-	if (g->from_tail) {
-		for (size_t i = 0; i < g->n_topics; i++) {
-			if ((rc = start_at_tail(g, g->topics[i])) != 0) {
-				gw_error_from_eng(rc, e);
-				goto fail;
-			}
-		}
+	if (g->from_tail && (rc = start_at_tail(g, g->topics, g->n_topics)) != 0) {
+		gw_error_from_eng(rc, e);
+		goto fail;
 	}
 	if ((rc = persist(g)) != 0 || (rc = subscribe_all(g)) != 0) {
 		gw_error_from_eng(rc, e);
@@ -746,6 +752,21 @@ gw_group_subscriptions(struct gw *gw, struct gw_group *g, const char *body, size
 			break;
 		}
 	}
+	if (tail) {
+		/* The positions of every topic this adds, with one synced write. */
+		char **fresh = xcalloc(n_add ? n_add : 1, sizeof(*fresh));
+		size_t n_fresh = 0;
+
+		for (size_t i = 0; i < n_add && g->n_topics + n_fresh < GROUP_TOPICS_MAX; i++)
+			if (!has_topic(g, adds[i]))
+				fresh[n_fresh++] = adds[i];
+		erc = start_at_tail(g, fresh, n_fresh);
+		free(fresh);
+		if (erc) {
+			gw_error_from_eng(erc, e);
+			goto stored;
+		}
+	}
 	for (size_t i = 0; i < n_add; i++) {
 		if (has_topic(g, adds[i]))
 			continue;
@@ -754,8 +775,7 @@ gw_group_subscriptions(struct gw *gw, struct gw_group *g, const char *body, size
 				     GROUP_TOPICS_MAX);
 			goto stored;
 		}
-		if ((tail && (erc = start_at_tail(g, adds[i])) != 0) ||
-		    (erc = eng_sub_topic(gw->db, sub_id(g), adds[i])) != 0) {
+		if ((erc = eng_sub_topic(gw->db, sub_id(g), adds[i])) != 0) {
 			gw_error_from_eng(erc, e);
 			goto stored;
 		}

@@ -264,6 +264,20 @@ class TestPop(GroupsBase):
         self.assertEqual(self.offset("tail2", "agent/x"), 2)
         self.gw.publish("agent/x", {"event": "e", "data": 3})
         self.assertEqual([m["data"] for m in self.drain("tail2")], [3])
+        # Topics added with "from":"tail" (their positions stored with one batch) start at their
+        # end; one not written yet starts at its first message; one already held keeps its place.
+        self.gw.publish("agent/y", [{"event": "e", "data": 1}, {"event": "e", "data": 2}])
+        self.gw.publish("agent/z", {"event": "e", "data": 1})
+        st, _, body = self.gw.http("POST", "/v1/groups/tail2/subscriptions",
+                                   {"add": ["agent/x", "agent/y", "agent/z", "agent/new"],
+                                    "from": "tail"})
+        self.assertEqual((st, body["added"]), (200, 3), body)
+        self.assertEqual([self.offset("tail2", t) for t in ("agent/x", "agent/y", "agent/z")],
+                         [3, 2, 1])
+        self.assertIsNone(self.offset("tail2", "agent/new"))
+        self.gw.publish("agent/y", {"event": "e", "data": "y3"})
+        self.gw.publish("agent/new", {"event": "e", "data": "n0"})
+        self.assertEqual(sorted(m["data"] for m in self.drain("tail2")), ["n0", "y3"])
 
     def test_long_poll_wakes_on_publish(self):
         self.put_group("lp")
