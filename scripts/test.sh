@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Builds and runs every test: the warnings-as-errors build, then the same tests again under
-# AddressSanitizer + UndefinedBehaviorSanitizer, then the real-browser test of the demo.
-# Installs missing Debian packages first. Usage: scripts/test.sh [--no-asan] [--no-browser]
+# AddressSanitizer + UndefinedBehaviorSanitizer, then the real-browser test of the demo, then
+# the libFuzzer targets for a bounded time. Installs missing Debian packages first.
+# Usage: scripts/test.sh [--no-asan] [--no-browser] [--no-fuzz]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-asan=1 browser=1
+asan=1 browser=1 fuzz=1
 for a in "$@"; do
   case "$a" in
     --no-asan) asan=0 ;;
     --no-browser) browser=0 ;;
-    *) echo "usage: scripts/test.sh [--no-asan] [--no-browser]" >&2; exit 2 ;;
+    --no-fuzz) fuzz=0 ;;
+    *) echo "usage: scripts/test.sh [--no-asan] [--no-browser] [--no-fuzz]" >&2; exit 2 ;;
   esac
 done
 scripts/deps.sh test
@@ -38,4 +40,9 @@ fi
 if [ "$browser" = 1 ] && [ -x tests/browser/run.sh ]; then
   echo "== browser test (headless Chromium)"
   LITEGATE_BIN="$PWD/build/gateway/litegate" tests/browser/run.sh
+fi
+
+if [ "$fuzz" = 1 ]; then
+  echo "== fuzz every parser of outside input for a bounded time (crashers go to tests/fuzz/regressions)"
+  scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
 fi
