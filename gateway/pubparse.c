@@ -47,11 +47,8 @@ gw_batch_views(const struct gw_batch *b, eng_msg_in *out)
 	}
 }
 
-static int perr(struct gw_perr *e, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int
-perr(struct gw_perr *e, const char *code, const char *fmt, ...)
+int
+gw_perr_set(struct gw_perr *e, const char *code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -146,12 +143,12 @@ parse_msg(const char *p, size_t len, size_t *pos, struct gw_batch *b, struct gw_
 	memset(&s, 0, sizeof(s));
 	gw_json_ws(p, len, pos);
 	if (*pos >= len || p[*pos] != '{')
-		return perr(e, "bad_message", "a message must be a JSON object (at byte %zu)", *pos);
+		return gw_perr_set(e, "bad_message", "a message must be a JSON object (at byte %zu)", *pos);
 	rc = gw_json_object(p, len, pos, on_field, &s, &jerr);
 	if (rc < 0)
-		return perr(e, "bad_json", "%s at byte %zu", jerr.what, jerr.pos);
+		return gw_perr_set(e, "bad_json", "%s at byte %zu", jerr.what, jerr.pos);
 	if (rc > 0 && s.dup)
-		return perr(e, "bad_message", "member \"%s\" repeated%s", s.dup,
+		return gw_perr_set(e, "bad_message", "member \"%s\" repeated%s", s.dup,
 			    s.dup[0] == 'i' ? " (\"key\" is another name for \"id\")" : "");
 	if (rc > 0) {
 		char name[48];
@@ -159,24 +156,24 @@ parse_msg(const char *p, size_t len, size_t *pos, struct gw_batch *b, struct gw_
 
 		memcpy(name, s.unknown, n);
 		name[n] = '\0';
-		return perr(e, "bad_message",
+		return gw_perr_set(e, "bad_message",
 			    "unknown member \"%s\" (a message has event, data, id and expected_offset)",
 			    name);
 	}
 	memset(&m, 0, sizeof(m));
 	if (s.event) {
 		if (name_member(s.event, gw_name_event_ok, m.event, sizeof(m.event)))
-			return perr(e, "bad_event", "event must be 1 to 64 of [A-Za-z0-9_.:-]");
+			return gw_perr_set(e, "bad_event", "event must be 1 to 64 of [A-Za-z0-9_.:-]");
 	} else {
 		memcpy(m.event, "message", 8);
 	}
 	if (s.key && name_member(s.key, gw_name_key_ok, m.key, sizeof(m.key)))
-		return perr(e, "bad_message",
+		return gw_perr_set(e, "bad_message",
 			    "a message's id must be a string of 1 to 128 of [A-Za-z0-9_.:-]");
 	if (s.expected) {
 		if (s.expected->type != GW_J_NUMBER ||
 		    gw_parse_u64(s.expected->raw, s.expected->raw_len, &m.expected))
-			return perr(e, "bad_message",
+			return gw_perr_set(e, "bad_message",
 				    "expected_offset must be an offset (a non-negative integer)");
 		m.has_expected = 1;
 	}
@@ -198,15 +195,15 @@ gw_pub_parse_json(const char *p, size_t len, size_t max_msgs, struct gw_batch *b
 
 	gw_json_ws(p, len, &pos);
 	if (pos >= len)
-		return perr(e, "bad_json", "empty body");
+		return gw_perr_set(e, "bad_json", "empty body");
 	if (p[pos] == '[') {
 		pos++;
 		gw_json_ws(p, len, &pos);
 		if (pos < len && p[pos] == ']')
-			return perr(e, "bad_message", "empty batch");
+			return gw_perr_set(e, "bad_message", "empty batch");
 		for (;;) {
 			if (b->n - n0 >= max_msgs) {
-				perr(e, "too_many_messages", "a batch holds at most %zu messages", max_msgs);
+				gw_perr_set(e, "too_many_messages", "a batch holds at most %zu messages", max_msgs);
 				goto fail;
 			}
 			if (parse_msg(p, len, &pos, b, e))
@@ -220,7 +217,7 @@ gw_pub_parse_json(const char *p, size_t len, size_t max_msgs, struct gw_batch *b
 				pos++;
 				break;
 			}
-			perr(e, "bad_json", "',' or ']' expected at byte %zu", pos);
+			gw_perr_set(e, "bad_json", "',' or ']' expected at byte %zu", pos);
 			goto fail;
 		}
 	} else if (parse_msg(p, len, &pos, b, e)) {
@@ -228,7 +225,7 @@ gw_pub_parse_json(const char *p, size_t len, size_t max_msgs, struct gw_batch *b
 	}
 	gw_json_ws(p, len, &pos);
 	if (pos != len) {
-		perr(e, "bad_json", "unexpected data after the JSON value at byte %zu", pos);
+		gw_perr_set(e, "bad_json", "unexpected data after the JSON value at byte %zu", pos);
 		goto fail;
 	}
 	return 0;
@@ -252,7 +249,7 @@ gw_pub_parse_line(const char *p, size_t len, struct gw_batch *b, struct gw_perr 
 		goto fail;
 	gw_json_ws(p, len, &pos);
 	if (pos != len) {
-		perr(e, "bad_json", "one JSON object per line: unexpected data at byte %zu", pos);
+		gw_perr_set(e, "bad_json", "one JSON object per line: unexpected data at byte %zu", pos);
 		goto fail;
 	}
 	return 0;
@@ -268,7 +265,7 @@ gw_pub_parse_text(const char *p, size_t len, struct gw_batch *b, struct gw_perr 
 	struct gw_msg m;
 
 	if (!gw_utf8_valid(p, len))
-		return perr(e, "bad_text", "text/plain body is not valid UTF-8");
+		return gw_perr_set(e, "bad_text", "text/plain body is not valid UTF-8");
 	memset(&m, 0, sizeof(m));
 	memcpy(m.event, "message", 8);
 	m.off = b->arena.len;

@@ -41,6 +41,10 @@ struct gw_perr {
 	char message[192];
 };
 
+/** @brief Fill @p e with @p code and a formatted message. @return -1, for `return gw_perr_set()`. */
+int gw_perr_set(struct gw_perr *e, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 void gw_batch_init(struct gw_batch *b);
 void gw_batch_reset(struct gw_batch *b);
 void gw_batch_free(struct gw_batch *b);

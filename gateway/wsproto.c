@@ -45,21 +45,6 @@ on_field(void *ctx, const struct gw_json_field *f)
 	return 0;
 }
 
-static int perr(struct gw_perr *e, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int
-perr(struct gw_perr *e, const char *code, const char *fmt, ...)
-{
-	va_list ap;
-
-	e->code = code;
-	va_start(ap, fmt);
-	vsnprintf(e->message, sizeof(e->message), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* The bytes of a string member without escapes, or -1 (the names we accept never need escapes). */
 static int
 plain_str(const struct gw_json_field *f, const char **s, size_t *n)
@@ -98,22 +83,22 @@ gw_ws_parse(const char *p, size_t len, struct gw_ws_op *op, struct gw_buf *data,
 			memcpy(op->req, f->raw, f->raw_len);
 			op->req[f->raw_len] = '\0';
 		} else if (rc == 0) {
-			return perr(e, "bad_request", "req must be a number or a string of at most %d bytes",
+			return gw_perr_set(e, "bad_request", "req must be a number or a string of at most %d bytes",
 				    GW_WS_REQ_MAX);
 		}
 	}
 	if (rc < 0)
-		return perr(e, "bad_json", "%s at byte %zu", jerr.what, jerr.pos);
+		return gw_perr_set(e, "bad_json", "%s at byte %zu", jerr.what, jerr.pos);
 	if (s.dup)
-		return perr(e, "bad_request", "member \"%s\" repeated", s.dup);
+		return gw_perr_set(e, "bad_request", "member \"%s\" repeated", s.dup);
 	if (s.unknown)
-		return perr(e, "bad_request",
+		return gw_perr_set(e, "bad_request",
 			    "unknown member (known: op, topic, from, group, event, data, id, expected_offset, req)");
 	gw_json_ws(p, len, &pos);
 	if (pos != len)
-		return perr(e, "bad_json", "unexpected data after the JSON object at byte %zu", pos);
+		return gw_perr_set(e, "bad_json", "unexpected data after the JSON object at byte %zu", pos);
 	if (!s.seen[F_OP] || plain_str(&s.f[F_OP], &v, &n))
-		return perr(e, "bad_request", "op must be a string");
+		return gw_perr_set(e, "bad_request", "op must be a string");
 	if (is(v, n, "subscribe"))
 		op->op = GW_WS_OP_SUBSCRIBE;
 	else if (is(v, n, "unsubscribe"))
@@ -123,11 +108,11 @@ gw_ws_parse(const char *p, size_t len, struct gw_ws_op *op, struct gw_buf *data,
 	else if (is(v, n, "ping"))
 		op->op = GW_WS_OP_PING;
 	else
-		return perr(e, "bad_request", "unknown op (subscribe, unsubscribe, publish, ping)");
+		return gw_perr_set(e, "bad_request", "unknown op (subscribe, unsubscribe, publish, ping)");
 	if (op->op == GW_WS_OP_PING)
 		return 0;
 	if (!s.seen[F_TOPIC] || plain_str(&s.f[F_TOPIC], &v, &n) || !gw_name_topic_ok(v, n))
-		return perr(e, "bad_topic", "topic must be \"<parent>/<id>\"");
+		return gw_perr_set(e, "bad_topic", "topic must be \"<parent>/<id>\"");
 	memcpy(op->topic, v, n);
 	op->topic[n] = '\0';
 	if (op->op == GW_WS_OP_SUBSCRIBE && s.seen[F_FROM]) {
@@ -137,11 +122,11 @@ gw_ws_parse(const char *p, size_t len, struct gw_ws_op *op, struct gw_buf *data,
 		if (f->type == GW_J_STRING && is(f->raw, f->raw_len, "\"tail\""))
 			op->from_tail = 1;
 		else if (f->type != GW_J_NUMBER || gw_parse_u64(f->raw, f->raw_len, &op->from))
-			return perr(e, "bad_request", "from must be an offset (a non-negative integer) or \"tail\"");
+			return gw_perr_set(e, "bad_request", "from must be an offset (a non-negative integer) or \"tail\"");
 	}
 	if (op->op == GW_WS_OP_SUBSCRIBE && s.seen[F_GROUP]) {
 		if (plain_str(&s.f[F_GROUP], &v, &n) || n > GW_WS_GROUP_MAX || !gw_name_id_ok(v, n))
-			return perr(e, "bad_name", "group must be 1 to %d of [A-Za-z0-9_.:-], not starting with '.'",
+			return gw_perr_set(e, "bad_name", "group must be 1 to %d of [A-Za-z0-9_.:-], not starting with '.'",
 				    GW_WS_GROUP_MAX);
 		memcpy(op->group, v, n);
 		op->group[n] = '\0';
@@ -150,24 +135,24 @@ gw_ws_parse(const char *p, size_t len, struct gw_ws_op *op, struct gw_buf *data,
 		if (s.seen[F_EVENT] || s.seen[F_DATA] || s.seen[F_KEY] || s.seen[F_ID] ||
 		    s.seen[F_EXPECTED] ||
 		    (op->op == GW_WS_OP_UNSUBSCRIBE && (s.seen[F_FROM] || s.seen[F_GROUP])))
-			return perr(e, "bad_request", "member not valid for this op");
+			return gw_perr_set(e, "bad_request", "member not valid for this op");
 		return 0;
 	}
 	if (s.seen[F_FROM] || s.seen[F_GROUP])
-		return perr(e, "bad_request", "from and group are not valid for publish");
+		return gw_perr_set(e, "bad_request", "from and group are not valid for publish");
 	if (s.seen[F_EVENT]) {
 		if (plain_str(&s.f[F_EVENT], &v, &n) || !gw_name_event_ok(v, n))
-			return perr(e, "bad_event", "event must be 1 to 64 of [A-Za-z0-9_.:-]");
+			return gw_perr_set(e, "bad_event", "event must be 1 to 64 of [A-Za-z0-9_.:-]");
 		memcpy(op->msg.event, v, n);
 		op->msg.event[n] = '\0';
 	} else {
 		memcpy(op->msg.event, "message", 8);
 	}
 	if (s.seen[F_KEY] && s.seen[F_ID])
-		return perr(e, "bad_request", "give \"id\" or \"key\" (its earlier name), not both");
+		return gw_perr_set(e, "bad_request", "give \"id\" or \"key\" (its earlier name), not both");
 	if (s.seen[F_KEY] || s.seen[F_ID]) {
 		if (plain_str(&s.f[s.seen[F_ID] ? F_ID : F_KEY], &v, &n) || !gw_name_key_ok(v, n))
-			return perr(e, "bad_request", "id must be a string of 1 to 128 of [A-Za-z0-9_.:-]");
+			return gw_perr_set(e, "bad_request", "id must be a string of 1 to 128 of [A-Za-z0-9_.:-]");
 		memcpy(op->msg.key, v, n);
 		op->msg.key[n] = '\0';
 	}
@@ -175,7 +160,7 @@ gw_ws_parse(const char *p, size_t len, struct gw_ws_op *op, struct gw_buf *data,
 		const struct gw_json_field *f = &s.f[F_EXPECTED];
 
 		if (f->type != GW_J_NUMBER || gw_parse_u64(f->raw, f->raw_len, &op->msg.expected))
-			return perr(e, "bad_request",
+			return gw_perr_set(e, "bad_request",
 				    "expected_offset must be an offset (a non-negative integer)");
 		op->msg.has_expected = 1;
 	}
