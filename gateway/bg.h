@@ -1,6 +1,7 @@
 /*
  * bg.h - one helper thread for the few engine calls that block (eng_topic_delete waits for the
- * writer and its sync), so the service thread never waits on disk (DESIGN.md invariant 5).
+ * writer and its sync; consumer groups' topic scans read RocksDB a page at a time, groups.h), so
+ * the service thread never waits on disk (DESIGN.md invariant 5).
  *
  * gw_bg_submit() and the done callbacks run on the service thread; work callbacks run on the
  * helper thread and touch nothing but their job and the engine. Finished jobs come back through a
