@@ -9,6 +9,7 @@ and that every one of those messages is still there, byte for byte; one test als
 
 import json
 import os
+import random
 import socket
 import struct
 import time
@@ -341,7 +342,10 @@ class BadInput(TestCase):
 
     def test_websocket_garbage_and_oversized_frames(self):
         for name, data, codes in (
-                ("random bytes", os.urandom(200), (1002,)),
+                # Fixed "random" bytes: random input can also parse as a header declaring a huge
+                # frame (1009) or be cut off before a close frame goes out; any of these is a
+                # clear refusal, and the checks below prove the gateway stayed healthy.
+                ("random bytes", random.Random(1).randbytes(200), (1002, 1009, "dropped")),
                 ("reserved bits", ws_frame(1, b'{"op":"ping"}', rsv=0x40), (1002,)),
                 ("unknown opcode", ws_frame(3, b"x"), (1002,)),
                 ("continuation first", ws_frame(0, b"x"), (1002,)),
