@@ -60,4 +60,29 @@ fuzz_hash(const uint8_t *p, size_t n)
 	return h;
 }
 
+/* Deepest container nesting, counting brackets outside strings (the input need not be valid JSON):
+ * the targets compare with jansson only below the parser's depth limit. */
+static inline size_t
+fuzz_json_nesting(const char *p, size_t len)
+{
+	size_t depth = 0, max = 0;
+	int in_str = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (in_str) {
+			if (p[i] == '\\')
+				i++;
+			else if (p[i] == '"')
+				in_str = 0;
+		} else if (p[i] == '"') {
+			in_str = 1;
+		} else if (p[i] == '[' || p[i] == '{') {
+			max = ++depth > max ? depth : max;
+		} else if ((p[i] == ']' || p[i] == '}') && depth) {
+			depth--;
+		}
+	}
+	return max;
+}
+
 #endif /* LITEGATE_FUZZ_H */

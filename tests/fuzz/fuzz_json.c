@@ -22,33 +22,6 @@
 #include "fuzz.h"
 #include "json.h"
 
-/* Deepest container nesting, counting brackets outside strings (the input need not be valid). */
-static size_t
-nesting(const char *p, size_t len)
-{
-	size_t depth = 0, max = 0;
-	int in_str = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		char c = p[i];
-
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = 0;
-		} else if (c == '"') {
-			in_str = 1;
-		} else if (c == '[' || c == '{') {
-			if (++depth > max)
-				max = depth;
-		} else if ((c == ']' || c == '}') && depth) {
-			depth--;
-		}
-	}
-	return max;
-}
-
 /* Reference compaction of a valid text: drop ' ', \t, \n, \r outside strings. */
 static void
 strip_ws(const char *p, size_t len, struct gw_buf *out)
@@ -184,7 +157,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (full && !j)
 		FUZZ_CHECK(json_error_code(&jerr) == json_error_numeric_overflow ||
 			   strstr(jerr.text, "invalid Unicode"));
-	if (j && nesting(p, size) < GW_JSON_DEPTH_MAX && !memchr(p, '\0', size))
+	if (j && fuzz_json_nesting(p, size) < GW_JSON_DEPTH_MAX && !memchr(p, '\0', size))
 		FUZZ_CHECK(full);
 	json_decref(j);
 

@@ -117,29 +117,6 @@ check_outcome(int rc, const struct snap *before, const struct gw_batch *b, const
 		   b->msgs[b->n - 1].off + b->msgs[b->n - 1].len == b->arena.len);
 }
 
-static size_t
-nesting(const char *p, size_t len)
-{
-	size_t depth = 0, max = 0;
-	int in_str = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		if (in_str) {
-			if (p[i] == '\\')
-				i++;
-			else if (p[i] == '"')
-				in_str = 0;
-		} else if (p[i] == '"') {
-			in_str = 1;
-		} else if (p[i] == '[' || p[i] == '{') {
-			max = ++depth > max ? depth : max;
-		} else if ((p[i] == ']' || p[i] == '}') && depth) {
-			depth--;
-		}
-	}
-	return max;
-}
-
 /* jansson's view of one message object: NULL if it is not one we must accept. */
 static int
 jansson_msg_ok(json_t *o)
@@ -223,7 +200,7 @@ json_mode(const char *p, size_t len, size_t max_msgs, struct gw_batch *b)
 			same_as_jansson(b, n0, root);
 		}
 	} else if (!memchr(p, '\\', len) && !memchr(p, '\0', len) &&
-		   nesting(p, len) < GW_JSON_DEPTH_MAX - 2) {
+		   fuzz_json_nesting(p, len) < GW_JSON_DEPTH_MAX - 2) {
 		/* Refused: then jansson must see something wrong with it as a batch too. Names with
 		 * escapes are refused on purpose (they never need one), hence no backslash at all;
 		 * jansson skips raw NUL bytes between tokens, which JSON does not allow. */

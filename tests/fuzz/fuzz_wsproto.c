@@ -35,29 +35,6 @@ is_one_value(const char *p, size_t len, enum gw_json_type *t)
 	return len && gw_json_skip(p, len, &pos, t, NULL) == 0 && pos == len;
 }
 
-static size_t
-nesting(const char *p, size_t len)
-{
-	size_t depth = 0, max = 0;
-	int in_str = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		if (in_str) {
-			if (p[i] == '\\')
-				i++;
-			else if (p[i] == '"')
-				in_str = 0;
-		} else if (p[i] == '"') {
-			in_str = 1;
-		} else if (p[i] == '[' || p[i] == '{') {
-			max = ++depth > max ? depth : max;
-		} else if ((p[i] == ']' || p[i] == '}') && depth) {
-			depth--;
-		}
-	}
-	return max;
-}
-
 static const char *
 jstr(json_t *o, const char *k)
 {
@@ -205,7 +182,7 @@ LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
 	} else if (!rc) {
 		same_as_jansson(root, &op, &data);
 	} else if (!memchr(p, '\\', size) && !memchr(p, '\0', size) &&
-		   nesting(p, size) < GW_JSON_DEPTH_MAX - 2) {
+		   fuzz_json_nesting(p, size) < GW_JSON_DEPTH_MAX - 2) {
 		/* No escapes (names refuse them on purpose); no raw NUL (jansson skips it). */
 		FUZZ_CHECK(!must_accept(root));
 	}
