@@ -425,6 +425,9 @@ gw_auth_allow(struct gw *gw, const struct gw_principal *p, enum gw_auth_action a
 	case GW_AUTH_CONSUME:
 		ok = s->admin || gw_scope_any(s->consume, s->n_consume, name);
 		break;
+	case GW_AUTH_METRICS:
+		ok = s->admin || s->metrics;
+		break;
 	case GW_AUTH_ADMIN:
 	default:
 		ok = s->admin;
@@ -442,6 +445,9 @@ gw_auth_allow(struct gw *gw, const struct gw_principal *p, enum gw_auth_action a
 		break;
 	case GW_AUTH_CONSUME:
 		gw_error_set(e, 403, "forbidden", "the token may not consume from group %s", name);
+		break;
+	case GW_AUTH_METRICS:
+		gw_error_set(e, 403, "forbidden", "/metrics needs a token with metrics or admin");
 		break;
 	default:
 		gw_error_set(e, 403, "forbidden", "this needs an admin token");
@@ -510,7 +516,7 @@ gw_auth_route(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, enum gw_r
 		return 0; /* CORS preflights carry no credentials */
 	switch (kind) {
 	case GW_R_METRICS:
-		a = GW_AUTH_ADMIN;
+		a = GW_AUTH_METRICS;
 		break;
 	case GW_R_TOPIC:
 		a = m == GW_M_DELETE ? GW_AUTH_ADMIN : GW_AUTH_SUBSCRIBE;

@@ -24,7 +24,8 @@ enum gw_auth_action {
 	GW_AUTH_PUBLISH,   /* on a topic: litegate.publish */
 	GW_AUTH_SUBSCRIBE, /* on a topic: litegate.subscribe (SSE, WebSocket, history, topic info) */
 	GW_AUTH_CONSUME,   /* on a consumer group: litegate.consume (pop, ack, nack, read its state) */
-	GW_AUTH_ADMIN,     /* litegate.admin: deletes, group administration, /metrics */
+	GW_AUTH_METRICS,   /* litegate.metrics (or admin): /metrics */
+	GW_AUTH_ADMIN,     /* litegate.admin: deletes, group administration */
 };
 
 /* Who made a request: what a connection keeps of a verified token. NULL stands for "auth is off". */

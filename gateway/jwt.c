@@ -291,6 +291,7 @@ gw_scope_copy(struct gw_scope *dst, const struct gw_scope *src)
 	dst->n_subscribe = src->n_subscribe;
 	dst->consume = strv_copy(src->consume, src->n_consume);
 	dst->n_consume = src->n_consume;
+	dst->metrics = src->metrics;
 	dst->admin = src->admin;
 }
 
@@ -361,7 +362,7 @@ load_patterns(json_t *v, const char *what, char ***out, size_t *n, char *err, si
 static int
 load_scope(json_t *lg, struct gw_scope *s, char *err, size_t errsz)
 {
-	json_t *admin;
+	json_t *admin, *metrics;
 
 	if (!lg)
 		return 0;
@@ -378,6 +379,10 @@ load_scope(json_t *lg, struct gw_scope *s, char *err, size_t errsz)
 	if (admin && !json_is_boolean(admin))
 		return fail(err, errsz, "litegate.admin must be true or false");
 	s->admin = json_is_true(admin);
+	metrics = json_object_get(lg, "metrics");
+	if (metrics && !json_is_boolean(metrics))
+		return fail(err, errsz, "litegate.metrics must be true or false");
+	s->metrics = json_is_true(metrics);
 	return 0;
 }
 

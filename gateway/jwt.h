@@ -40,6 +40,7 @@ struct gw_scope {
 	size_t n_subscribe;
 	char **consume;        /* consumer-group patterns it may pop, ack and nack */
 	size_t n_consume;
+	int metrics;           /* may read /metrics (a scraper's token needs nothing else) */
 	int admin;             /* deletes, group administration, /metrics, and everything above */
 };
 

@@ -27,7 +27,7 @@ usage(FILE *out)
 		"usage: litegate token [--config FILE] [--secret S | --secret-file F] [--kid KID]\n"
 		"                      [--ttl SECONDS] [--sub SUB] [--aud AUD] [--nbf SECONDS]\n"
 		"                      [--publish PATTERN]... [--subscribe PATTERN]...\n"
-		"                      [--consume GROUP]... [--admin]\n"
+		"                      [--consume GROUP]... [--metrics] [--admin]\n"
 		"\n"
 		"Prints an HS256 JWT for auth.mode \"jwt\". Without --secret, the first entry of the\n"
 		"config's auth.hs256_secrets (and its kid) signs it, and auth.audience becomes its aud.\n"
@@ -78,7 +78,8 @@ gw_token_main(int argc, char **argv)
 		{ "aud", required_argument, NULL, 'a' },      { "nbf", required_argument, NULL, 'n' },
 		{ "publish", required_argument, NULL, 'P' },  { "subscribe", required_argument, NULL, 'S' },
 		{ "consume", required_argument, NULL, 'C' },  { "admin", no_argument, NULL, 'A' },
-		{ "help", no_argument, NULL, 'h' },           { NULL, 0, NULL, 0 },
+		{ "metrics", no_argument, NULL, 'M' },        { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL, *kid = NULL, *aud = NULL, *sub = NULL;
 	char *secret = NULL, *payload = NULL, *tok = NULL;
@@ -128,6 +129,7 @@ gw_token_main(int argc, char **argv)
 		case 'S': add_list(lg, "subscribe", optarg); break;
 		case 'C': add_list(lg, "consume", optarg); break;
 		case 'A': json_object_set_new(lg, "admin", json_true()); break;
+		case 'M': json_object_set_new(lg, "metrics", json_true()); break;
 		case 'h':
 			usage(stdout);
 			rc = 0;

@@ -354,6 +354,27 @@ class Scopes(AuthTestCase):
         st, _, page = self.gw.http("GET", "/v1/topics/chatbot/d/messages", headers=bearer(admin))
         self.assertEqual((st, [m["data"] for m in page["messages"]]), (200, [2]))
 
+    def test_metrics_scope_reads_metrics_and_nothing_else(self):
+        scraper = self.tok(metrics=True)
+        st, _, text = self.gw.http("GET", "/metrics", headers=bearer(scraper))
+        self.assertEqual(st, 200)
+        self.assertIn(b"litegate_auth_forbidden_total 0", text)
+        self.assert_refused(self.gw.http("POST", "/v1/topics/chatbot/m/messages", {"data": 1},
+                                         headers=bearer(scraper)), 403, "forbidden")
+        self.assert_refused(self.gw.http("GET", "/v1/topics/chatbot/m/messages",
+                                         headers=bearer(scraper)), 403, "forbidden")
+        self.assert_refused(self.gw.http("DELETE", "/v1/topics/chatbot/m", headers=bearer(scraper)),
+                            403, "forbidden")
+        self.assert_refused(self.gw.http("GET", "/v1/groups", headers=bearer(scraper)), 403,
+                            "forbidden")
+        # metrics must be a boolean: anything else makes the token invalid.
+        self.assert_refused(self.gw.http("GET", "/metrics", headers=bearer(self.tok(metrics="yes"))),
+                            401, "invalid_token")
+        # The sub-command mints one.
+        cli = cli_token(self.gw.config_path, "--metrics")
+        self.assertEqual(self.gw.http("GET", "/metrics", headers=bearer(cli))[0], 200)
+        self.assertEqual(self.gw.http("GET", "/v1/topics/chatbot/m", headers=bearer(cli))[0], 403)
+
     def test_cli_token_scopes(self):
         t = cli_token(self.gw.config_path, "--publish", "chatbot/cli", "--subscribe", "chatbot/*",
                       "--sub", "tester", "--kid", "k1")
