@@ -135,6 +135,7 @@ gw_config_free(struct gw_config *cfg)
 	free_parents(cfg);
 	free_origins(cfg);
 	free_publimits(cfg);
+	free(cfg->trusted_proxies);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -164,6 +165,7 @@ enum ftype {
 	T_AUTH,       /* the "auth" object (load_auth) */
 	T_TLS,        /* the "tls" object (load_tls) */
 	T_PUBLIMITS,  /* the "publish_limits" object (load_publimits) */
+	T_PROXIES,    /* limits.trusted_proxies: addresses and CIDR blocks (load_proxies) */
 	T_GROUP,      /* nested object; its fields follow with the group's prefix */
 };
 
@@ -211,6 +213,7 @@ static const struct field fields[] = {
 	F("limits.max_connections", T_U32, max_connections, 1, 16 * 1024 * 1024),
 	F("limits.max_connections_per_ip", T_U32, max_connections_per_ip, 1, 16 * 1024 * 1024),
 	F("limits.per_ip_loopback", T_BOOL, per_ip_loopback, 0, 1),
+	F("limits.trusted_proxies", T_PROXIES, trusted_proxies, 0, 0),
 	F("limits.max_header_bytes", T_U32, max_header_bytes, 1024, 1024 * 1024),
 	G("timeouts"),
 	F("timeouts.keepalive_s", T_U32, keepalive_s, 1, 86400),
@@ -428,6 +431,35 @@ load_origins(struct gw_config *cfg, json_t *arr, char *err, size_t errsz)
 	free_origins(cfg);
 	cfg->cors_origins = o;
 	cfg->n_cors_origins = n;
+	return 0;
+}
+
+#define TRUSTED_PROXIES_MAX 256
+
+static int
+load_proxies(struct gw_config *cfg, json_t *arr, char *err, size_t errsz)
+{
+	struct gw_cidr *set;
+	size_t n, i;
+	json_t *v;
+
+	if (!json_is_array(arr) || (n = json_array_size(arr)) > TRUSTED_PROXIES_MAX)
+		return ferr(err, errsz, "limits.trusted_proxies",
+			    "must be an array of at most %d addresses or CIDR blocks",
+			    TRUSTED_PROXIES_MAX);
+	set = xcalloc(n ? n : 1, sizeof(*set));
+	json_array_foreach(arr, i, v) {
+		const char *s = json_string_value(v);
+
+		if (!s || gw_cidr_parse(s, strlen(s), &set[i])) {
+			free(set);
+			return ferr(err, errsz, "limits.trusted_proxies",
+				    "item %zu must be an address or a CIDR block like \"10.0.0.0/8\"", i);
+		}
+	}
+	free(cfg->trusted_proxies);
+	cfg->trusted_proxies = set;
+	cfg->n_trusted_proxies = n;
 	return 0;
 }
 
@@ -706,6 +738,8 @@ load_field(struct gw_config *cfg, const struct field *f, json_t *v, char *err, s
 		return load_tls(cfg, v, err, errsz);
 	case T_PUBLIMITS:
 		return load_publimits(cfg, v, err, errsz);
+	case T_PROXIES:
+		return load_proxies(cfg, v, err, errsz);
 	case T_GROUP:
 		break;
 	}

@@ -12,6 +12,8 @@
 
 #include <engine.h>
 
+#include "xff.h"
+
 #define GW_VERSION "0.1.0"
 #define GW_DEFAULT_CONFIG "conf/litegate.json"
 
@@ -90,6 +92,8 @@ struct gw_config {
 	uint32_t max_connections;   /* open connections; past it new ones get 503 (conn.c) */
 	uint32_t max_connections_per_ip; /* open connections from one client address; then 429 */
 	int per_ip_loopback;             /* apply max_connections_per_ip to loopback peers too */
+	struct gw_cidr *trusted_proxies; /* peers whose X-Forwarded-For names the client (xff.h) */
+	size_t n_trusted_proxies;
 	uint32_t max_header_bytes;  /* request line and headers of one request; then 431 (414) */
 
 	uint32_t keepalive_s;       /* idle keep-alive HTTP connections are closed after this */

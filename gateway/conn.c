@@ -73,18 +73,24 @@ static struct {
  * open as many connections as it likes. (A v4-mapped IPv6 address counts as its IPv4 address.)
  */
 static void
-addr_key(const struct sockaddr *sa, socklen_t len, uint8_t key[16])
+limit_key(uint8_t key[16])
 {
 	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 
-	memset(key, 0, 16);
+	if (memcmp(key, v4mapped, 12))
+		memset(key + 8, 0, 8);
+}
+
+/* The peer's whole address, IPv4 as ::ffff:a.b.c.d (xff.h); all zeros for other families. */
+static void
+peer_addr(const struct sockaddr *sa, socklen_t len, uint8_t addr[16])
+{
+	memset(addr, 0, 16);
 	if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
-		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-		if (memcmp(key, v4mapped, 12))
-			memset(key + 8, 0, 8);
+		memcpy(addr, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
 	} else if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		addr[10] = addr[11] = 0xff;
+		memcpy(addr + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
 	}
 }
 
@@ -408,7 +414,8 @@ gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen
 	const struct gw_config *cfg = gw->cfg;
 	int tls = cfg->tls_cert != NULL;
 	struct peer *p;
-	uint8_t key[16];
+	uint8_t addr[16], key[16];
+	int proxy;
 	char msg[128];
 
 	if (!C.scratch)
@@ -424,9 +431,13 @@ gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen
 			refuse(gw, fd, NULL, 503, "too_many_connections", msg);
 		return;
 	}
-	addr_key(sa, salen, key);
+	peer_addr(sa, salen, addr);
+	memcpy(key, addr, 16);
+	limit_key(key);
+	proxy = gw_cidr_match(cfg->trusted_proxies, cfg->n_trusted_proxies, addr);
 	p = peer_get(key);
-	if (p->n >= cfg->max_connections_per_ip && (cfg->per_ip_loopback || !is_loopback(key))) {
+	if (p->n >= cfg->max_connections_per_ip && (cfg->per_ip_loopback || !is_loopback(key)) &&
+	    !proxy) {
 		gw->m.limit_hits[GW_LIMIT_CONNECTIONS_IP]++;
 		snprintf(msg, sizeof(msg), "limits.max_connections_per_ip (%u) reached from this address",
 			 cfg->max_connections_per_ip);
@@ -477,6 +488,27 @@ gw_conn_free(void)
 	free(C.tab);
 	free(C.scratch);
 	memset(&C, 0, sizeof(C));
+}
+
+void
+gw_conn_client(struct gw *gw, struct lws *wsi, uint8_t client[16])
+{
+	const struct gw_config *cfg = gw->cfg;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char xff[1024];
+	int n;
+
+	memset(client, 0, 16);
+	if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &len))
+		return;
+	peer_addr((const struct sockaddr *)&ss, len, client);
+	/* An X-Forwarded-For longer than 1 KiB (about 25 hops) does not fit and is not read: the
+	 * proxy itself is charged, which errs towards limiting, never towards trusting. */
+	if (gw_cidr_match(cfg->trusted_proxies, cfg->n_trusted_proxies, client) &&
+	    (n = lws_hdr_copy(wsi, xff, sizeof(xff), WSI_TOKEN_X_FORWARDED_FOR)) > 0)
+		gw_xff_client(xff, (size_t)n, cfg->trusted_proxies, cfg->n_trusted_proxies, client);
+	limit_key(client);
 }
 
 unsigned

@@ -23,6 +23,13 @@ void gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t 
  *  counts. */
 void gw_conn_destroyed(struct lws *wsi);
 
+/**
+ * @brief The client a request is charged to, as a 16-byte address (xff.h): the peer, or, when the
+ *        peer is one of limits.trusted_proxies, the client its X-Forwarded-For names. IPv6 peers
+ *        count by their /64 as in the connection limits. The request's headers must be attached.
+ */
+void gw_conn_client(struct gw *gw, struct lws *wsi, uint8_t client[16]);
+
 /** @brief Shutdown: close every connection not handed to lws yet. */
 void gw_conn_shutdown(struct gw *gw);
 

@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "chunked.h"
+#include "conn.h"
 #include "pubrate.h"
 #include "log.h"
 #include "pubparse.h"
@@ -73,6 +74,8 @@ struct gw_pub {
 	uint64_t first, last;          /* offsets of the first and last of them */
 	uint64_t bytes;                /* their payload bytes */
 	uint64_t dups;                 /* of them, found by key (stored before) instead of appended */
+	uint8_t client[16];            /* who per-client publish limits charge (has_client) */
+	unsigned has_client : 1;
 	uint64_t *dup_idx;             /* their positions in the request (0-based), as completed */
 	size_t n_dup_idx, cap_dup_idx;
 	uint64_t n_msgs;               /* messages parsed so far: the position of the next one */
@@ -385,7 +388,8 @@ queue_batch(struct gw_pub *pub)
 
 		for (size_t i = 0; i < b->n; i++)
 			bytes += b->msgs[i].len;
-		if (gw_limits_publish(pub->gw, pub->wsi, pub->topic, b->n, bytes, &e)) {
+		if (gw_limits_publish(pub->gw, pub->has_client ? pub->client : NULL, pub->topic,
+				      b->n, bytes, &e)) {
 			gw_batch_reset(b);
 			fail_pub(pub, e.status, e.code, e.message);
 			pub->err.retry_after_s = e.retry_after_s;
@@ -685,6 +689,10 @@ gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 	pub->expected = eo_val;
 	pub->chunked = has_te;
 	pub->t0_us = gw_mono_us();
+	if (gw_limits_by_client(gw)) {
+		gw_conn_client(gw, wsi, pub->client); /* headers are attached now, not later */
+		pub->has_client = 1;
+	}
 	memcpy(pub->topic, r->topic, sizeof(pub->topic));
 	gw_buf_init(&pub->body, 0);
 	gw_buf_init(&pub->reply, LWS_PRE);

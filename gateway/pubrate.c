@@ -20,7 +20,7 @@ struct bucket {
 struct client {
 	struct client *next;
 	struct bucket b;
-	char addr[64];
+	uint8_t addr[16]; /* gw_conn_client() */
 };
 
 static struct {
@@ -83,13 +83,13 @@ take(struct bucket *k, const struct gw_rate_conf *r, double n, double bytes)
 }
 
 static size_t
-cslot(const char *addr)
+cslot(const uint8_t addr[16])
 {
 	uint64_t h = 1469598103934665603ull;
 
-	for (const unsigned char *p = (const unsigned char *)addr; *p; p++)
-		h = (h ^ *p) * 1099511628211ull;
-	return (size_t)h & (lim.cap - 1);
+	for (int i = 0; i < 16; i++)
+		h = (h ^ addr[i]) * 1099511628211ull;
+	return (size_t)(h ^ (h >> 29)) & (lim.cap - 1);
 }
 
 /* Forget clients whose buckets are full again: a new bucket starts full, so nothing changes. */
@@ -114,14 +114,14 @@ sweep(const struct gw_rate_conf *r, uint64_t now)
 }
 
 static struct client *
-client_get(const char *addr)
+client_get(const uint8_t addr[16])
 {
 	struct client *c;
 	size_t k;
 
 	if (lim.cap)
 		for (c = lim.tab[cslot(addr)]; c; c = c->next)
-			if (!strcmp(c->addr, addr))
+			if (!memcmp(c->addr, addr, 16))
 				return c;
 	if (lim.count + 1 > lim.cap / 4 * 3) {
 		size_t old = lim.cap;
@@ -140,7 +140,7 @@ client_get(const char *addr)
 		free(t);
 	}
 	c = xcalloc(1, sizeof(*c));
-	strcpy(c->addr, addr);
+	memcpy(c->addr, addr, 16);
 	k = cslot(addr);
 	c->next = lim.tab[k];
 	lim.tab[k] = c;
@@ -149,8 +149,8 @@ client_get(const char *addr)
 }
 
 int
-gw_limits_publish(struct gw *gw, struct lws *wsi, const char *topic, uint64_t n, uint64_t bytes,
-		  struct gw_error *e)
+gw_limits_publish(struct gw *gw, const uint8_t *client, const char *topic, uint64_t n,
+		  uint64_t bytes, struct gw_error *e)
 {
 	const struct gw_config *cfg = gw->cfg;
 	const struct gw_rate_conf *cr = &cfg->client_publish;
@@ -173,13 +173,10 @@ gw_limits_publish(struct gw *gw, struct lws *wsi, const char *topic, uint64_t n,
 			break;
 		}
 	}
-	if (wsi && (cr->msgs_per_s > 0 || cr->bytes_per_s > 0)) {
-		char addr[64];
-
-		lws_get_peer_simple(wsi, addr, sizeof(addr));
+	if (client && gw_limits_by_client(gw)) {
 		if (++lim.calls % SWEEP_EVERY == 0)
 			sweep(cr, now);
-		cl = client_get(addr);
+		cl = client_get(client);
 	}
 	if (pb) {
 		refill(pb, pr, now);
@@ -209,6 +206,14 @@ gw_limits_publish(struct gw *gw, struct lws *wsi, const char *topic, uint64_t n,
 	if (cl)
 		take(&cl->b, cr, (double)n, (double)bytes);
 	return 0;
+}
+
+int
+gw_limits_by_client(const struct gw *gw)
+{
+	const struct gw_rate_conf *cr = &gw->cfg->client_publish;
+
+	return cr->msgs_per_s > 0 || cr->bytes_per_s > 0;
 }
 
 void

@@ -51,6 +51,7 @@ struct gw_ws_conn {
 	unsigned detached : 1;      /* the connection closed; freed when pending_acks reaches 0 */
 	unsigned flow_off : 1;      /* we paused reading the client */
 	unsigned close_code;        /* non-zero: close with this code at the next WRITEABLE */
+	uint8_t client[16];         /* who per-client publish limits charge (gw_conn_client) */
 	struct gw_principal *who;   /* the upgrade's token (auth.c); NULL with auth off */
 };
 
@@ -369,7 +370,7 @@ op_publish(struct gw_ws_conn *c, const struct gw_ws_op *op)
 		queue_error(c, "unknown_parent", "the topic's parent is not declared", op->req);
 		return;
 	}
-	if (gw_limits_publish(gw, c->sub.wsi, op->topic, 1, op->msg.len, &e)) { /* pubrate.h */
+	if (gw_limits_publish(gw, c->client, op->topic, 1, op->msg.len, &e)) { /* pubrate.h */
 		queue_error(c, e.code, e.message, op->req);
 		return;
 	}
@@ -664,6 +665,7 @@ gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 		c = xcalloc(1, sizeof(*c));
 		c->gw = gw;
 		c->who = who;
+		gw_conn_client(gw, wsi, c->client);
 		gw_buf_init(&c->rx, 0);
 		gw_buf_init(&c->ctrl, 0);
 		gw_buf_init(&c->pubdata, 0);

@@ -284,5 +284,73 @@ class Bodies(LimitsCase):
         self.assertGreaterEqual(self.metric("litegate_limit_exceeded_total", "history_max_bytes"), 1)
 
 
+class TrustedProxies(LimitsCase):
+    """limits.trusted_proxies: a trusted peer's X-Forwarded-For names the client that per-client
+    publish limits charge, and the proxy is not held to max_connections_per_ip; anyone else's
+    X-Forwarded-For is ignored."""
+    CONFIG = {"limits": {"trusted_proxies": ["127.0.0.1", "127.0.9.0/24"], "max_connections": 50,
+                         "max_connections_per_ip": 2, "per_ip_loopback": True},
+              "publish_limits": {"per_client": {"messages_per_s": 0.01, "burst_messages": 2}},
+              "timeouts": {"header_s": 30, "keepalive_s": 30}}
+
+    def publish(self, src, xff=None, topic="chatbot/p"):
+        body = b'{"data":1}'
+        req = (b"POST /v1/topics/" + topic.encode() + b"/messages HTTP/1.1\r\nHost: x\r\n"
+               b"Connection: close\r\nContent-Type: application/json\r\nContent-Length: " +
+               str(len(body)).encode() + b"\r\n")
+        if xff is not None:
+            req += b"X-Forwarded-For: " + xff.encode() + b"\r\n"
+        st, _, reply = parse(raw(self.gw.port, req + b"\r\n" + body, src=src))
+        return st, reply
+
+    def test_the_forwarded_client_is_charged_not_the_proxy(self):
+        for _ in range(2):
+            self.assertEqual(self.publish("127.0.0.1", "198.51.100.1")[0], 200)
+        st, reply = self.publish("127.0.0.1", "198.51.100.1")
+        self.assertEqual((st, reply["error"]["code"]), (429, "rate_limited"), reply)
+        # Another client behind the same proxy has its own bucket, also behind a second trusted hop.
+        self.assertEqual(self.publish("127.0.0.1", "198.51.100.2")[0], 200)
+        self.assertEqual(self.publish("127.0.9.5", "198.51.100.2, 127.0.0.1")[0], 200)
+        self.assertEqual(self.publish("127.0.0.1", "198.51.100.2")[0], 429)
+        # What a client writes to the left of the proxy's entry is not believed.
+        self.assertEqual(self.publish("127.0.0.1", "198.51.100.3, 198.51.100.1")[0], 429)
+        # A trusted peer without the header is charged itself.
+        self.assertEqual(self.publish("127.0.9.7")[0], 200)
+
+    def test_an_untrusted_peers_header_is_ignored(self):
+        # 127.0.0.2 is no proxy: its made-up client addresses all charge 127.0.0.2.
+        self.assertEqual(self.publish("127.0.0.2", "203.0.113.1")[0], 200)
+        self.assertEqual(self.publish("127.0.0.2", "203.0.113.2")[0], 200)
+        st, reply = self.publish("127.0.0.2", "203.0.113.3")
+        self.assertEqual((st, reply["error"]["code"]), (429, "rate_limited"), reply)
+        self.assertEqual(len(self.gw.history("chatbot/p")), 2)
+
+    def test_a_proxy_is_not_held_to_the_per_address_connection_limit(self):
+        held = [socket.create_connection(("127.0.0.1", self.gw.port), source_address=("127.0.0.1", 0))
+                for _ in range(4)]
+        held += [socket.create_connection(("127.0.0.1", self.gw.port), source_address=("127.0.0.2", 0))
+                 for _ in range(2)]
+        try:
+            time.sleep(0.2)
+            self.assertEqual(parse(raw(self.gw.port, HEALTHZ, src="127.0.0.1"))[0], 200)
+            st, _, body = parse(raw(self.gw.port, HEALTHZ, src="127.0.0.2"))
+            self.assertEqual((st, body["error"]["code"]), (429, "too_many_connections"))
+        finally:
+            for s in held:
+                s.close()
+
+    def test_bad_entries_stop_startup_naming_the_field(self):
+        import subprocess
+        for bad in (["10.0.0.0/33"], ["proxy.example"], [""], "10.0.0.1"):
+            cfg = dict(self.gw.config)
+            cfg["limits"] = dict(cfg["limits"], trusted_proxies=bad)
+            path = self.gw.tmp + "/bad.json"
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+            r = subprocess.run([harness.binary_path(), "--config", path], capture_output=True, timeout=20)
+            self.assertEqual(r.returncode, 2, (bad, r.stderr))
+            self.assertIn(b"limits.trusted_proxies", r.stderr)
+
+
 if __name__ == "__main__":
     harness.main()
