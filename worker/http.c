@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "gwtoken.h"
 #include "xalloc.h"
 
 const char *
@@ -235,6 +236,7 @@ wk_http_request(const char *method, const char *url, const char *body, long time
 	CURLcode cc;
 
 	memset(out, 0, sizeof(*out));
+	wk_gwtoken_apply(c);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	if (body) {
 		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");

@@ -88,7 +88,8 @@ struct wk_reply {
 #define WK_REPLY_MAX (64u << 20)
 
 /**
- * @brief One request with an optional JSON body, reply read whole.
+ * @brief One request to the gateway (with its token, gwtoken.h) with an optional JSON body, reply
+ *        read whole.
  * @param body NUL-terminated JSON, or NULL for no body.
  * @param timeout_ms whole-transfer limit (0 = none).
  * @param[out] out filled whatever happens; release out->body with wk_buf_free().

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "demo_model.h"
+#include "gwtoken.h"
 #include "history.h"
 #include "http.h"
 #include "log.h"
@@ -46,6 +47,7 @@ struct opts {
 	uint64_t seed;
 	const char *upstream;
 	const char *api_key_env;
+	const char *token_file; /* --token-file: the gateway's bearer token */
 	unsigned invisible_ms;
 	unsigned max_deliveries;
 	unsigned grace_ms;
@@ -100,6 +102,10 @@ usage(FILE *f)
 		"  --seed N               demo seed (default 0)\n"
 		"  --upstream URL         an OpenAI-compatible server (base URL or .../chat/completions)\n"
 		"  --api-key-env VAR      send $VAR as the upstream's Bearer token\n"
+		"  --token-file FILE      a JWT for a gateway with auth.mode \"jwt\" (needs consume\n"
+		"                         on the group, publish and subscribe on the sessions, admin\n"
+		"                         to create the group); read again when the file changes.\n"
+		"                         Without it, $LITEGATE_TOKEN if set\n"
 		"  --invisible-ms N       group setting: redeliver a prompt unacknowledged this long\n"
 		"                         (default 120000)\n"
 		"  --max-deliveries N     group setting (default 5)\n"
@@ -131,7 +137,7 @@ parse_opts(int argc, char **argv)
 {
 	enum {
 		O_GATEWAY = 256, O_GROUP, O_PARENT, O_CONC, O_MODEL, O_TPS, O_SEED, O_UPSTREAM, O_KEYENV,
-		O_INVIS, O_MAXDEL, O_GRACE, O_CTX, O_ANSWER, O_DEMOPRINT, O_LOGLEVEL, O_HELP,
+		O_INVIS, O_MAXDEL, O_GRACE, O_CTX, O_ANSWER, O_DEMOPRINT, O_LOGLEVEL, O_HELP, O_TOKENFILE,
 	};
 	static const struct option longopts[] = {
 		{ "gateway", required_argument, NULL, O_GATEWAY },
@@ -143,6 +149,7 @@ parse_opts(int argc, char **argv)
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "upstream", required_argument, NULL, O_UPSTREAM },
 		{ "api-key-env", required_argument, NULL, O_KEYENV },
+		{ "token-file", required_argument, NULL, O_TOKENFILE },
 		{ "invisible-ms", required_argument, NULL, O_INVIS },
 		{ "max-deliveries", required_argument, NULL, O_MAXDEL },
 		{ "grace-ms", required_argument, NULL, O_GRACE },
@@ -191,6 +198,9 @@ parse_opts(int argc, char **argv)
 			break;
 		case O_KEYENV:
 			o.api_key_env = optarg;
+			break;
+		case O_TOKENFILE:
+			o.token_file = optarg;
 			break;
 		case O_INVIS:
 			if (parse_u64(optarg, 86400000, &v) || v < 1000)
@@ -507,6 +517,14 @@ main(int argc, char **argv)
 		}
 		api_key = xstrdup(k);
 	}
+	{
+		char err[300];
+
+		if (wk_gwtoken_init(o.token_file, err, sizeof(err))) {
+			fprintf(stderr, "litegate-worker: %s\n", err);
+			return 2;
+		}
+	}
 	n = strlen(o.gateway);
 	while (n && o.gateway[n - 1] == '/')
 		n--;
@@ -565,5 +583,6 @@ main(int argc, char **argv)
 	free(gateway);
 	free(api_key);
 	wk_http_global_cleanup();
+	wk_gwtoken_cleanup();
 	return status;
 }

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "demo_model.h"
+#include "gwtoken.h"
 #include "history.h"
 #include "log.h"
 #include "sse.h"
@@ -259,6 +260,7 @@ watch_main(void *arg)
 		wk_sse_init(&w.sse, MAX_SSE_EVENT);
 		w.status = 0;
 		w.c = wk_http_easy(url.p);
+		wk_gwtoken_apply(w.c);
 		curl_easy_setopt(w.c, CURLOPT_HTTPHEADER, hdrs);
 		curl_easy_setopt(w.c, CURLOPT_WRITEFUNCTION, on_watch_body);
 		curl_easy_setopt(w.c, CURLOPT_WRITEDATA, &w);
@@ -501,6 +503,7 @@ publish_once(struct wk_turn *t, size_t start, struct outcome *out)
 	r.start = r.next = start;
 	wk_buf_printf(&url, "%s/v1/topics/%s/messages", t->cfg->gateway, t->topic);
 	c = wk_http_easy(url.p);
+	wk_gwtoken_apply(c);
 	hdrs = curl_slist_append(hdrs, "Content-Type: application/x-ndjson");
 	hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
 	hdrs = curl_slist_append(hdrs, "Expect:");

@@ -93,6 +93,7 @@ class Gateway:
     """One litegate process; its data dir survives restarts until close()."""
 
     def __init__(self, config=None, static_files=None):
+        self.default_headers = {}  # sent with every http() request (e.g. a bearer token)
         self.tmp = tempfile.mkdtemp(prefix="litegate-it-")
         self.data_dir = os.path.join(self.tmp, "data")
         self.static_dir = os.path.join(self.tmp, "static")
@@ -187,7 +188,8 @@ class Gateway:
         else:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            h = dict(headers or {})
+            h = dict(self.default_headers)
+            h.update(headers or {})
             if isinstance(body, (dict, list)):
                 body = json.dumps(body).encode()
                 h.setdefault("Content-Type", "application/json")

@@ -810,5 +810,84 @@ class PullTest(WorkerTestCase):
         self.assertEqual(w2.wait(), 0, w2.log())
 
 
+class TokenTest(PullTest):
+    """A gateway with auth.mode "jwt": the worker shows the token of --token-file on every gateway
+    request (pop, ack, history, the cancel watch, the answer stream), and reads the file again when
+    it changes, so a rotated token takes over without a restart."""
+    SECRET = "worker-test-secret-0123456789abcdef"
+    CONFIG = {"auth": {"mode": "jwt", "hs256_secrets": [{"kid": "w1", "secret": SECRET}], "leeway_s": 0}}
+
+    def token(self, ttl=300, **scope):
+        import base64, hashlib, hmac
+
+        def b64u(b):
+            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+        now = int(time.time())
+        signing = (b64u(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "w1"}).encode()) + "." +
+                   b64u(json.dumps({"iat": now, "exp": now + ttl, "litegate": scope}).encode()))
+        mac = hmac.new(self.SECRET.encode(), signing.encode(), hashlib.sha256).digest()
+        return signing + "." + b64u(mac)
+
+    def setUp(self):
+        harness.TestCase.setUp(self)  # the gateway; PullTest's probe would need a token
+        self.url = "http://127.0.0.1:%d" % self.gw.port
+        self.workers = []
+        self.gw.default_headers = {"Authorization": "Bearer " + self.token(admin=True)}
+
+    def write_token(self, path, tok):
+        tmp = path + ".new"
+        with open(tmp, "w") as f:
+            f.write(tok + "\n")
+        os.replace(tmp, path)  # as a rotating sidecar would: the worker never reads half a token
+
+    def test_token_file_is_used_and_rotated(self):
+        path = os.path.join(self.gw.tmp, "worker.jwt")
+        # Expired: the worker cannot even create its group, and says why.
+        self.write_token(path, self.token(ttl=-10, admin=True))
+        w = self.worker("--group", "secured", "--token-file", path, "--tokens-per-second", "100")
+        deadline = time.time() + 10
+        while "401" not in w.log() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertIn("401", w.log())
+        self.assertEqual(self.gw.http("GET", "/v1/groups/secured")[0], 404)
+        # A fresh token in the file: picked up without a restart.
+        self.write_token(path, self.token(admin=True))
+        deadline = time.time() + 15
+        while self.gw.http("GET", "/v1/groups/secured")[0] != 200:
+            self.assertLess(time.time(), deadline, "the worker did not use the new token:\n" + w.log())
+            time.sleep(0.05)
+        topic, text = "chatbot/secured", "Answer behind a token"
+        off = self.prompt(topic, text)
+        self.wait_end(topic, off)
+        self.assert_exact_answer(topic, off, demo_tokens(text, 0))
+        w.signal(signal.SIGTERM)
+        self.assertEqual(w.wait(), 0, w.log())
+
+    def test_without_a_token_nothing_is_answered(self):
+        w = self.worker("--group", "anonymous", "--tokens-per-second", "100")
+        time.sleep(1.0)
+        self.assertEqual(self.gw.http("GET", "/v1/groups/anonymous")[0], 404)
+        w.signal(signal.SIGTERM)
+        w.wait()
+
+    def test_bad_token_files_are_usage_errors(self):
+        for content in ("", "two tokens\n"):
+            path = os.path.join(self.gw.tmp, "bad.jwt")
+            with open(path, "w") as f:
+                f.write(content)
+            r = subprocess.run([worker_path(), "--token-file", path], capture_output=True, timeout=20)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn(b"--token-file", r.stderr)
+        r = subprocess.run([worker_path(), "--token-file", "/nonexistent/x.jwt"], capture_output=True,
+                           timeout=20)
+        self.assertEqual(r.returncode, 2)
+
+    # The inherited PullTest cases are not repeated here.
+    test_pops_and_answers_sessions = None
+    test_cancel_through_the_pull_worker = None
+    test_sigterm_mid_turn_hands_the_prompt_back = None
+    test_sigkill_mid_turn_is_redelivered_and_resumed = None
+
+
 if __name__ == "__main__":
     harness.main()
