@@ -50,162 +50,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchlib.h"
+
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-#define NS 1000000000ull
-#define MS 1000000ull
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS + (uint64_t)ts.tv_nsec;
-}
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("loadgen: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(2);
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n ? n : 1);
-	if (!q)
-		die("out of memory");
-	return q;
-}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-	void *p = calloc(n ? n : 1, sz ? sz : 1);
-	if (!p)
-		die("out of memory");
-	return p;
-}
-
-static void buf_put(char **b, size_t *len, size_t *cap, const void *p, size_t n)
-{
-	if (*len + n > *cap) {
-		size_t nc = *cap ? *cap : 256;
-		while (nc < *len + n)
-			nc *= 2;
-		*b = xrealloc(*b, nc);
-		*cap = nc;
-	}
-	memcpy(*b + *len, p, n);
-	*len += n;
-}
-
-/* ---- Latency histogram: log-linear, 64 sub-buckets per power of two (< 1.6% error), in ns ---- */
-
-#define H_SUB_BITS 6
-#define H_SUB (1u << H_SUB_BITS)
-#define H_N (H_SUB * 60)
-
-typedef struct hist {
-	uint64_t n, max;
-	uint64_t b[H_N];
-} hist;
-
-static unsigned h_idx(uint64_t v)
-{
-	if (v < 2 * H_SUB)
-		return (unsigned)v;
-	unsigned msb = 63u - (unsigned)__builtin_clzll(v);
-	unsigned shift = msb - H_SUB_BITS;
-	unsigned idx = shift * H_SUB + (unsigned)(v >> shift);
-	return idx < H_N ? idx : H_N - 1;
-}
-
-static uint64_t h_val(unsigned idx)
-{
-	if (idx < 2 * H_SUB)
-		return idx;
-	unsigned shift = idx / H_SUB - 1;
-	uint64_t m = idx - shift * H_SUB;
-	return (m << shift) + ((1ull << shift) >> 1);
-}
-
-static void h_add(hist *h, uint64_t v)
-{
-	h->b[h_idx(v)]++;
-	h->n++;
-	if (v > h->max)
-		h->max = v;
-}
-
-/* The value at quantile p (0..1), ns; 0 when empty. */
-static uint64_t h_q(const hist *h, double p)
-{
-	if (!h->n)
-		return 0;
-	uint64_t target = (uint64_t)(p * (double)h->n + 0.999999);
-	if (target < 1)
-		target = 1;
-	uint64_t cum = 0;
-	for (unsigned i = 0; i < H_N; i++) {
-		cum += h->b[i];
-		if (cum >= target) {
-			uint64_t v = h_val(i);
-			return v > h->max ? h->max : v;
-		}
-	}
-	return h->max;
-}
-
-/* ---- URL templates (loopback only) ---- */
-
-typedef struct url {
-	struct sockaddr_in addr;
-	char hostport[80];
-	char path[512];
-} url;
-
-static int parse_url(const char *s, url *u)
-{
-	char host[80];
-	int port = 80;
-
-	if (strncmp(s, "http://", 7))
-		return -1;
-	s += 7;
-	const char *slash = strchr(s, '/');
-	if (!slash)
-		return -1;
-	size_t hl = (size_t)(slash - s);
-	if (!hl || hl >= sizeof host || strlen(slash) >= sizeof u->path)
-		return -1;
-	memcpy(u->hostport, s, hl);
-	u->hostport[hl] = 0;
-	memcpy(host, s, hl);
-	host[hl] = 0;
-	char *colon = strrchr(host, ':');
-	if (colon) {
-		*colon = 0;
-		port = atoi(colon + 1);
-		if (port <= 0 || port > 65535)
-			return -1;
-	}
-	if (!strcmp(host, "localhost"))
-		strcpy(host, "127.0.0.1");
-	memset(&u->addr, 0, sizeof u->addr);
-	u->addr.sin_family = AF_INET;
-	u->addr.sin_port = htons((uint16_t)port);
-	if (inet_pton(AF_INET, host, &u->addr.sin_addr) != 1)
-		return -1;
-	if ((ntohl(u->addr.sin_addr.s_addr) >> 24) != 127)
-		return -2;
-	strcpy(u->path, slash);
-	return 0;
-}
+/* ---- URL templates ---- */
 
 static size_t expand(const char *tmpl, uint64_t n, uint32_t tag, char *out, size_t cap)
 {
@@ -232,20 +83,17 @@ enum kind { K_PUB = 1, K_SUB, K_IDLE, K_NDJ };
 /* NONE: closed; WAIT: queued to connect; READY: a publisher with no request out;
  * HEAD: awaiting/reading response headers; BODY: reading the response body. */
 enum cstate { CS_NONE, CS_WAIT, CS_CONNECTING, CS_READY, CS_HEAD, CS_BODY };
-enum bmode { BM_NONE, BM_CL, BM_CHUNKED, BM_EOF };
-enum chst { CH_SIZE, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_END, CH_TRAILER, CH_TRAILER_SKIP };
 
 typedef struct conn {
 	int fd;
-	uint8_t kind, state, bmode, chst;
-	uint8_t epout, conn_close, queued, attempts;
-	int status;
+	uint8_t kind, state;
+	uint8_t epout, queued, attempts;
+	hresp hr;        /* the response being read (status, body mode, connection: close) */
 	uint32_t id;     /* session (SUB, NDJ), publisher (PUB), idle index (IDLE) */
 	void *owner;     /* sess or pub */
-	uint64_t left;   /* body bytes left (CL) or left in this chunk */
 	char *out;
 	size_t out_len, out_off, out_cap;
-	char *in;        /* partial headers, then a partial SSE line or a reply body */
+	char *in;        /* a partial SSE line or a reply body */
 	size_t in_len, in_cap;
 } conn;
 
@@ -336,9 +184,7 @@ static struct glob {
 } g;
 
 static char g_buf[256 * 1024];
-static char g_tmp[256 * 1024 + 32 * 1024];
 
-#define MAX_HEAD 16384
 #define MAX_LINE 65536
 
 /* Complaints about single connections: the first few, then a count (a dead server would make
@@ -429,7 +275,14 @@ static void conn_close(conn *c)
 	c->in_len = 0;
 	c->out_len = c->out_off = 0;
 	c->epout = 0;
-	c->bmode = BM_NONE;
+	hr_reset(&c->hr);
+}
+
+/* A request is out (or about to be): read a new response. */
+static void expect_reply(conn *c)
+{
+	c->state = CS_HEAD;
+	hr_reset(&c->hr);
 }
 
 /* 0: all sent or the rest waits for EPOLLOUT; -1: the connection broke. */
@@ -710,7 +563,7 @@ static void pub_try_send(pub *p, uint64_t now)
 	p->cur = m;
 	p->busy = 1;
 	g.st.sent++;
-	c->state = CS_HEAD;
+	expect_reply(c);
 	c->in_len = 0;
 	if (conn_flush(c))
 		conn_lost(c, now);
@@ -897,63 +750,6 @@ static void proto_error(conn *c, uint64_t now, const char *what)
 	conn_lost(c, now);
 }
 
-static void parse_head(conn *c, const char *h, size_t n)
-{
-	c->status = -1;
-	c->bmode = BM_EOF;
-	c->left = 0;
-	c->conn_close = 0;
-	if (n < 12 || strncmp(h, "HTTP/1.", 7))
-		return;
-	c->status = atoi(h + 9);
-	if (h[7] == '0')
-		c->conn_close = 1;
-	const char *end = h + n;
-	const char *p = memchr(h, '\n', n);
-	int chunked = 0;
-	for (int guard = 0; p && p + 1 < end && guard < 200; guard++) {
-		p++;
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		if (!nl)
-			break;
-		size_t ll = (size_t)(nl - p);
-		if (ll && p[ll - 1] == '\r')
-			ll--;
-		if (!ll)
-			break;
-		const char *colon = memchr(p, ':', ll);
-		if (colon) {
-			size_t nl2 = (size_t)(colon - p);
-			const char *v = colon + 1;
-			while (v < p + ll && *v == ' ')
-				v++;
-			size_t vl = (size_t)(p + ll - v);
-			char val[128];
-			size_t k = vl < sizeof val - 1 ? vl : sizeof val - 1;
-			memcpy(val, v, k);
-			val[k] = 0;
-			if (nl2 == 14 && !strncasecmp(p, "content-length", 14)) {
-				c->bmode = BM_CL;
-				c->left = strtoull(val, NULL, 10);
-			} else if (nl2 == 17 && !strncasecmp(p, "transfer-encoding", 17) && strcasestr(val, "chunked")) {
-				chunked = 1;
-			} else if (nl2 == 10 && !strncasecmp(p, "connection", 10) && strcasestr(val, "close")) {
-				c->conn_close = 1;
-			}
-		}
-		p = nl;
-	}
-	if (chunked) {
-		c->bmode = BM_CHUNKED;
-		c->chst = CH_SIZE;
-		c->left = 0;
-	}
-	if (c->status == 204 || c->status == 304 || (c->status >= 100 && c->status < 200)) {
-		c->bmode = BM_CL;
-		c->left = 0;
-	}
-}
-
 static void body_sink(conn *c, const char *p, size_t n, uint64_t now)
 {
 	if (c->kind == K_SUB) {
@@ -966,149 +762,46 @@ static void body_sink(conn *c, const char *p, size_t n, uint64_t now)
 	/* K_IDLE: heartbeats and the like are read and dropped */
 }
 
-static void chunk_feed(conn *c, const char *p, size_t n, uint64_t now)
-{
-	size_t i = 0;
-	for (size_t guard = 0; i < n && c->state == CS_BODY && guard <= 2 * n; guard++) {
-		char ch = p[i];
-		switch (c->chst) {
-		case CH_SIZE:
-			if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F')) {
-				if (c->left >> 40) {
-					proto_error(c, now, "chunk size");
-					return;
-				}
-				c->left = c->left * 16 + (uint64_t)(ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
-				i++;
-			} else if (ch == ';' || ch == ' ' || ch == '\t') {
-				c->chst = CH_EXT;
-				i++;
-			} else if (ch == '\r') {
-				c->chst = CH_SIZE_LF;
-				i++;
-			} else if (ch == '\n') {
-				c->chst = c->left ? CH_DATA : CH_TRAILER;
-				i++;
-			} else {
-				proto_error(c, now, "chunk size");
-				return;
-			}
-			break;
-		case CH_EXT:
-			if (ch == '\n')
-				c->chst = c->left ? CH_DATA : CH_TRAILER;
-			i++;
-			break;
-		case CH_SIZE_LF:
-			if (ch != '\n') {
-				proto_error(c, now, "chunk size line");
-				return;
-			}
-			c->chst = c->left ? CH_DATA : CH_TRAILER;
-			i++;
-			break;
-		case CH_DATA: {
-			size_t take = n - i < c->left ? n - i : (size_t)c->left;
-			c->left -= take;
-			if (!c->left)
-				c->chst = CH_DATA_END;
-			body_sink(c, p + i, take, now);
-			i += take;
-			break;
-		}
-		case CH_DATA_END:
-			if (ch == '\r') {
-				i++;
-			} else if (ch == '\n') {
-				c->chst = CH_SIZE;
-				c->left = 0;
-				i++;
-			} else {
-				proto_error(c, now, "chunk end");
-				return;
-			}
-			break;
-		case CH_TRAILER:
-			if (ch == '\r') {
-				i++;
-			} else if (ch == '\n') {
-				i++;
-				resp_done(c, now);
-				if (i < n && c->state != CS_NONE)
-					proto_error(c, now, "bytes after the response");
-				return;
-			} else {
-				c->chst = CH_TRAILER_SKIP;
-			}
-			break;
-		case CH_TRAILER_SKIP:
-			if (ch == '\n')
-				c->chst = CH_TRAILER;
-			i++;
-			break;
-		}
-	}
-}
-
-static void body_feed(conn *c, const char *p, size_t n, uint64_t now)
-{
-	if (!n)
-		return;
-	if (c->bmode == BM_CHUNKED) {
-		chunk_feed(c, p, n, now);
-	} else if (c->bmode == BM_CL) {
-		size_t take = n < c->left ? n : (size_t)c->left;
-		c->left -= take;
-		body_sink(c, p, take, now);
-		if (!c->left && c->state == CS_BODY) {
-			resp_done(c, now);
-			if (take < n && c->state != CS_NONE)
-				proto_error(c, now, "bytes after the response");
-		}
-	} else {
-		body_sink(c, p, n, now);
-	}
-}
-
 static void on_headers(conn *c, uint64_t now);
 
+/* The response parser's events, to the connection's reactions (which may close it). */
 static void http_feed(conn *c, const char *p, size_t n, uint64_t now)
 {
-	if (c->state == CS_HEAD) {
-		size_t old = c->in_len;
-		buf_put(&c->in, &c->in_len, &c->in_cap, p, n < MAX_HEAD ? n : MAX_HEAD);
-		size_t from = old > 3 ? old - 3 : 0;
-		const char *e = memmem(c->in + from, c->in_len - from, "\r\n\r\n", 4);
-		if (!e) {
-			if (c->in_len >= MAX_HEAD)
-				proto_error(c, now, "response headers too long");
-			return;
-		}
-		size_t hl = (size_t)(e - c->in) + 4;
-		parse_head(c, c->in, hl);
-		/* the rest of this read belongs to the body */
-		size_t rest = old + n > hl ? old + n - hl : 0;
-		const char *rp = p + (n - rest);
-		memcpy(g_tmp, rp, rest);
-		c->in_len = 0;
-		c->state = CS_BODY;
-		if (c->kind == K_IDLE) {
-			free(c->in);
-			c->in = NULL;
-			c->in_cap = 0;
-		}
-		on_headers(c, now);
-		if (c->state != CS_BODY)
-			return;
-		if (c->bmode == BM_CL && !c->left) {
-			resp_done(c, now);
-			return;
-		}
-		body_feed(c, g_tmp, rest, now);
-	} else if (c->state == CS_BODY) {
-		body_feed(c, p, n, now);
-	} else {
+	if (c->state != CS_HEAD && c->state != CS_BODY) {
 		proto_error(c, now, "bytes nobody asked for");
+		return;
+	}
+	for (size_t guard = 0; guard <= 2 * n + 4; guard++) {
+		const char *d;
+		size_t used, dl;
+		int ev = hr_step(&c->hr, p, n, &used, &d, &dl);
+		p += used;
+		n -= used;
+		switch (ev) {
+		case HR_MORE:
+			return;
+		case HR_ERROR:
+			proto_error(c, now, c->hr.err);
+			return;
+		case HR_HEADERS:
+			c->state = CS_BODY;
+			if (c->kind == K_IDLE) /* 50,000 of them: keep nothing we no longer need */
+				hr_release(&c->hr);
+			on_headers(c, now);
+			if (c->state != CS_BODY)
+				return;
+			break;
+		case HR_DATA:
+			body_sink(c, d, dl, now);
+			if (c->state != CS_BODY)
+				return;
+			break;
+		case HR_DONE:
+			resp_done(c, now);
+			if (n && c->state != CS_NONE)
+				proto_error(c, now, "bytes after the response");
+			return;
+		}
 	}
 }
 
@@ -1117,7 +810,7 @@ static void http_feed(conn *c, const char *p, size_t n, uint64_t now)
 static void on_pub_reply(pub *p, uint64_t now)
 {
 	conn *c = &p->c;
-	int ok = c->status >= 200 && c->status < 300;
+	int ok = c->hr.status >= 200 && c->hr.status < 300;
 	if (p->busy) {
 		p->busy = 0;
 		if (p->cur.ph == g.phase && g.sess) {
@@ -1128,14 +821,14 @@ static void on_pub_reply(pub *p, uint64_t now)
 				g.st.t_last_ack = now;
 			} else {
 				g.st.pub_err++;
-				g.st.last_err_status = c->status;
+				g.st.last_err_status = c->hr.status;
 				snprintf(g.st.last_err, sizeof g.st.last_err, "%.*s", (int)(c->in_len < 120 ? c->in_len : 120),
 					 c->in ? c->in : "");
 			}
 		}
 	}
 	c->in_len = 0;
-	if (c->conn_close) {
+	if (c->hr.conn_close) {
 		conn_close(c);
 		c->attempts = 0;
 		cq_push(c);
@@ -1154,7 +847,7 @@ static void on_ndj_reply(sess *s, uint64_t now)
 		parse_u64(k + 8, c->in + c->in_len, &count, 10);
 	s->ndj_done = 1;
 	s->ndj_count = count;
-	if (c->status == 200) {
+	if (c->hr.status == 200) {
 		for (uint32_t q = 0; q < s->next_seq; q++)
 			mark_acked(s, q);
 		if (count != s->lines)
@@ -1163,7 +856,7 @@ static void on_ndj_reply(sess *s, uint64_t now)
 		g.st.t_last_ack = now;
 	} else {
 		g.st.ndj_err++;
-		g.st.last_err_status = c->status;
+		g.st.last_err_status = c->hr.status;
 		snprintf(g.st.last_err, sizeof g.st.last_err, "%.*s", (int)(c->in_len < 120 ? c->in_len : 120),
 			 c->in ? c->in : "");
 	}
@@ -1184,9 +877,9 @@ static void on_headers(conn *c, uint64_t now)
 {
 	if (c->kind == K_SUB) {
 		sess *s = c->owner;
-		if (c->status != 200) {
+		if (c->hr.status != 200) {
 			if (complain())
-				fprintf(stderr, "loadgen: subscriber %u: HTTP %d\n", c->id, c->status);
+				fprintf(stderr, "loadgen: subscriber %u: HTTP %d\n", c->id, c->hr.status);
 			conn_close(c);
 			if (++s->sub_fails < 5 && g.running)
 				defer_connect(c, now + 500 * MS);
@@ -1198,24 +891,24 @@ static void on_headers(conn *c, uint64_t now)
 			g.st.sub_up++;
 		s->up_once = 1;
 	} else if (c->kind == K_IDLE) {
-		if (c->status != 200) {
+		if (c->hr.status != 200) {
 			g.idle_fail++;
 			conn_close(c);
 			return;
 		}
 		g.idle_ok++;
-	} else if (c->kind == K_NDJ && c->status != 200) {
+	} else if (c->kind == K_NDJ && c->hr.status != 200) {
 		/* an early answer to a stream we are still sending is a refusal: read its body */
 	}
 }
 
 static void conn_lost(conn *c, uint64_t now)
 {
-	uint8_t state = c->state, bmode = c->bmode;
+	uint8_t state = c->state, bmode = c->hr.bmode;
 	if (c->kind == K_PUB) {
 		pub *p = c->owner;
-		if ((state == CS_BODY && bmode == BM_EOF) && p->busy) { /* reply delimited by close */
-			c->conn_close = 1;
+		if ((state == CS_BODY && bmode == HR_BM_EOF) && p->busy) { /* reply delimited by close */
+			c->hr.conn_close = 1;
 			on_pub_reply(p, now);
 			return;
 		}
@@ -1243,7 +936,7 @@ static void conn_lost(conn *c, uint64_t now)
 		g.idle_lost++;
 	} else {
 		sess *s = c->owner;
-		if (state == CS_BODY && bmode == BM_EOF) {
+		if (state == CS_BODY && bmode == HR_BM_EOF) {
 			on_ndj_reply(s, now);
 			return;
 		}
@@ -1285,7 +978,7 @@ static void on_connected(conn *c, uint64_t now)
 	case K_NDJ: /* the request head and any lines made meanwhile are already in out */
 		break;
 	}
-	c->state = CS_HEAD;
+	expect_reply(c);
 	if (conn_flush(c))
 		conn_lost(c, now);
 }
@@ -1360,79 +1053,9 @@ static void loop_once(uint64_t until)
 	pump_connects(now_ns());
 }
 
-/* ---- /proc sampling of the server, and of ourselves ---- */
-
-typedef struct sample {
-	uint64_t t, ticks, self_us;
-	long rss_kb;
-	int ok;
-} sample;
-
-static void take_sample(sample *sm)
+static void take_sample_server(sample *sm)
 {
-	struct rusage ru;
-	memset(sm, 0, sizeof *sm);
-	sm->t = now_ns();
-	getrusage(RUSAGE_SELF, &ru);
-	sm->self_us = (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec +
-		      (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
-	if (o.server_pid <= 0)
-		return;
-	char path[64], buf[2048];
-	snprintf(path, sizeof path, "/proc/%d/stat", o.server_pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *p = strrchr(buf, ')');
-	if (!p)
-		return;
-	p += 2; /* field 3, the state; utime and stime are fields 14 and 15 */
-	for (int i = 0; i < 11 && p; i++) {
-		p = strchr(p, ' ');
-		if (p)
-			p++;
-	}
-	unsigned long ut, stt;
-	if (!p || sscanf(p, "%lu %lu", &ut, &stt) != 2)
-		return;
-	sm->ticks = ut + stt;
-	snprintf(path, sizeof path, "/proc/%d/status", o.server_pid);
-	f = fopen(path, "r");
-	char line[256];
-	for (int i = 0; f && i < 100 && fgets(line, sizeof line, f); i++)
-		if (sscanf(line, "VmRSS: %ld kB", &sm->rss_kb) == 1)
-			break;
-	if (f)
-		fclose(f);
-	sm->ok = 1;
-}
-
-static double cpu_pct(const sample *a, const sample *b)
-{
-	double dt = (double)(b->t - a->t) / 1e9;
-	if (!a->ok || !b->ok || dt <= 0)
-		return -1;
-	return (double)(b->ticks - a->ticks) / (double)sysconf(_SC_CLK_TCK) / dt * 100.0;
-}
-
-static double self_cpu_pct(const sample *a, const sample *b)
-{
-	double dt = (double)(b->t - a->t) / 1e9;
-	return dt > 0 ? (double)(b->self_us - a->self_us) / 1e6 / dt * 100.0 : 0;
-}
-
-static void loadavg(char *out, size_t cap)
-{
-	FILE *f = fopen("/proc/loadavg", "r");
-	out[0] = 0;
-	if (f) {
-		if (fgets(out, (int)cap, f))
-			out[strcspn(out, "\n")] = 0;
-		fclose(f);
-	}
+	take_sample(sm, o.server_pid);
 }
 
 /* ---- Phases ---- */
@@ -1476,6 +1099,8 @@ static void sessions_teardown(void)
 		conn_close(&s->ndj);
 		free(s->sub.in);
 		free(s->sub.out);
+		hr_release(&s->sub.hr);
+		hr_release(&s->ndj.hr);
 		free(s->ndj.in);
 		free(s->ndj.out);
 		free(s->acked);
@@ -1702,7 +1327,7 @@ static result run_phase(double rate, double duration, uint32_t tag, const char *
 		warm_up();
 
 	sample s0, s1, s2;
-	take_sample(&s0);
+	take_sample_server(&s0);
 	loadavg(la, sizeof la);
 	g.t_start = now_ns() + 2 * MS;
 	g.sched_end = g.t_start + (uint64_t)(duration * 1e9);
@@ -1736,7 +1361,7 @@ static result run_phase(double rate, double duration, uint32_t tag, const char *
 			resume_tick(now);
 		if (o.server_pid > 0 && now >= next_rss) {
 			sample sm;
-			take_sample(&sm);
+			take_sample_server(&sm);
 			if (sm.rss_kb > rss_max)
 				rss_max = sm.rss_kb;
 			next_rss = now + 500 * MS;
@@ -1744,7 +1369,7 @@ static result run_phase(double rate, double duration, uint32_t tag, const char *
 		if (!ended && now >= g.sched_end) {
 			ended = 1;
 			g.sched_on = 0;
-			take_sample(&s1);
+			take_sample_server(&s1);
 			st->t_sched_end = now;
 			drain_end = now + (uint64_t)(o.drain_s * 1e9);
 			for (uint32_t i = 0; i < g.nsess; i++) {
@@ -1776,11 +1401,11 @@ static result run_phase(double rate, double duration, uint32_t tag, const char *
 		loop_once(wake);
 	}
 	if (!ended) {
-		take_sample(&s1);
+		take_sample_server(&s1);
 		st->t_sched_end = now_ns();
 	}
 	st->t_end = now_ns();
-	take_sample(&s2);
+	take_sample_server(&s2);
 	count_loss();
 	int drain_timeout = !drained();
 
@@ -1860,7 +1485,7 @@ static void run_idle(void)
 	uint64_t now = now_ns();
 	g.idle = xcalloc(o.idle, sizeof *g.idle);
 	loop_once(now + 300 * MS);
-	take_sample(&a);
+	take_sample_server(&a);
 	for (uint32_t i = 0; i < o.idle; i++) {
 		g.idle[i] = (conn){.fd = -1, .kind = K_IDLE, .id = i};
 		cq_push(&g.idle[i]);
@@ -1875,7 +1500,7 @@ static void run_idle(void)
 	uint64_t settle = now_ns() + 1 * NS;
 	for (int guard = 0; guard < 100000 && now_ns() < settle; guard++)
 		loop_once(settle);
-	take_sample(&b);
+	take_sample_server(&b);
 	uint64_t up = g.idle_ok - g.idle_lost;
 	double per = up && a.ok && b.ok ? (double)(b.rss_kb - a.rss_kb) * 1024.0 / (double)up : -1;
 	printf("== idle: %u idle SSE connections: %" PRIu64 " up, %" PRIu64 " failed, %" PRIu64 " closed by the server\n",
@@ -2004,7 +1629,7 @@ static void t_session_setup(uint32_t n, uint32_t acked_upto)
 	g.running = 0;
 	sessions_setup(n, 0, 0);
 	for (uint32_t i = 0; i < n; i++) {
-		g.sess[i].sub.state = CS_HEAD;
+		expect_reply(&g.sess[i].sub);
 		for (uint32_t q = 0; q < acked_upto; q++)
 			mark_acked(&g.sess[i], q);
 	}
@@ -2028,7 +1653,7 @@ static void t_stream(int style, sess *s, const uint32_t *qs, size_t nq, uint32_t
 		memcpy(wire + w, ev, n);
 		w += n;
 	}
-	s->sub.state = CS_HEAD;
+	expect_reply(&s->sub);
 	s->sub.in_len = 0;
 	t_feed(&s->sub, wire, w);
 }
@@ -2135,7 +1760,7 @@ static int self_test(void)
 		for (uint32_t i = 0; i < 3; i++) {
 			p->busy = 1;
 			p->cur = (msg){.s = 0, .q = i, .ph = g.phase, .t = now_ns()};
-			p->c.state = CS_HEAD;
+			expect_reply(&p->c);
 			g.rate = 1;
 			t_feed(&p->c, replies[i], strlen(replies[i]));
 			CHECK(!p->busy && p->c.state == CS_READY, "reply %u: busy %d state %d", i, p->busy, p->c.state);
@@ -2152,7 +1777,7 @@ static int self_test(void)
 	{
 		sess *s = &g.sess[0];
 		s->next_seq = s->lines = 10;
-		s->ndj.state = CS_HEAD;
+		expect_reply(&s->ndj);
 		const char *rep = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 66\r\n\r\n"
 				  "{\"topic\":\"chatbot/s1\",\"first_offset\":0,\"last_offset\":9,\"count\":10}";
 		t_feed(&s->ndj, rep, strlen(rep));
@@ -2233,6 +1858,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	bench_prog = "loadgen";
 	enum { O_PUB = 256, O_SUB, O_SESS, O_RATE, O_DUR, O_PUBS, O_IDLE, O_RESUME, O_GAP, O_RAMP, O_RMAX,
 	       O_RFAC, O_RP99, O_NDJ, O_NOSUB, O_NOWARM, O_PID, O_SIZE, O_DRAIN, O_FAULT, O_LABEL, O_MAXC, O_SELF, O_HELP };
 	static const struct option lo[] = {
