@@ -1097,6 +1097,30 @@ gt_reset(struct gw_gtopic *gt, uint64_t first, uint64_t next)
 }
 
 /*
+ * How many messages the next eng_read of @p gt asks for: what can go out now (@p left of the pop's
+ * share, free in-flight slots, window room), since every message read costs a log read and the
+ * rest would only be read again at the next pop (with max_inflight_per_topic 1, reading 64 to hand
+ * out 1 was most of a pop's cost). At least twice @p prev (the last read's count) when the loop
+ * comes round again, i.e. the last read was used up by unwanted events, so a topic full of tokens
+ * is still crossed in few reads. 1..READ_CHUNK.
+ */
+static size_t
+read_count(const struct gw_gtopic *gt, uint32_t left, size_t prev)
+{
+	size_t room = left;
+
+	if (gt->g->max_inflight - gt->n_unacked < room)
+		room = gt->g->max_inflight - gt->n_unacked;
+	if (WIN_CAP - gt->n_win < room)
+		room = WIN_CAP - gt->n_win;
+	if (prev * 2 > room)
+		room = prev * 2;
+	if (!room)
+		room = 1;
+	return room < READ_CHUNK ? room : READ_CHUNK;
+}
+
+/*
  * Hand out up to @p quota messages of @p gt into @p w: first those due for redelivery (in offset
  * order), then unread ones while in-flight slots are free, skipping events the group does not want.
  * @return how many. May drop @p gt (the topic is gone): the caller holds a ref.
@@ -1108,6 +1132,7 @@ serve_topic(struct gw_gtopic *gt, struct gw_waiter *w, uint32_t quota)
 	struct gw *gw = g->gw;
 	eng_read_result res;
 	uint32_t n = 0;
+	size_t chunk = 0;
 	int rc;
 
 	for (uint32_t i = 0; i < gt->n_win && n < quota && gt->n_avail && !over_budget(w); i++) {
@@ -1149,7 +1174,8 @@ serve_topic(struct gw_gtopic *gt, struct gw_waiter *w, uint32_t quota)
 		int stop = 0;
 
 		memset(&res, 0, sizeof(res));
-		rc = eng_read(gw->db, gt->name, gt->next_read, READ_CHUNK,
+		chunk = read_count(gt, quota - n, chunk);
+		rc = eng_read(gw->db, gt->name, gt->next_read, chunk,
 			      w->max_bytes > w->out.len ? w->max_bytes - w->out.len : 1, &res);
 		if (rc == ENG_ENOTFOUND) {
 			eng_read_free(&res);
