@@ -1,0 +1,705 @@
+/*
+ * pop_bench.c - the pull API's benchmark (issue 4): pop throughput and publish-to-pop wake-up
+ * latency of a consumer group over many sessions, from several threads on blocking keep-alive
+ * HTTP/1.1 connections (benchlib's client).
+ *
+ *   pop_bench [--bin build/gateway/litegate | --url http://127.0.0.1:PORT --server-pid PID]
+ *             [--sessions 10000] [--per-session 20] [--poppers 8] [--batch 32]
+ *             [--wake 2000] [--wake-rate 500] [--durability fsync] [--only throughput|wake]
+ *
+ * With --bin it starts its own gateway (durability as given, temporary data dir, removed at the
+ * end); with --url it uses a running one (topics and the group carry a tag new to the run).
+ *
+ * 1. Setup: a group on parent "chatbot" (events ["prompt"], max_inflight_per_topic 1), then every
+ *    session gets --per-session prompts in one JSON-array publish (8 publisher threads).
+ * 2. Throughput: --poppers threads each loop pop {"max":--batch,"wait_ms":200} + one ack of every
+ *    receipt it got, until all prompts are acknowledged. Reported: messages popped and acked per
+ *    second (first pop to last ack), request latencies, the gateway's and our own CPU. Every
+ *    prompt's data names its session and sequence number: a prompt popped twice, out of its
+ *    session's order, or never is counted (and fails the run).
+ * 3. Wake-up: the poppers park in long polls (wait_ms 1000) on the idle, drained group; 4
+ *    publisher threads publish one prompt per request to random sessions, paced to --wake-rate in
+ *    total; a prompt's latency is from just before its publish request is sent to the moment the
+ *    pop that returns it has its whole reply (one monotonic clock, one process). It therefore
+ *    includes the publish's own durable append (group commit, fsync under "fsync").
+ *
+ * The first output line is the exact command; load averages are printed at start and end.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "benchlib.h"
+
+#define PUBLISHERS 8      /* setup's publisher threads */
+#define WAKE_PUBLISHERS 4 /* wake-up's paced publisher threads */
+#define MAX_POPPERS 256
+
+static struct opts {
+	const char *bin, *url, *durability, *only, *label;
+	uint32_t sessions, per_session, poppers, batch, wake, msg_size;
+	double wake_rate, timeout_s;
+	int server_pid;
+} o = {
+	.durability = "fsync", .label = "litegate", .sessions = 10000, .per_session = 20, .poppers = 8,
+	.batch = 32, .wake = 2000, .msg_size = 32, .wake_rate = 500, .timeout_s = 300,
+};
+
+static struct {
+	url base;
+	char tag[16], group[64];
+	char tmp[64];
+	pid_t child;
+	/* throughput */
+	_Atomic uint64_t popped, acked, dup, reord, bad, errors, empty_pops;
+	_Atomic uint32_t *next_seq; /* per session: the sequence number expected next */
+	_Atomic uint8_t *seen;      /* per prompt */
+	uint64_t total;
+	/* wake-up */
+	_Atomic uint64_t *sent_ns;  /* per wake-up prompt, 0 until sent */
+	_Atomic uint64_t wake_got, wake_dup, wake_stray;
+	_Atomic int stop;
+} g;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: pop_bench [--bin LITEGATE | --url http://127.0.0.1:PORT [--server-pid PID]] [options]\n"
+		"  --bin PATH          start this litegate (temporary data dir, --durability) and stop it after\n"
+		"  --url URL           use a running gateway instead\n"
+		"  --server-pid PID    with --url: sample this process's CPU\n"
+		"  --durability D      fsync | interval | none, for --bin (fsync)\n"
+		"  --sessions N        sessions (lite topics chatbot/<tag>-<n>) (10000)\n"
+		"  --per-session N     prompts per session for the throughput run (20)\n"
+		"  --poppers N         concurrent popper threads, one connection each (8)\n"
+		"  --batch N           pop max, and receipts per ack (32)\n"
+		"  --wake N            wake-up samples (2000)\n"
+		"  --wake-rate R       wake-up publishes per second, in total (500)\n"
+		"  --msg-size B        bytes of data per prompt (32)\n"
+		"  --only throughput|wake\n"
+		"  --label NAME        label of the RESULT lines (litegate)\n");
+}
+
+/* ---- The gateway under test ---- */
+
+static int free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+	socklen_t l = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &l))
+		die("free port: %s", strerror(errno));
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+static void start_gateway(void)
+{
+	char cfg[128], log[128], conf[1024], u[64];
+	int port = free_port();
+
+	snprintf(g.tmp, sizeof g.tmp, "/tmp/pop-bench-XXXXXX");
+	if (!mkdtemp(g.tmp))
+		die("mkdtemp: %s", strerror(errno));
+	snprintf(cfg, sizeof cfg, "%s/c.json", g.tmp);
+	snprintf(log, sizeof log, "%s/litegate.log", g.tmp);
+	snprintf(conf, sizeof conf,
+		 "{\"listen\":\"127.0.0.1:%d\",\"data_dir\":\"%s/data\",\"static_root\":null,"
+		 "\"log_level\":\"warn\",\"durability\":\"%s\",\"parents\":[{\"name\":\"chatbot\"}]}\n",
+		 port, g.tmp, o.durability);
+	FILE *f = fopen(cfg, "w");
+	if (!f || fputs(conf, f) < 0 || fclose(f))
+		die("writing %s", cfg);
+	printf("# gateway config: %s", conf);
+	fflush(stdout); /* the child must not print our buffer again */
+	g.child = fork();
+	if (g.child < 0)
+		die("fork: %s", strerror(errno));
+	if (!g.child) {
+		FILE *lf = freopen(log, "w", stdout);
+		(void)lf;
+		dup2(1, 2);
+		execl(o.bin, o.bin, "--config", cfg, (char *)NULL);
+		_exit(127);
+	}
+	o.server_pid = (int)g.child;
+	snprintf(u, sizeof u, "http://127.0.0.1:%d/", port);
+	if (parse_url(u, &g.base))
+		die("url %s", u);
+	hclient c = {.fd = -1};
+	for (int i = 0; i < 200; i++) {
+		if (!hc_open(&c, &g.base) && hc_call(&c, "GET", "/healthz", NULL, NULL, 0) == 200) {
+			hc_close(&c);
+			printf("# gateway: %s --config %s (pid %d)\n", o.bin, cfg, (int)g.child);
+			return;
+		}
+		hc_close(&c);
+		usleep(50000);
+	}
+	die("the gateway did not answer /healthz (see %s)", log);
+}
+
+static void stop_gateway(void)
+{
+	if (g.child > 0) {
+		kill(g.child, SIGTERM);
+		waitpid(g.child, NULL, 0);
+		g.child = 0;
+	}
+	if (g.tmp[0]) {
+		pid_t p = fork();
+		if (!p) {
+			execlp("rm", "rm", "-rf", g.tmp, (char *)NULL);
+			_exit(127);
+		}
+		if (p > 0)
+			waitpid(p, NULL, 0);
+		g.tmp[0] = 0;
+	}
+}
+
+static void client_init(hclient *c)
+{
+	memset(c, 0, sizeof *c);
+	c->fd = -1;
+	if (hc_open(c, &g.base))
+		die("connect %s: %s", g.base.hostport, strerror(errno));
+}
+
+static void client_free(hclient *c)
+{
+	hc_close(c);
+	free(c->in);
+	free(c->body);
+	free(c->req);
+	hr_release(&c->r);
+}
+
+/* ---- Prompts ---- */
+
+/* {"event":"prompt","data":"<kind>.<session>.<seq>.xxx"} padded to --msg-size bytes of data. */
+static size_t put_prompt(char *out, size_t cap, char kind, uint32_t s, uint32_t q)
+{
+	char data[256];
+	int n = snprintf(data, sizeof data, "%c.%u.%u.", kind, s, q);
+	while ((uint32_t)n < o.msg_size && n < (int)sizeof data - 1)
+		data[n++] = 'x';
+	data[n] = 0;
+	return (size_t)snprintf(out, cap, "{\"event\":\"prompt\",\"data\":\"%s\"}", data);
+}
+
+static void session_path(char *out, size_t cap, uint32_t s)
+{
+	snprintf(out, cap, "/v1/topics/chatbot/%s-%u/messages", g.tag, s);
+}
+
+/* ---- Setup ---- */
+
+static void put_group(void)
+{
+	hclient c;
+	char path[128], body[256];
+	client_init(&c);
+	snprintf(path, sizeof path, "/v1/groups/%s", g.group);
+	snprintf(body, sizeof body,
+		 "{\"parent\":\"chatbot\",\"events\":[\"prompt\"],\"max_inflight_per_topic\":1,"
+		 "\"invisible_ms\":60000}");
+	int st = hc_call(&c, "PUT", path, "application/json", body, strlen(body));
+	if (st != 200 && st != 201)
+		die("PUT %s: %d %s", path, st, c.body ? c.body : "");
+	client_free(&c);
+}
+
+static void *fill_thread(void *arg)
+{
+	uint32_t k = (uint32_t)(uintptr_t)arg;
+	size_t cap = (size_t)o.per_session * (o.msg_size + 64) + 16, len;
+	char *body = xcalloc(1, cap), path[128];
+	hclient c;
+	client_init(&c);
+	for (uint32_t s = k; s < o.sessions; s += PUBLISHERS) {
+		len = 0;
+		body[len++] = '[';
+		for (uint32_t q = 0; q < o.per_session; q++) {
+			if (q)
+				body[len++] = ',';
+			len += put_prompt(body + len, cap - len, 'p', s, q);
+		}
+		body[len++] = ']';
+		session_path(path, sizeof path, s);
+		int st = hc_call(&c, "POST", path, "application/json", body, len);
+		if (st != 200)
+			die("publish to session %u: %d %s", s, st, c.body ? c.body : "");
+	}
+	client_free(&c);
+	free(body);
+	return NULL;
+}
+
+static void fill(void)
+{
+	pthread_t t[PUBLISHERS];
+	uint64_t t0 = now_ns();
+	for (uintptr_t k = 0; k < PUBLISHERS; k++)
+		pthread_create(&t[k], NULL, fill_thread, (void *)k);
+	for (int k = 0; k < PUBLISHERS; k++)
+		pthread_join(t[k], NULL);
+	double dt = (double)(now_ns() - t0) / 1e9;
+	printf("setup       %" PRIu64 " prompts to %u sessions (one %u-prompt JSON array each, %d connections) in %.2f s: %.0f msg/s\n",
+	       g.total, o.sessions, o.per_session, PUBLISHERS, dt, (double)g.total / dt);
+}
+
+/* ---- Pop replies ---- */
+
+typedef struct popped {
+	char kind;
+	uint32_t s, q;
+	const char *receipt;
+	size_t rlen;
+} popped;
+
+/*
+ * The messages of a pop reply, in order: data (our "<kind>.<s>.<q>.") and receipt. A scan, not a
+ * JSON parser: the gateway writes these members in a fixed order, and our data has no quotes.
+ * @return how many (at most cap); -1 when the reply is not what we expect.
+ */
+static int parse_pop(const char *b, popped *out, int cap)
+{
+	int n = 0;
+	const char *p = b;
+	if (strncmp(b, "{\"messages\":[", 13))
+		return -1;
+	while ((p = strstr(p, "\"data\":\"")) != NULL) {
+		if (n == cap)
+			return -1;
+		popped *m = &out[n];
+		char *e;
+		p += 8;
+		m->kind = *p;
+		if (p[1] != '.')
+			return -1;
+		m->s = (uint32_t)strtoul(p + 2, &e, 10);
+		if (*e != '.')
+			return -1;
+		m->q = (uint32_t)strtoul(e + 1, &e, 10);
+		p = strstr(e, "\"receipt\":\"");
+		if (!p)
+			return -1;
+		p += 11;
+		const char *q = strchr(p, '"');
+		if (!q)
+			return -1;
+		m->receipt = p;
+		m->rlen = (size_t)(q - p);
+		p = q;
+		n++;
+	}
+	return n;
+}
+
+/* {"receipts":["r1","r2",...]} */
+static size_t put_ack(char **buf, size_t *cap, const popped *m, int n)
+{
+	size_t len = 0;
+	buf_put(buf, &len, cap, "{\"receipts\":[", 13);
+	for (int i = 0; i < n; i++) {
+		if (i)
+			buf_put(buf, &len, cap, ",", 1);
+		buf_put(buf, &len, cap, "\"", 1);
+		buf_put(buf, &len, cap, m[i].receipt, m[i].rlen);
+		buf_put(buf, &len, cap, "\"", 1);
+	}
+	buf_put(buf, &len, cap, "]}", 2);
+	return len;
+}
+
+static int ack_count(const char *body)
+{
+	const char *p = strstr(body, "\"acked\":");
+	return p ? atoi(p + 8) : -1;
+}
+
+/* ---- Throughput ---- */
+
+typedef struct popper {
+	pthread_t t;
+	uint32_t id;
+	hist pop, ack;
+	uint64_t pops, msgs;
+	uint64_t t_first, t_last;
+} popper;
+
+static void check_prompt(const popped *m)
+{
+	if (m->kind != 'p' || m->s >= o.sessions || m->q >= o.per_session) {
+		g.bad++;
+		return;
+	}
+	if (atomic_exchange(&g.seen[(uint64_t)m->s * o.per_session + m->q], 1)) {
+		g.dup++;
+		return;
+	}
+	/* max_inflight_per_topic 1: a session's next prompt goes out only after this one's ack */
+	uint32_t want = atomic_load_explicit(&g.next_seq[m->s], memory_order_relaxed);
+	if (m->q != want)
+		g.reord++;
+	atomic_store_explicit(&g.next_seq[m->s], m->q + 1, memory_order_relaxed);
+}
+
+static void *throughput_thread(void *arg)
+{
+	popper *pp = arg;
+	popped *ms = xcalloc(o.batch, sizeof *ms);
+	char path_pop[128], path_ack[128], req[96], *ack = NULL;
+	size_t ack_cap = 0;
+	hclient c;
+	uint64_t deadline = now_ns() + (uint64_t)(o.timeout_s * 1e9);
+
+	client_init(&c);
+	snprintf(path_pop, sizeof path_pop, "/v1/groups/%s/pop", g.group);
+	snprintf(path_ack, sizeof path_ack, "/v1/groups/%s/ack", g.group);
+	int rl = snprintf(req, sizeof req, "{\"max\":%u,\"wait_ms\":200}", o.batch);
+	while (g.acked < g.total && now_ns() < deadline && !g.stop) {
+		uint64_t t1 = now_ns();
+		int st = hc_call(&c, "POST", path_pop, "application/json", req, (size_t)rl);
+		uint64_t t2 = now_ns();
+		int n = st == 200 ? parse_pop(c.body, ms, (int)o.batch) : -1;
+		if (n < 0) {
+			g.errors++;
+			fprintf(stderr, "pop_bench: pop: %d %.200s\n", st, c.body ? c.body : "");
+			usleep(100000);
+			continue;
+		}
+		h_add(&pp->pop, t2 - t1);
+		pp->pops++;
+		if (!n) {
+			g.empty_pops++;
+			continue;
+		}
+		if (!pp->t_first)
+			pp->t_first = t1;
+		for (int i = 0; i < n; i++)
+			check_prompt(&ms[i]);
+		g.popped += (uint64_t)n;
+		size_t al = put_ack(&ack, &ack_cap, ms, n);
+		st = hc_call(&c, "POST", path_ack, "application/json", ack, al);
+		uint64_t t3 = now_ns();
+		int k = st == 200 ? ack_count(c.body) : -1;
+		if (k != n) {
+			g.errors++;
+			fprintf(stderr, "pop_bench: ack: %d %.200s\n", st, c.body ? c.body : "");
+		}
+		if (k > 0)
+			g.acked += (uint64_t)k;
+		h_add(&pp->ack, t3 - t2);
+		pp->msgs += (uint64_t)n;
+		pp->t_last = t3;
+	}
+	client_free(&c);
+	free(ms);
+	free(ack);
+	return NULL;
+}
+
+typedef struct tresult {
+	double rate, dt, cpu, self_cpu;
+	uint64_t acked;
+} tresult;
+
+static tresult throughput(void)
+{
+	popper *pp = xcalloc(o.poppers, sizeof *pp);
+	sample a, b;
+	hist pop = {0}, ack = {0};
+	uint64_t t_first = UINT64_MAX, t_last = 0, pops = 0;
+	tresult r = {0};
+
+	g.total = (uint64_t)o.sessions * o.per_session;
+	g.seen = xcalloc(g.total, 1);
+	g.next_seq = xcalloc(o.sessions, sizeof *g.next_seq);
+	fill();
+	take_sample(&a, o.server_pid);
+	for (uint32_t i = 0; i < o.poppers; i++) {
+		pp[i].id = i;
+		pthread_create(&pp[i].t, NULL, throughput_thread, &pp[i]);
+	}
+	for (uint32_t i = 0; i < o.poppers; i++) {
+		pthread_join(pp[i].t, NULL);
+		h_merge(&pop, &pp[i].pop);
+		h_merge(&ack, &pp[i].ack);
+		pops += pp[i].pops;
+		if (pp[i].t_first && pp[i].t_first < t_first)
+			t_first = pp[i].t_first;
+		if (pp[i].t_last > t_last)
+			t_last = pp[i].t_last;
+	}
+	take_sample(&b, o.server_pid);
+	r.acked = g.acked;
+	r.dt = t_last > t_first ? (double)(t_last - t_first) / 1e9 : 0;
+	r.rate = r.dt > 0 ? (double)g.acked / r.dt : 0;
+	r.cpu = cpu_pct(&a, &b);
+	r.self_cpu = self_cpu_pct(&a, &b);
+	uint64_t lost = 0;
+	for (uint64_t i = 0; i < g.total; i++)
+		lost += !g.seen[i];
+	printf("throughput  %" PRIu64 " of %" PRIu64 " prompts popped and acked by %u poppers (pop max %u + one ack each) in %.2f s: %.0f msg/s\n",
+	       r.acked, g.total, o.poppers, o.batch, r.dt, r.rate);
+	printf("            %" PRIu64 " pops (%" PRIu64 " empty), %.1f messages per non-empty pop; never popped %" PRIu64 ", popped twice %" PRIu64 ", out of session order %" PRIu64 ", unexpected %" PRIu64 ", errors %" PRIu64 "\n",
+	       pops, (uint64_t)g.empty_pops, pops > g.empty_pops ? (double)g.popped / (double)(pops - g.empty_pops) : 0,
+	       lost, (uint64_t)g.dup, (uint64_t)g.reord, (uint64_t)g.bad, (uint64_t)g.errors);
+	printf("            pop request us: p50 %" PRIu64 " p99 %" PRIu64 " max %" PRIu64 "; ack request (answered once the offsets are stored) us: p50 %" PRIu64 " p99 %" PRIu64 " max %" PRIu64 "\n",
+	       h_q(&pop, .5) / 1000, h_q(&pop, .99) / 1000, pop.max / 1000, h_q(&ack, .5) / 1000,
+	       h_q(&ack, .99) / 1000, ack.max / 1000);
+	printf("            CPU over the run, %% of one core: gateway %.1f, pop_bench %.1f (2 cores = 200)\n", r.cpu,
+	       r.self_cpu);
+	printf("RESULT label=%s kind=throughput rate=%.0f acked=%" PRIu64 " total=%" PRIu64 " lost=%" PRIu64 " dup=%" PRIu64 " reord=%" PRIu64 " err=%" PRIu64 " pop_p50_us=%" PRIu64 " pop_p99_us=%" PRIu64 " ack_p50_us=%" PRIu64 " ack_p99_us=%" PRIu64 " server_cpu=%.1f tool_cpu=%.1f\n",
+	       o.label, r.rate, r.acked, g.total, lost, (uint64_t)g.dup, (uint64_t)g.reord, (uint64_t)g.errors,
+	       h_q(&pop, .5) / 1000, h_q(&pop, .99) / 1000, h_q(&ack, .5) / 1000, h_q(&ack, .99) / 1000, r.cpu,
+	       r.self_cpu);
+	fflush(stdout);
+	free(pp);
+	return r;
+}
+
+/* ---- Wake-up latency ---- */
+
+typedef struct waiter {
+	pthread_t t;
+	hist lat;
+} waiter;
+
+static void *wake_popper(void *arg)
+{
+	waiter *w = arg;
+	popped *ms = xcalloc(o.batch, sizeof *ms);
+	char path_pop[128], path_ack[128], req[96], *ack = NULL;
+	size_t ack_cap = 0;
+	hclient c;
+
+	client_init(&c);
+	snprintf(path_pop, sizeof path_pop, "/v1/groups/%s/pop", g.group);
+	snprintf(path_ack, sizeof path_ack, "/v1/groups/%s/ack", g.group);
+	int rl = snprintf(req, sizeof req, "{\"max\":%u,\"wait_ms\":1000}", o.batch);
+	while (!g.stop) {
+		int st = hc_call(&c, "POST", path_pop, "application/json", req, (size_t)rl);
+		uint64_t now = now_ns();
+		int n = st == 200 ? parse_pop(c.body, ms, (int)o.batch) : -1;
+		if (n < 0) {
+			g.errors++;
+			fprintf(stderr, "pop_bench: pop: %d %.200s\n", st, c.body ? c.body : "");
+			usleep(100000);
+			continue;
+		}
+		for (int i = 0; i < n; i++) {
+			uint64_t sent = ms[i].kind == 'w' && ms[i].q < o.wake ? g.sent_ns[ms[i].q] : 0;
+			if (!sent) {
+				g.wake_stray++;
+				continue;
+			}
+			h_add(&w->lat, now > sent ? now - sent : 0);
+			g.wake_got++;
+		}
+		if (n) {
+			size_t al = put_ack(&ack, &ack_cap, ms, n);
+			if (hc_call(&c, "POST", path_ack, "application/json", ack, al) != 200)
+				g.errors++;
+		}
+	}
+	client_free(&c);
+	free(ms);
+	free(ack);
+	return NULL;
+}
+
+typedef struct wpub {
+	pthread_t t;
+	uint32_t k;
+	uint64_t t0;
+	hist reply;
+	unsigned seed;
+} wpub;
+
+static void *wake_publisher(void *arg)
+{
+	wpub *p = arg;
+	char body[512], path[128];
+	hclient c;
+
+	client_init(&c);
+	for (uint32_t i = p->k; i < o.wake && !g.stop; i += WAKE_PUBLISHERS) {
+		uint64_t due = p->t0 + (uint64_t)((double)i / o.wake_rate * 1e9), now = now_ns();
+		if (due > now) {
+			struct timespec ts = {(time_t)((due - now) / NS), (long)((due - now) % NS)};
+			nanosleep(&ts, NULL);
+		}
+		uint32_t s = (uint32_t)rand_r(&p->seed) % o.sessions;
+		size_t len = put_prompt(body, sizeof body, 'w', s, i);
+		session_path(path, sizeof path, s);
+		uint64_t t1 = now_ns();
+		g.sent_ns[i] = t1;
+		int st = hc_call(&c, "POST", path, "application/json", body, len);
+		h_add(&p->reply, now_ns() - t1);
+		if (st != 200) {
+			g.errors++;
+			fprintf(stderr, "pop_bench: wake-up publish: %d %.200s\n", st, c.body ? c.body : "");
+		}
+	}
+	client_free(&c);
+	return NULL;
+}
+
+static void wake(void)
+{
+	waiter *w = xcalloc(o.poppers, sizeof *w);
+	wpub pb[WAKE_PUBLISHERS];
+	hist lat = {0}, reply = {0};
+	sample a, b;
+
+	g.sent_ns = xcalloc(o.wake, sizeof *g.sent_ns);
+	g.stop = 0;
+	for (uint32_t i = 0; i < o.poppers; i++)
+		pthread_create(&w[i].t, NULL, wake_popper, &w[i]);
+	usleep(500000); /* every popper parked */
+	take_sample(&a, o.server_pid);
+	uint64_t t0 = now_ns();
+	for (uint32_t k = 0; k < WAKE_PUBLISHERS; k++) {
+		pb[k] = (wpub){.k = k, .t0 = t0, .seed = 7919u * (k + 1)};
+		pthread_create(&pb[k].t, NULL, wake_publisher, &pb[k]);
+	}
+	for (uint32_t k = 0; k < WAKE_PUBLISHERS; k++) {
+		pthread_join(pb[k].t, NULL);
+		h_merge(&reply, &pb[k].reply);
+	}
+	uint64_t until = now_ns() + 5 * NS;
+	while (g.wake_got < o.wake && now_ns() < until)
+		usleep(10000);
+	take_sample(&b, o.server_pid);
+	g.stop = 1; /* the pollers come back within wait_ms */
+	for (uint32_t i = 0; i < o.poppers; i++) {
+		pthread_join(w[i].t, NULL);
+		h_merge(&lat, &w[i].lat);
+	}
+	double dt = (double)(b.t - t0) / 1e9;
+	printf("wake-up     %" PRIu64 " of %u prompts, one per publish request to random sessions of the drained group, %.0f/s paced (%d publisher connections), %u poppers parked in long polls\n",
+	       lat.n, o.wake, o.wake_rate, WAKE_PUBLISHERS, o.poppers);
+	printf("            publish request sent -> pop reply in, us: p50 %" PRIu64 " p90 %" PRIu64 " p99 %" PRIu64 " p99.9 %" PRIu64 " max %" PRIu64 "\n",
+	       h_q(&lat, .5) / 1000, h_q(&lat, .9) / 1000, h_q(&lat, .99) / 1000, h_q(&lat, .999) / 1000,
+	       lat.max / 1000);
+	printf("            (of which the publish's own reply, i.e. its durable append, us: p50 %" PRIu64 " p99 %" PRIu64 "); stray %" PRIu64 ", errors %" PRIu64 "\n",
+	       h_q(&reply, .5) / 1000, h_q(&reply, .99) / 1000, (uint64_t)g.wake_stray, (uint64_t)g.errors);
+	printf("            CPU over %.1f s, %% of one core: gateway %.1f, pop_bench %.1f\n", dt, cpu_pct(&a, &b),
+	       self_cpu_pct(&a, &b));
+	printf("RESULT label=%s kind=wake n=%" PRIu64 " rate=%.0f p50_us=%" PRIu64 " p90_us=%" PRIu64 " p99_us=%" PRIu64 " p999_us=%" PRIu64 " max_us=%" PRIu64 " pub_p50_us=%" PRIu64 " pub_p99_us=%" PRIu64 " err=%" PRIu64 "\n",
+	       o.label, lat.n, o.wake_rate, h_q(&lat, .5) / 1000, h_q(&lat, .9) / 1000, h_q(&lat, .99) / 1000,
+	       h_q(&lat, .999) / 1000, lat.max / 1000, h_q(&reply, .5) / 1000, h_q(&reply, .99) / 1000,
+	       (uint64_t)g.errors);
+	fflush(stdout);
+	free(w);
+}
+
+static void on_alarm(int sig)
+{
+	static const char m[] = "pop_bench: hard time limit reached, giving up\n";
+	(void)sig;
+	if (write(2, m, sizeof m - 1) < 0) {
+	}
+	if (g.child > 0)
+		kill(g.child, SIGTERM);
+	_exit(3);
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_BIN = 256, O_URL, O_PID, O_DUR, O_SESS, O_PER, O_POP, O_BATCH, O_WAKE, O_WRATE, O_SIZE,
+	       O_ONLY, O_LABEL, O_HELP };
+	static const struct option lo[] = {
+		{"bin", 1, 0, O_BIN}, {"url", 1, 0, O_URL}, {"server-pid", 1, 0, O_PID},
+		{"durability", 1, 0, O_DUR}, {"sessions", 1, 0, O_SESS}, {"per-session", 1, 0, O_PER},
+		{"poppers", 1, 0, O_POP}, {"batch", 1, 0, O_BATCH}, {"wake", 1, 0, O_WAKE},
+		{"wake-rate", 1, 0, O_WRATE}, {"msg-size", 1, 0, O_SIZE}, {"only", 1, 0, O_ONLY},
+		{"label", 1, 0, O_LABEL}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
+	};
+	char la[128];
+	int c;
+
+	bench_prog = "pop_bench";
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case O_BIN: o.bin = optarg; break;
+		case O_URL: o.url = optarg; break;
+		case O_PID: o.server_pid = atoi(optarg); break;
+		case O_DUR: o.durability = optarg; break;
+		case O_SESS: o.sessions = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case O_PER: o.per_session = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case O_POP: o.poppers = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case O_BATCH: o.batch = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case O_WAKE: o.wake = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case O_WRATE: o.wake_rate = atof(optarg); break;
+		case O_SIZE: o.msg_size = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case O_ONLY: o.only = optarg; break;
+		case O_LABEL: o.label = optarg; break;
+		case O_HELP: usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!o.bin == !o.url)
+		die("give --bin (start a gateway) or --url (use a running one)");
+	if (!o.sessions || !o.per_session || !o.poppers || o.poppers > MAX_POPPERS || !o.batch ||
+	    o.batch > 1000 || o.wake_rate <= 0 || o.msg_size > 200)
+		die("bad option values (--help)");
+	if (o.only && strcmp(o.only, "throughput") && strcmp(o.only, "wake"))
+		die("--only throughput|wake");
+
+	printf("# command:");
+	for (int i = 0; i < argc; i++)
+		printf(" %s", argv[i]);
+	printf("\n");
+	loadavg(la, sizeof la);
+	printf("# load average at start: %s\n", la);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGALRM, on_alarm);
+	alarm((unsigned)(o.timeout_s + 120));
+
+	uint64_t t = now_ns();
+	snprintf(g.tag, sizeof g.tag, "pb%06x", (unsigned)((t / 1000) ^ ((uint64_t)getpid() << 8)) & 0xffffffu);
+	snprintf(g.group, sizeof g.group, "bench-%s", g.tag);
+	if (o.bin) {
+		start_gateway();
+	} else {
+		char u[600];
+		snprintf(u, sizeof u, "%s%s", o.url, strchr(o.url + 7, '/') ? "" : "/");
+		if (parse_url(u, &g.base))
+			die("--url: http://127.x.x.x:PORT");
+	}
+	put_group();
+	printf("# group %s on parent chatbot (events [\"prompt\"], max_inflight_per_topic 1), sessions chatbot/%s-0..%u\n",
+	       g.group, g.tag, o.sessions - 1);
+	fflush(stdout);
+
+	int fail = 0;
+	if (!o.only || !strcmp(o.only, "throughput")) {
+		tresult r = throughput();
+		fail |= r.acked != g.total || g.dup || g.reord || g.bad || g.errors;
+	}
+	if (!o.only || !strcmp(o.only, "wake")) {
+		wake();
+		fail |= g.wake_got != o.wake || g.errors;
+	}
+	loadavg(la, sizeof la);
+	printf("# load average at end: %s\n", la);
+	stop_gateway();
+	return fail ? 1 : 0;
+}
