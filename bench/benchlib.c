@@ -469,38 +469,68 @@ static int read_reply(hclient *c, int *got)
 	}
 }
 
+static int send_request(hclient *c, const char *method, const char *path, const char *ctype,
+			const char *body, size_t len)
+{
+	if (c->fd < 0 && hc_open(c, NULL))
+		return -1;
+	if (c->req_cap < 1024 + strlen(path)) {
+		c->req_cap = 1024 + strlen(path);
+		c->req = xrealloc(c->req, c->req_cap);
+	}
+	int hn = snprintf(c->req, c->req_cap, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%sContent-Length: %zu\r\n\r\n",
+			  method, path, c->u.hostport, ctype ? "Content-Type: " : "", ctype ? ctype : "",
+			  ctype ? "\r\n" : "", len);
+	struct iovec iov[2] = {{c->req, (size_t)hn}, {(void *)body, len}};
+	hr_reset(&c->r);
+	c->in_off = c->in_len = 0;
+	return send_all(c->fd, iov, len ? 2 : 1);
+}
+
+static int finish_reply(hclient *c)
+{
+	buf_put(&c->body, &c->body_len, &c->body_cap, "", 1);
+	c->body_len--;
+	if (c->r.conn_close)
+		hc_close(c);
+	return c->r.status;
+}
+
 int hc_call(hclient *c, const char *method, const char *path, const char *ctype, const char *body,
 	    size_t len)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
 		int got = 0;
-		if (c->fd < 0 && hc_open(c, NULL))
-			return -1;
-		if (c->req_cap < 1024 + strlen(path)) {
-			c->req_cap = 1024 + strlen(path);
-			c->req = xrealloc(c->req, c->req_cap);
-		}
-		int hn = snprintf(c->req, c->req_cap,
-				  "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%sContent-Length: %zu\r\n\r\n", method, path,
-				  c->u.hostport, ctype ? "Content-Type: " : "", ctype ? ctype : "",
-				  ctype ? "\r\n" : "", len);
-		struct iovec iov[2] = {{c->req, (size_t)hn}, {(void *)body, len}};
-		hr_reset(&c->r);
-		c->in_off = c->in_len = 0;
-		if (send_all(c->fd, iov, len ? 2 : 1) || read_reply(c, &got)) {
+		if (send_request(c, method, path, ctype, body, len) || read_reply(c, &got)) {
 			hc_close(c);
 			if (got)
 				return -1;
 			c->reconnects++;
 			continue; /* the server closed an idle keep-alive connection: once more */
 		}
-		buf_put(&c->body, &c->body_len, &c->body_cap, "", 1);
-		c->body_len--;
-		if (c->r.conn_close)
-			hc_close(c);
-		return c->r.status;
+		return finish_reply(c);
 	}
 	return -1;
+}
+
+int hc_send(hclient *c, const char *method, const char *path, const char *ctype, const char *body,
+	    size_t len)
+{
+	if (send_request(c, method, path, ctype, body, len)) {
+		hc_close(c);
+		return -1;
+	}
+	return 0;
+}
+
+int hc_recv(hclient *c)
+{
+	int got;
+	if (c->fd < 0 || read_reply(c, &got)) {
+		hc_close(c);
+		return -1;
+	}
+	return finish_reply(c);
 }
 
 /* ---- /proc ---- */

@@ -108,6 +108,11 @@ void hc_close(hclient *c);
  */
 int hc_call(hclient *c, const char *method, const char *path, const char *ctype, const char *body,
 	    size_t len);
+/* hc_call in two halves, to overlap a request with work elsewhere (no retry): send (0 or -1), then
+ * receive (the status, or -1). */
+int hc_send(hclient *c, const char *method, const char *path, const char *ctype, const char *body,
+	    size_t len);
+int hc_recv(hclient *c);
 
 /* ---- /proc sampling of a server, and of ourselves ---- */
 

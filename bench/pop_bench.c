@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -51,7 +52,7 @@ static struct opts {
 	const char *bin, *url, *durability, *only, *label;
 	uint32_t sessions, per_session, poppers, batch, wake, msg_size;
 	double wake_rate, timeout_s;
-	int server_pid;
+	int server_pid, overlap_ack;
 } o = {
 	.durability = "fsync", .label = "litegate", .sessions = 10000, .per_session = 20, .poppers = 8,
 	.batch = 32, .wake = 2000, .msg_size = 32, .wake_rate = 500, .timeout_s = 300,
@@ -88,6 +89,8 @@ static void usage(FILE *f)
 		"  --wake N            wake-up samples (2000)\n"
 		"  --wake-rate R       wake-up publishes per second, in total (500)\n"
 		"  --msg-size B        bytes of data per prompt (32)\n"
+		"  --overlap-ack       send each ack on a second connection and read its reply after the next\n"
+		"                      pop (the popper does not wait for the offsets' fsync before popping again)\n"
 		"  --only throughput|wake\n"
 		"  --label NAME        label of the RESULT lines (litegate)\n");
 }
@@ -359,20 +362,43 @@ static void check_prompt(const popped *m)
 	atomic_store_explicit(&g.next_seq[m->s], m->q + 1, memory_order_relaxed);
 }
 
+/* The reply to an ack of @p n receipts sent at @p t_sent. */
+static void ack_done(popper *pp, hclient *c, int st, int n, uint64_t t_sent)
+{
+	uint64_t now = now_ns();
+	int k = st == 200 ? ack_count(c->body) : -1;
+	if (k != n) {
+		g.errors++;
+		fprintf(stderr, "pop_bench: ack: %d %.200s\n", st, c->body ? c->body : "");
+	}
+	if (k > 0)
+		g.acked += (uint64_t)k;
+	h_add(&pp->ack, now - t_sent);
+	pp->msgs += (uint64_t)n;
+	pp->t_last = now;
+}
+
+/*
+ * pop, then ack what came, in a loop. With --overlap-ack the ack goes out on a second connection
+ * and its reply is collected after the next pop: the popper does not wait for the offsets' fsync
+ * before asking for more (at most one ack of its own outstanding).
+ */
 static void *throughput_thread(void *arg)
 {
 	popper *pp = arg;
 	popped *ms = xcalloc(o.batch, sizeof *ms);
 	char path_pop[128], path_ack[128], req[96], *ack = NULL;
 	size_t ack_cap = 0;
-	hclient c;
-	uint64_t deadline = now_ns() + (uint64_t)(o.timeout_s * 1e9);
+	hclient c, ca;
+	uint64_t deadline = now_ns() + (uint64_t)(o.timeout_s * 1e9), t_ack = 0;
+	int pending = 0; /* receipts in the outstanding ack (--overlap-ack) */
 
 	client_init(&c);
+	client_init(&ca);
 	snprintf(path_pop, sizeof path_pop, "/v1/groups/%s/pop", g.group);
 	snprintf(path_ack, sizeof path_ack, "/v1/groups/%s/ack", g.group);
 	int rl = snprintf(req, sizeof req, "{\"max\":%u,\"wait_ms\":200}", o.batch);
-	while (g.acked < g.total && now_ns() < deadline && !g.stop) {
+	while ((o.overlap_ack ? g.popped : g.acked) < g.total && now_ns() < deadline && !g.stop) {
 		uint64_t t1 = now_ns();
 		int st = hc_call(&c, "POST", path_pop, "application/json", req, (size_t)rl);
 		uint64_t t2 = now_ns();
@@ -385,6 +411,10 @@ static void *throughput_thread(void *arg)
 		}
 		h_add(&pp->pop, t2 - t1);
 		pp->pops++;
+		if (pending) {
+			ack_done(pp, &ca, hc_recv(&ca), pending, t_ack);
+			pending = 0;
+		}
 		if (!n) {
 			g.empty_pops++;
 			continue;
@@ -395,23 +425,85 @@ static void *throughput_thread(void *arg)
 			check_prompt(&ms[i]);
 		g.popped += (uint64_t)n;
 		size_t al = put_ack(&ack, &ack_cap, ms, n);
-		st = hc_call(&c, "POST", path_ack, "application/json", ack, al);
-		uint64_t t3 = now_ns();
-		int k = st == 200 ? ack_count(c.body) : -1;
-		if (k != n) {
-			g.errors++;
-			fprintf(stderr, "pop_bench: ack: %d %.200s\n", st, c.body ? c.body : "");
+		t_ack = now_ns();
+		if (o.overlap_ack) {
+			if (hc_send(&ca, "POST", path_ack, "application/json", ack, al))
+				ack_done(pp, &ca, -1, n, t_ack);
+			else
+				pending = n;
+		} else {
+			st = hc_call(&c, "POST", path_ack, "application/json", ack, al);
+			ack_done(pp, &c, st, n, t_ack);
 		}
-		if (k > 0)
-			g.acked += (uint64_t)k;
-		h_add(&pp->ack, t3 - t2);
-		pp->msgs += (uint64_t)n;
-		pp->t_last = t3;
 	}
+	if (pending)
+		ack_done(pp, &ca, hc_recv(&ca), pending, t_ack);
 	client_free(&c);
+	client_free(&ca);
 	free(ms);
 	free(ack);
 	return NULL;
+}
+
+/* ---- Per-thread CPU of the gateway (its service thread is the one that matters) ---- */
+
+#define MAX_TASKS 64
+
+typedef struct tasks {
+	int n;
+	int tid[MAX_TASKS];
+	uint64_t ticks[MAX_TASKS];
+} tasks;
+
+static void tasks_sample(tasks *t, int pid)
+{
+	char path[320], buf[1024];
+	t->n = 0;
+	snprintf(path, sizeof path, "/proc/%d/task", pid);
+	DIR *d = pid > 0 ? opendir(path) : NULL;
+	for (struct dirent *e; d && (e = readdir(d)) && t->n < MAX_TASKS;) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof path, "/proc/%d/task/%s/stat", pid, e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t k = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[k] = 0;
+		char *p = strrchr(buf, ')');
+		unsigned long ut, st;
+		for (int i = 0; p && i < 12; i++)
+			p = strchr(p + 1, ' ');
+		if (p && sscanf(p + 1, "%lu %lu", &ut, &st) == 2) {
+			t->tid[t->n] = atoi(e->d_name);
+			t->ticks[t->n++] = ut + st;
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
+/* "service thread 61.2%, next 24.0%": the two busiest threads between a and b over dt seconds. */
+static void tasks_report(const tasks *a, const tasks *b, double dt, int pid, char *out, size_t cap)
+{
+	double top[2] = {0, 0};
+	double hz = (double)sysconf(_SC_CLK_TCK), main_pct = 0;
+	for (int i = 0; i < b->n; i++) {
+		uint64_t before = 0;
+		for (int j = 0; j < a->n; j++)
+			if (a->tid[j] == b->tid[i])
+				before = a->ticks[j];
+		double pct = (double)(b->ticks[i] - before) / hz / dt * 100.0;
+		if (b->tid[i] == pid)
+			main_pct = pct;
+		else if (pct > top[0]) {
+			top[1] = top[0];
+			top[0] = pct;
+		} else if (pct > top[1])
+			top[1] = pct;
+	}
+	snprintf(out, cap, "service thread %.1f, busiest other threads %.1f and %.1f", main_pct, top[0], top[1]);
 }
 
 typedef struct tresult {
@@ -426,11 +518,15 @@ static tresult throughput(void)
 	hist pop = {0}, ack = {0};
 	uint64_t t_first = UINT64_MAX, t_last = 0, pops = 0;
 	tresult r = {0};
+	char la[128];
 
 	g.total = (uint64_t)o.sessions * o.per_session;
 	g.seen = xcalloc(g.total, 1);
 	g.next_seq = xcalloc(o.sessions, sizeof *g.next_seq);
 	fill();
+	tasks ta, tb;
+	char per_thread[160];
+	tasks_sample(&ta, o.server_pid);
 	take_sample(&a, o.server_pid);
 	for (uint32_t i = 0; i < o.poppers; i++) {
 		pp[i].id = i;
@@ -447,6 +543,8 @@ static tresult throughput(void)
 			t_last = pp[i].t_last;
 	}
 	take_sample(&b, o.server_pid);
+	tasks_sample(&tb, o.server_pid);
+	tasks_report(&ta, &tb, (double)(b.t - a.t) / 1e9, o.server_pid, per_thread, sizeof per_thread);
 	r.acked = g.acked;
 	r.dt = t_last > t_first ? (double)(t_last - t_first) / 1e9 : 0;
 	r.rate = r.dt > 0 ? (double)g.acked / r.dt : 0;
@@ -455,18 +553,19 @@ static tresult throughput(void)
 	uint64_t lost = 0;
 	for (uint64_t i = 0; i < g.total; i++)
 		lost += !g.seen[i];
-	printf("throughput  %" PRIu64 " of %" PRIu64 " prompts popped and acked by %u poppers (pop max %u + one ack each) in %.2f s: %.0f msg/s\n",
-	       r.acked, g.total, o.poppers, o.batch, r.dt, r.rate);
+	printf("throughput  %" PRIu64 " of %" PRIu64 " prompts popped and acked by %u poppers (pop max %u + one ack each%s) in %.2f s: %.0f msg/s\n",
+	       r.acked, g.total, o.poppers, o.batch, o.overlap_ack ? ", acks overlapped with the next pop" : "", r.dt,
+	       r.rate);
 	printf("            %" PRIu64 " pops (%" PRIu64 " empty), %.1f messages per non-empty pop; never popped %" PRIu64 ", popped twice %" PRIu64 ", out of session order %" PRIu64 ", unexpected %" PRIu64 ", errors %" PRIu64 "\n",
 	       pops, (uint64_t)g.empty_pops, pops > g.empty_pops ? (double)g.popped / (double)(pops - g.empty_pops) : 0,
 	       lost, (uint64_t)g.dup, (uint64_t)g.reord, (uint64_t)g.bad, (uint64_t)g.errors);
 	printf("            pop request us: p50 %" PRIu64 " p99 %" PRIu64 " max %" PRIu64 "; ack request (answered once the offsets are stored) us: p50 %" PRIu64 " p99 %" PRIu64 " max %" PRIu64 "\n",
 	       h_q(&pop, .5) / 1000, h_q(&pop, .99) / 1000, pop.max / 1000, h_q(&ack, .5) / 1000,
 	       h_q(&ack, .99) / 1000, ack.max / 1000);
-	printf("            CPU over the run, %% of one core: gateway %.1f, pop_bench %.1f (2 cores = 200)\n", r.cpu,
-	       r.self_cpu);
-	printf("RESULT label=%s kind=throughput rate=%.0f acked=%" PRIu64 " total=%" PRIu64 " lost=%" PRIu64 " dup=%" PRIu64 " reord=%" PRIu64 " err=%" PRIu64 " pop_p50_us=%" PRIu64 " pop_p99_us=%" PRIu64 " ack_p50_us=%" PRIu64 " ack_p99_us=%" PRIu64 " server_cpu=%.1f tool_cpu=%.1f\n",
-	       o.label, r.rate, r.acked, g.total, lost, (uint64_t)g.dup, (uint64_t)g.reord, (uint64_t)g.errors,
+	printf("            CPU over the run, %% of one core: gateway %.1f (%s), pop_bench %.1f; load average now %s\n",
+	       r.cpu, per_thread, r.self_cpu, (loadavg(la, sizeof la), la));
+	printf("RESULT label=%s kind=throughput%s rate=%.0f acked=%" PRIu64 " total=%" PRIu64 " lost=%" PRIu64 " dup=%" PRIu64 " reord=%" PRIu64 " err=%" PRIu64 " pop_p50_us=%" PRIu64 " pop_p99_us=%" PRIu64 " ack_p50_us=%" PRIu64 " ack_p99_us=%" PRIu64 " server_cpu=%.1f tool_cpu=%.1f\n",
+	       o.label, o.overlap_ack ? "_overlap" : "", r.rate, r.acked, g.total, lost, (uint64_t)g.dup, (uint64_t)g.reord, (uint64_t)g.errors,
 	       h_q(&pop, .5) / 1000, h_q(&pop, .99) / 1000, h_q(&ack, .5) / 1000, h_q(&ack, .99) / 1000, r.cpu,
 	       r.self_cpu);
 	fflush(stdout);
@@ -624,13 +723,13 @@ static void on_alarm(int sig)
 int main(int argc, char **argv)
 {
 	enum { O_BIN = 256, O_URL, O_PID, O_DUR, O_SESS, O_PER, O_POP, O_BATCH, O_WAKE, O_WRATE, O_SIZE,
-	       O_ONLY, O_LABEL, O_HELP };
+	       O_ONLY, O_LABEL, O_OVERLAP, O_HELP };
 	static const struct option lo[] = {
 		{"bin", 1, 0, O_BIN}, {"url", 1, 0, O_URL}, {"server-pid", 1, 0, O_PID},
 		{"durability", 1, 0, O_DUR}, {"sessions", 1, 0, O_SESS}, {"per-session", 1, 0, O_PER},
 		{"poppers", 1, 0, O_POP}, {"batch", 1, 0, O_BATCH}, {"wake", 1, 0, O_WAKE},
 		{"wake-rate", 1, 0, O_WRATE}, {"msg-size", 1, 0, O_SIZE}, {"only", 1, 0, O_ONLY},
-		{"label", 1, 0, O_LABEL}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
+		{"label", 1, 0, O_LABEL}, {"overlap-ack", 0, 0, O_OVERLAP}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
 	};
 	char la[128];
 	int c;
@@ -651,6 +750,7 @@ int main(int argc, char **argv)
 		case O_SIZE: o.msg_size = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case O_ONLY: o.only = optarg; break;
 		case O_LABEL: o.label = optarg; break;
+		case O_OVERLAP: o.overlap_ack = 1; break;
 		case O_HELP: usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
