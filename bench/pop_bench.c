@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -52,7 +53,7 @@ static struct opts {
 	const char *bin, *url, *durability, *only, *label;
 	uint32_t sessions, per_session, poppers, batch, wake, msg_size;
 	double wake_rate, timeout_s;
-	int server_pid, overlap_ack;
+	int server_pid, overlap_ack, redis_port;
 } o = {
 	.durability = "fsync", .label = "litegate", .sessions = 10000, .per_session = 20, .poppers = 8,
 	.batch = 32, .wake = 2000, .msg_size = 32, .wake_rate = 500, .timeout_s = 300,
@@ -91,6 +92,8 @@ static void usage(FILE *f)
 		"  --msg-size B        bytes of data per prompt (32)\n"
 		"  --overlap-ack       send each ack on a second connection and read its reply after the next\n"
 		"                      pop (the popper does not wait for the offsets' fsync before popping again)\n"
+		"  --redis-port P      instead: the same throughput loop on Redis Streams (one stream, one\n"
+		"                      consumer group, XREADGROUP COUNT --batch + XACK) at 127.0.0.1:P\n"
 		"  --only throughput|wake\n"
 		"  --label NAME        label of the RESULT lines (litegate)\n");
 }
@@ -573,6 +576,289 @@ static tresult throughput(void)
 	return r;
 }
 
+/* ---- Redis Streams consumer groups, the same loop (--redis-port) ---- */
+
+/*
+ * A RESP client just big enough for XADD, XGROUP, XREADGROUP and XACK on one blocking connection.
+ * The reply is walked, not stored: the ids of an XREADGROUP reply are the bulk strings at depth 4
+ * (reply / stream / entries / entry / id), and a count of the rest is kept.
+ */
+typedef struct rconn {
+	int fd;
+	char *in;
+	size_t off, len, cap;
+	char *out;
+	size_t out_len, out_cap;
+	char ids[1024][48];
+	int n_ids;
+	long long integer;
+} rconn;
+
+static void r_open(rconn *r, int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(0x7f000001)};
+	int one = 1;
+	memset(r, 0, sizeof *r);
+	r->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (r->fd < 0 || connect(r->fd, (struct sockaddr *)&a, sizeof a))
+		die("redis 127.0.0.1:%d: %s", port, strerror(errno));
+	setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	r->cap = 1 << 20;
+	r->in = xcalloc(1, r->cap);
+}
+
+static void r_close(rconn *r)
+{
+	close(r->fd);
+	free(r->in);
+	free(r->out);
+}
+
+/* Queue one command (argv of n strings). */
+static void r_cmd(rconn *r, int n, const char *const *argv)
+{
+	char h[32];
+	int k = snprintf(h, sizeof h, "*%d\r\n", n);
+	buf_put(&r->out, &r->out_len, &r->out_cap, h, (size_t)k);
+	for (int i = 0; i < n; i++) {
+		size_t l = strlen(argv[i]);
+		k = snprintf(h, sizeof h, "$%zu\r\n", l);
+		buf_put(&r->out, &r->out_len, &r->out_cap, h, (size_t)k);
+		buf_put(&r->out, &r->out_len, &r->out_cap, argv[i], l);
+		buf_put(&r->out, &r->out_len, &r->out_cap, "\r\n", 2);
+	}
+}
+
+static void r_flush(rconn *r)
+{
+	for (size_t o_ = 0; o_ < r->out_len;) {
+		ssize_t k = send(r->fd, r->out + o_, r->out_len - o_, MSG_NOSIGNAL);
+		if (k <= 0)
+			die("redis send: %s", strerror(errno));
+		o_ += (size_t)k;
+	}
+	r->out_len = 0;
+}
+
+/* Read until @p k unparsed bytes are buffered. */
+static void r_need(rconn *r, size_t k)
+{
+	if (r->off) {
+		memmove(r->in, r->in + r->off, r->len - r->off);
+		r->len -= r->off;
+		r->off = 0;
+	}
+	while (r->len < k) {
+		if (r->len == r->cap) {
+			r->cap *= 2;
+			r->in = xrealloc(r->in, r->cap);
+		}
+		ssize_t got = recv(r->fd, r->in + r->len, r->cap - r->len, 0);
+		if (got <= 0)
+			die("redis recv: %s", got ? strerror(errno) : "closed");
+		r->len += (size_t)got;
+	}
+}
+
+/* The next CRLF-terminated line (without CRLF), reading more as needed. */
+static char *r_line(rconn *r, size_t *ll)
+{
+	for (;;) {
+		char *nl = r->len > r->off ? memmem(r->in + r->off, r->len - r->off, "\r\n", 2) : NULL;
+		if (nl) {
+			char *l = r->in + r->off;
+			*ll = (size_t)(nl - l);
+			r->off += *ll + 2;
+			return l;
+		}
+		if (r->off) {
+			memmove(r->in, r->in + r->off, r->len - r->off);
+			r->len -= r->off;
+			r->off = 0;
+		}
+		if (r->len == r->cap) {
+			r->cap *= 2;
+			r->in = xrealloc(r->in, r->cap);
+		}
+		ssize_t k = recv(r->fd, r->in + r->len, r->cap - r->len, 0);
+		if (k <= 0)
+			die("redis recv: %s", k ? strerror(errno) : "closed");
+		r->len += (size_t)k;
+	}
+}
+
+/* Walk one reply; bulk strings at depth 4 are ids. */
+static void r_walk(rconn *r, int depth)
+{
+	size_t ll;
+	char *l = r_line(r, &ll);
+	long long n = strtoll(l + 1, NULL, 10);
+	switch (l[0]) {
+	case '-':
+		die("redis: %.*s", (int)ll, l);
+	case ':':
+		r->integer = n;
+		return;
+	case '+':
+		return;
+	case '*':
+		for (long long i = 0; i < n; i++)
+			r_walk(r, depth + 1);
+		return;
+	case '$':
+		if (n < 0)
+			return;
+		r_need(r, (size_t)n + 2); /* the bulk and its CRLF */
+		if (depth == 4 && r->n_ids < 1024 && n < 48) {
+			memcpy(r->ids[r->n_ids], r->in + r->off, (size_t)n);
+			r->ids[r->n_ids++][n] = 0;
+		}
+		r->off += (size_t)n + 2;
+		return;
+	default:
+		die("redis: unexpected reply %.*s", (int)ll, l);
+	}
+}
+
+static void r_reply(rconn *r)
+{
+	r->n_ids = 0;
+	r_walk(r, 0);
+}
+
+static const char *r_stream = "popbench";
+
+static void redis_fill(int port)
+{
+	rconn r;
+	char data[256];
+	r_open(&r, port);
+	const char *del[] = {"DEL", r_stream};
+	r_cmd(&r, 2, del);
+	r_flush(&r);
+	r_reply(&r);
+	uint64_t t0 = now_ns(), pending = 0;
+	for (uint32_t q = 0; q < o.per_session; q++) {
+		for (uint32_t s = 0; s < o.sessions; s++) {
+			int n = snprintf(data, sizeof data, "p.%u.%u.", s, q);
+			while ((uint32_t)n < o.msg_size)
+				data[n++] = 'x';
+			data[n] = 0;
+			const char *a[] = {"XADD", r_stream, "*", "data", data};
+			r_cmd(&r, 5, a);
+			if (++pending == 1000) {
+				r_flush(&r);
+				for (; pending; pending--)
+					r_reply(&r);
+			}
+		}
+	}
+	r_flush(&r);
+	for (; pending; pending--)
+		r_reply(&r);
+	const char *grp[] = {"XGROUP", "CREATE", r_stream, "g", "0"};
+	r_cmd(&r, 5, grp);
+	r_flush(&r);
+	r_reply(&r);
+	double dt = (double)(now_ns() - t0) / 1e9;
+	printf("setup       %" PRIu64 " entries XADDed to one stream (pipelined 1000, one connection) in %.2f s\n", g.total, dt);
+	r_close(&r);
+}
+
+static void *redis_thread(void *arg)
+{
+	popper *pp = arg;
+	rconn r;
+	char consumer[32], count[16];
+	snprintf(consumer, sizeof consumer, "c%u", pp->id);
+	snprintf(count, sizeof count, "%u", o.batch);
+	r_open(&r, o.redis_port);
+	const char **ack = xcalloc(3 + o.batch, sizeof *ack);
+	while (g.acked < g.total && !g.stop) {
+		const char *rd[] = {"XREADGROUP", "GROUP", "g", consumer, "COUNT", count, "BLOCK", "200",
+				    "STREAMS", r_stream, ">"};
+		uint64_t t1 = now_ns();
+		r_cmd(&r, 11, rd);
+		r_flush(&r);
+		r_reply(&r);
+		uint64_t t2 = now_ns();
+		h_add(&pp->pop, t2 - t1);
+		pp->pops++;
+		int n = r.n_ids;
+		if (!n) {
+			g.empty_pops++;
+			continue;
+		}
+		if (!pp->t_first)
+			pp->t_first = t1;
+		g.popped += (uint64_t)n;
+		ack[0] = "XACK";
+		ack[1] = r_stream;
+		ack[2] = "g";
+		for (int i = 0; i < n; i++)
+			ack[3 + i] = r.ids[i];
+		r_cmd(&r, 3 + n, ack);
+		r_flush(&r);
+		r.n_ids = 0;
+		r_walk(&r, 0);
+		uint64_t t3 = now_ns();
+		if (r.integer != n)
+			g.errors++;
+		g.acked += (uint64_t)r.integer;
+		h_add(&pp->ack, t3 - t2);
+		pp->msgs += (uint64_t)n;
+		pp->t_last = t3;
+	}
+	free(ack);
+	r_close(&r);
+	return NULL;
+}
+
+static tresult redis_throughput(void)
+{
+	popper *pp = xcalloc(o.poppers, sizeof *pp);
+	hist pop = {0}, ack = {0};
+	uint64_t t_first = UINT64_MAX, t_last = 0;
+	sample a, b;
+	tresult r = {0};
+
+	g.total = (uint64_t)o.sessions * o.per_session;
+	redis_fill(o.redis_port);
+	take_sample(&a, o.server_pid);
+	for (uint32_t i = 0; i < o.poppers; i++) {
+		pp[i].id = i;
+		pthread_create(&pp[i].t, NULL, redis_thread, &pp[i]);
+	}
+	for (uint32_t i = 0; i < o.poppers; i++) {
+		pthread_join(pp[i].t, NULL);
+		h_merge(&pop, &pp[i].pop);
+		h_merge(&ack, &pp[i].ack);
+		if (pp[i].t_first && pp[i].t_first < t_first)
+			t_first = pp[i].t_first;
+		if (pp[i].t_last > t_last)
+			t_last = pp[i].t_last;
+	}
+	take_sample(&b, o.server_pid);
+	r.acked = g.acked;
+	r.dt = t_last > t_first ? (double)(t_last - t_first) / 1e9 : 0;
+	r.rate = r.dt > 0 ? (double)g.acked / r.dt : 0;
+	r.cpu = cpu_pct(&a, &b);
+	r.self_cpu = self_cpu_pct(&a, &b);
+	printf("throughput  %" PRIu64 " of %" PRIu64 " entries read and acked by %u consumers (XREADGROUP COUNT %u + one XACK each) in %.2f s: %.0f msg/s\n",
+	       r.acked, g.total, o.poppers, o.batch, r.dt, r.rate);
+	printf("            XREADGROUP us: p50 %" PRIu64 " p99 %" PRIu64 "; XACK us: p50 %" PRIu64 " p99 %" PRIu64 "; errors %" PRIu64 "\n",
+	       h_q(&pop, .5) / 1000, h_q(&pop, .99) / 1000, h_q(&ack, .5) / 1000, h_q(&ack, .99) / 1000,
+	       (uint64_t)g.errors);
+	printf("            CPU over the run, %% of one core: redis-server %.1f, pop_bench %.1f\n", r.cpu, r.self_cpu);
+	printf("RESULT label=%s kind=throughput rate=%.0f acked=%" PRIu64 " total=%" PRIu64 " err=%" PRIu64 " pop_p50_us=%" PRIu64 " pop_p99_us=%" PRIu64 " ack_p50_us=%" PRIu64 " ack_p99_us=%" PRIu64 " server_cpu=%.1f tool_cpu=%.1f\n",
+	       o.label, r.rate, r.acked, g.total, (uint64_t)g.errors, h_q(&pop, .5) / 1000, h_q(&pop, .99) / 1000,
+	       h_q(&ack, .5) / 1000, h_q(&ack, .99) / 1000, r.cpu, r.self_cpu);
+	fflush(stdout);
+	free(pp);
+	return r;
+}
+
 /* ---- Wake-up latency ---- */
 
 typedef struct waiter {
@@ -723,13 +1009,14 @@ static void on_alarm(int sig)
 int main(int argc, char **argv)
 {
 	enum { O_BIN = 256, O_URL, O_PID, O_DUR, O_SESS, O_PER, O_POP, O_BATCH, O_WAKE, O_WRATE, O_SIZE,
-	       O_ONLY, O_LABEL, O_OVERLAP, O_HELP };
+	       O_ONLY, O_LABEL, O_OVERLAP, O_REDIS, O_HELP };
 	static const struct option lo[] = {
 		{"bin", 1, 0, O_BIN}, {"url", 1, 0, O_URL}, {"server-pid", 1, 0, O_PID},
 		{"durability", 1, 0, O_DUR}, {"sessions", 1, 0, O_SESS}, {"per-session", 1, 0, O_PER},
 		{"poppers", 1, 0, O_POP}, {"batch", 1, 0, O_BATCH}, {"wake", 1, 0, O_WAKE},
 		{"wake-rate", 1, 0, O_WRATE}, {"msg-size", 1, 0, O_SIZE}, {"only", 1, 0, O_ONLY},
-		{"label", 1, 0, O_LABEL}, {"overlap-ack", 0, 0, O_OVERLAP}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
+		{"label", 1, 0, O_LABEL}, {"overlap-ack", 0, 0, O_OVERLAP},
+		{"redis-port", 1, 0, O_REDIS}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
 	};
 	char la[128];
 	int c;
@@ -751,11 +1038,12 @@ int main(int argc, char **argv)
 		case O_ONLY: o.only = optarg; break;
 		case O_LABEL: o.label = optarg; break;
 		case O_OVERLAP: o.overlap_ack = 1; break;
+		case O_REDIS: o.redis_port = atoi(optarg); break;
 		case O_HELP: usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (!o.bin == !o.url)
+	if (!o.redis_port && !o.bin == !o.url)
 		die("give --bin (start a gateway) or --url (use a running one)");
 	if (!o.sessions || !o.per_session || !o.poppers || o.poppers > MAX_POPPERS || !o.batch ||
 	    o.batch > 1000 || o.wake_rate <= 0 || o.msg_size > 200)
@@ -773,6 +1061,12 @@ int main(int argc, char **argv)
 	signal(SIGALRM, on_alarm);
 	alarm((unsigned)(o.timeout_s + 120));
 
+	if (o.redis_port) {
+		tresult r = redis_throughput();
+		loadavg(la, sizeof la);
+		printf("# load average at end: %s\n", la);
+		return r.acked != g.total || g.errors;
+	}
 	uint64_t t = now_ns();
 	snprintf(g.tag, sizeof g.tag, "pb%06x", (unsigned)((t / 1000) ^ ((uint64_t)getpid() << 8)) & 0xffffffu);
 	snprintf(g.group, sizeof g.group, "bench-%s", g.tag);
