@@ -409,6 +409,17 @@ void hc_close(hclient *c)
 	c->fd = -1;
 }
 
+void hc_free(hclient *c)
+{
+	hc_close(c);
+	free(c->in);
+	free(c->body);
+	free(c->req);
+	hr_release(&c->r);
+	c->in = c->body = c->req = NULL;
+	c->in_cap = c->body_cap = c->req_cap = 0;
+}
+
 static int send_all(int fd, struct iovec *iov, int n)
 {
 	while (n) {

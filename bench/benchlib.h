@@ -101,6 +101,7 @@ typedef struct hclient {
 /* Connect (TCP_NODELAY). 0 or -1 (errno). */
 int hc_open(hclient *c, const url *u);
 void hc_close(hclient *c);
+void hc_free(hclient *c); /* close, and free its buffers */
 /*
  * One request, one response: @p method @p path with @p body (ctype may be NULL when len is 0);
  * reconnects once if the kept-alive connection was closed before any reply byte. @return the

@@ -148,13 +148,14 @@ static void start_gateway(void)
 	hclient c = {.fd = -1};
 	for (int i = 0; i < 200; i++) {
 		if (!hc_open(&c, &g.base) && hc_call(&c, "GET", "/healthz", NULL, NULL, 0) == 200) {
-			hc_close(&c);
+			hc_free(&c);
 			printf("# gateway: %s --config %s (pid %d)\n", o.bin, cfg, (int)g.child);
 			return;
 		}
 		hc_close(&c);
 		usleep(50000);
 	}
+	hc_free(&c);
 	die("the gateway did not answer /healthz (see %s)", log);
 }
 
@@ -187,11 +188,7 @@ static void client_init(hclient *c)
 
 static void client_free(hclient *c)
 {
-	hc_close(c);
-	free(c->in);
-	free(c->body);
-	free(c->req);
-	hr_release(&c->r);
+	hc_free(c);
 }
 
 /* ---- Prompts ---- */
