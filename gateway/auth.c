@@ -480,9 +480,7 @@ gw_auth_fail(struct gw *gw, struct lws *wsi, const struct gw_error *e, unsigned 
 	 * upgrade is always HTTP/1.1 (RFC 6455 4.1). */
 	if ((flags & GW_AUTH_UPGRADE) && out->len > 9 && !memcmp(gw_buf_data(out), "HTTP/1.0 ", 9))
 		gw_buf_data(out)[7] = '1';
-	if (gw_reply_write(wsi, out) || (flags & GW_REPLY_CLOSE))
-		return -1;
-	return lws_http_transaction_completed(wsi) ? -1 : 0;
+	return gw_reply_send(wsi, out, flags & GW_REPLY_CLOSE);
 }
 
 int

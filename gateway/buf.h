@@ -17,6 +17,8 @@ struct gw_buf {
 	size_t pre;         /* headroom kept in front of the payload */
 	size_t len;         /* payload bytes in use */
 	size_t cap;         /* payload bytes allocated */
+	size_t mark;        /* a payload position its owner remembers (reply.c: where a built
+			     * response's head ends and its body begins); 0 after a reset */
 };
 
 /** @brief An empty buffer that will keep @p pre bytes of headroom. Allocates nothing. */
@@ -45,6 +47,7 @@ static inline void
 gw_buf_reset(struct gw_buf *b)
 {
 	b->len = 0;
+	b->mark = 0;
 }
 
 #endif /* GW_BUF_H */

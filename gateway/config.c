@@ -645,6 +645,7 @@ static int
 load_tls(struct gw_config *cfg, json_t *obj, char *err, size_t errsz)
 {
 	const char *key, *cert = NULL, *pkey = NULL;
+	int http2 = 0;
 	json_t *v;
 
 	if (json_is_null(obj)) {
@@ -654,12 +655,18 @@ load_tls(struct gw_config *cfg, json_t *obj, char *err, size_t errsz)
 		return 0;
 	}
 	if (!json_is_object(obj))
-		return ferr(err, errsz, "tls", "must be {\"cert\":PATH,\"key\":PATH} or null");
+		return ferr(err, errsz, "tls", "must be {\"cert\":PATH,\"key\":PATH,\"http2\":BOOL} or null");
 	json_object_foreach(obj, key, v) {
 		char fname[64];
 		const char *s = json_string_value(v);
 
 		snprintf(fname, sizeof(fname), "tls.%s", key);
+		if (!strcmp(key, "http2")) {
+			if (!json_is_boolean(v))
+				return ferr(err, errsz, fname, "must be true or false");
+			http2 = json_is_true(v);
+			continue;
+		}
 		if (strcmp(key, "cert") && strcmp(key, "key"))
 			return ferr(err, errsz, fname, "unknown field");
 		if (!s || !*s)
@@ -675,6 +682,7 @@ load_tls(struct gw_config *cfg, json_t *obj, char *err, size_t errsz)
 	free(cfg->tls_key);
 	cfg->tls_cert = xstrdup(cert);
 	cfg->tls_key = xstrdup(pkey);
+	cfg->tls_http2 = http2;
 	return 0;
 }
 

@@ -500,7 +500,8 @@ gw_conn_client(struct gw *gw, struct lws *wsi, uint8_t client[16])
 	int n;
 
 	memset(client, 0, 16);
-	if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &len))
+	/* An HTTP/2 stream has no socket of its own: its connection's is the peer's. */
+	if (getpeername(lws_get_socket_fd(lws_get_network_wsi(wsi)), (struct sockaddr *)&ss, &len))
 		return;
 	peer_addr((const struct sockaddr *)&ss, len, client);
 	/* An X-Forwarded-For longer than 1 KiB (about 25 hops) does not fit and is not read: the

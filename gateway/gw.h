@@ -97,6 +97,9 @@ void gw_sub_unregister(struct gw *gw, struct gw_sub *sub);
 struct gw_sub *gw_sub_find(struct gw *gw, uint64_t id);
 /** @brief Ask for a WRITEABLE on @p sub and arm its stall timeout if none runs. */
 void gw_sub_want_write(struct gw *gw, struct gw_sub *sub);
+/** @brief Start @p sub's stall timeout if none runs, without asking for WRITEABLE (an HTTP/2
+ *  stream waiting for the peer's window: the peer's WINDOW_UPDATE brings WRITEABLE). */
+void gw_sub_arm_stall(struct gw *gw, struct gw_sub *sub);
 /** @brief Called at the top of a stream's WRITEABLE: output drained, so the stall clock stops. */
 void gw_sub_wrote(struct gw_sub *sub);
 /** @brief The engine's notify fd fired: run completions, then wake every ready subscriber. */
@@ -119,7 +122,8 @@ void gw_ws_on_ready(struct gw *gw, struct gw_sub *sub, const eng_ready *r);
 #define GW_REPLY_CLOSE 1u   /* add "connection: close"; the caller closes after writing */
 
 /**
- * @brief Build a whole HTTP/1.1 response (status line, headers, CORS, body) into @p out.
+ * @brief Build a whole response (HTTP/1.1: status line and headers; HTTP/2: an HPACK block, which
+ *        lws makes for a stream) then its body, into @p out; out->mark is where the body starts.
  * @param extra NULL, or a NULL-terminated list of name/value pairs, names with their colon:
  *        { "allow:", "GET, OPTIONS", NULL }.
  * @return 0, or -1 if lws could not add a header.
@@ -132,8 +136,17 @@ int gw_reply_build(struct gw *gw, struct lws *wsi, struct gw_buf *out, unsigned 
  *  @p extra_headers is given. */
 int gw_reply_error(struct gw *gw, struct lws *wsi, struct gw_buf *out, const struct gw_error *e,
 		   const char *extra_members, const char *const *extra_headers, unsigned flags);
-/** @brief Write a built response in one lws_write. @return 0 or -1 (close the connection). */
+/** @brief Write a built response in one lws_write (HTTP/1.1 only). @return 0 or -1 (close). */
 int gw_reply_write(struct lws *wsi, struct gw_buf *out);
+/**
+ * @brief Send a built response on a "gw-http" request and finish its transaction: on HTTP/1.1 one
+ *        lws_write, then keep-alive (or a close with GW_REPLY_CLOSE); on an HTTP/2 stream the
+ *        response is queued and leaves at the next WRITEABLE (h2.c), GW_REPLY_CLOSE ignored.
+ * @return the value the lws callback should return. On HTTP/1.1 the pss may be gone after it.
+ */
+int gw_reply_send(struct lws *wsi, struct gw_buf *out, unsigned flags);
+/** @brief Whether @p wsi is an HTTP/2 stream rather than an HTTP/1.1 connection (h2.c). */
+int gw_is_h2(struct lws *wsi);
 /** @brief Add the CORS headers for this request's Origin, if it is allowed. */
 int gw_reply_cors(struct gw *gw, struct lws *wsi, unsigned char **p, unsigned char *end);
 

@@ -48,13 +48,11 @@ gw_put_payload(struct gw_buf *b, const void *data, size_t len)
 		gw_buf_puts(b, "null");
 }
 
-/* Write @p out now, then finish the HTTP transaction (keep-alive) or close. */
+/* Send @p out, then finish the HTTP transaction (keep-alive) or close (reply.c). */
 static int
 send_and_finish(struct lws *wsi, struct gw_buf *out, unsigned flags)
 {
-	if (gw_reply_write(wsi, out) || (flags & GW_REPLY_CLOSE))
-		return -1;
-	return lws_http_transaction_completed(wsi) ? -1 : 0;
+	return gw_reply_send(wsi, out, flags);
 }
 
 int
@@ -243,18 +241,16 @@ static int
 del_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 {
 	struct gw_del *d = pss->del;
+	int rc;
 
 	if (!d->ready)
 		return 0;
 	pss->del = NULL;
 	pss->kind = GW_HK_NONE;
 	gw->inflight--;
-	if (gw_reply_write(wsi, &d->reply)) {
-		del_free(d);
-		return -1;
-	}
+	rc = gw_reply_send(wsi, &d->reply, 0);
 	del_free(d);
-	return lws_http_transaction_completed(wsi) ? -1 : 0;
+	return rc;
 }
 
 static void
@@ -557,9 +553,14 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 		if (pss && pss->kind == GW_HK_PULL)
 			return gw_pull_body_done(gw_from_wsi(wsi), wsi, pss);
 		return 0;
-	case LWS_CALLBACK_HTTP_WRITEABLE:
+	case LWS_CALLBACK_HTTP_WRITEABLE: {
+		int rc;
+
 		if (!pss)
 			return 0;
+		/* An HTTP/2 stream first sends what waits (h2.c): a queued response, or stream data. */
+		if (gw_is_h2(wsi) && (rc = gw_h2_writeable(wsi, pss)) != 1)
+			return rc;
 		if (pss->kind == GW_HK_PUB)
 			return gw_pub_writeable(gw_from_wsi(wsi), wsi, pss);
 		if (pss->kind == GW_HK_SSE)
@@ -569,6 +570,7 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 		if (pss->kind == GW_HK_PULL)
 			return gw_pull_writeable(gw_from_wsi(wsi), wsi, pss);
 		return 0; /* lws may call WRITEABLE unasked: nothing to send is fine */
+	}
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 		/* Only when the engine has no notify fd (main.c); arrives without a wsi's user data. */
 		gw = gw_from_wsi(wsi);
@@ -577,8 +579,10 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 		return 0;
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 	case LWS_CALLBACK_CLOSED_HTTP:
-		if (pss)
+		if (pss) {
 			pss_end(gw_from_wsi(wsi), pss);
+			gw_h2out_free(&pss->h2);
+		}
 		return 0;
 	default:
 		break;

@@ -25,6 +25,18 @@ struct gw_sse {
 	unsigned started : 1;          /* "retry:" has been sent */
 };
 
+/*
+ * What an HTTP/2 stream could not send yet (h2.c): a queued response (its HEADERS block, buf.mark
+ * bytes, then its body) or a stream's data. Unused on HTTP/1.1. Lives in the pss.
+ */
+struct gw_h2out {
+	struct gw_buf buf;             /* LWS_PRE in front; [off, len) waits */
+	size_t off;
+	unsigned head : 1;             /* buf starts with a HEADERS block not sent yet */
+	unsigned final : 1;            /* END_STREAM goes with the last byte (or alone) */
+	unsigned reply : 1;            /* a whole response: the transaction ends once it is out */
+};
+
 enum gw_hkind {
 	GW_HK_NONE = 0,
 	GW_HK_PUB, /* a publish request: pss->pub */
@@ -41,6 +53,7 @@ struct gw_http_pss {
 	struct gw_sse sse;
 	int64_t auth_exp;              /* the request's token exp (auth.c), 0 without one: ends an SSE */
 	uint64_t body_deadline_us;     /* a Content-Length body must be in by then (gw_mono_us); 0 = none */
+	struct gw_h2out h2;            /* HTTP/2 streams only (h2.c) */
 };
 
 /* The protocol's user pointer is the gateway. */
@@ -72,6 +85,26 @@ int gw_pull_body(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const 
 int gw_pull_body_done(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss);
 int gw_pull_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss);
 void gw_pull_detach(struct gw *gw, struct gw_http_pss *pss);
+
+/* h2.c: writing on HTTP/2 streams of this protocol. Each returns -1 on an error (close). */
+/** @brief Queue a built response (reply.c; head = out->mark bytes) on stream @p wsi; it leaves at
+ *  the next WRITEABLE. @return 0. */
+int gw_h2_reply(struct lws *wsi, const struct gw_buf *out);
+/** @brief Send @p len bytes of stream data (END_STREAM after them when @p final): what the peer's
+ *  window or the frame size does not take now waits in @p o. @return 0 all sent, 1 some waits. */
+int gw_h2_data(struct lws *wsi, struct gw_h2out *o, const void *data, size_t len, int final);
+/** @brief Send what waits in @p o. @return 0 all sent, 1 some still waits, -1 error. */
+int gw_h2_push(struct lws *wsi, struct gw_h2out *o);
+/** @brief Whether anything waits in @p o. */
+int gw_h2out_pending(const struct gw_h2out *o);
+void gw_h2out_free(struct gw_h2out *o);
+/**
+ * @brief At the top of the protocol's WRITEABLE on an h2 stream: send what waits.
+ * @return 1 when nothing waits (the caller goes on), else the callback's return value: 0 (still
+ *         waiting, or a response was finished and the stream lives on until its body is read) or
+ *         -1 (close the stream).
+ */
+int gw_h2_writeable(struct lws *wsi, struct gw_http_pss *pss);
 
 /* http.c: write a whole error response now and finish or close the transaction.
  * @return the value the lws callback should return. */

@@ -636,6 +636,17 @@ gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 		gw_error_set(&e, 400, "bad_request", "Content-Length and Transfer-Encoding together");
 		return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
 	}
+	if (!has_cl && gw_is_h2(wsi)) {
+		/*
+		 * HTTP/2 has no chunked framing: a body ends with the stream's END_STREAM. lws 4.1.6
+		 * does not report that END_STREAM when no Content-Length was given (it waits for a
+		 * 100 MB body), so such a request could never be answered: refuse it at once.
+		 */
+		gw_error_set(&e, 411, "length_required",
+			     "over HTTP/2 a publish needs a Content-Length; stream NDJSON of unknown "
+			     "length over HTTP/1.1 (chunked) or WebSocket");
+		return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
+	}
 	if (!has_te && !has_cl) {
 		gw_error_set(&e, 400, "bad_request",
 			     "a publish needs a body: Content-Length or Transfer-Encoding: chunked");
@@ -717,8 +728,9 @@ gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 			return 0;
 		}
 	}
-	/* curl and others wait for "100 Continue" before a large body; lws 4.1.6 never sends it. */
-	if (lws_hdr_copy(wsi, expect, sizeof(expect), WSI_TOKEN_HTTP_EXPECT) > 0 &&
+	/* curl and others wait for "100 Continue" before a large body; lws 4.1.6 never sends it.
+	 * (HTTP/1.1 only: this is raw HTTP/1.1 text, and HTTP/2 clients do not wait for it.) */
+	if (!gw_is_h2(wsi) && lws_hdr_copy(wsi, expect, sizeof(expect), WSI_TOKEN_HTTP_EXPECT) > 0 &&
 	    !strcasecmp(expect, "100-continue")) {
 		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 		unsigned char buf[LWS_PRE + sizeof(cont)];
@@ -800,10 +812,7 @@ gw_pub_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 	pub->replied = 1;
 	gw->inflight--;
 	close_after = pub->chunked || !pub->body_done;
-	if (gw_reply_write(wsi, &pub->reply) || close_after)
-		return -1;
-	/* May rebind the wsi and free the pss (through DROP_PROTOCOL): touch nothing after it. */
-	return lws_http_transaction_completed(wsi) ? -1 : 0;
+	return gw_reply_send(wsi, &pub->reply, close_after ? GW_REPLY_CLOSE : 0);
 }
 
 void

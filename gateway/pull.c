@@ -204,9 +204,7 @@ reply_error(struct gw_pull_req *req, const struct gw_error *e, const char *membe
 static int
 send_now(struct lws *wsi, struct gw_buf *out, unsigned flags)
 {
-	if (gw_reply_write(wsi, out) || (flags & GW_REPLY_CLOSE))
-		return -1;
-	return lws_http_transaction_completed(wsi) ? -1 : 0;
+	return gw_reply_send(wsi, out, flags);
 }
 
 static int
@@ -631,11 +629,16 @@ gw_pull_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 	if (!req->reply_ready || req->replied)
 		return 0;
 	req->replied = 1;
-	if (gw_reply_write(wsi, &req->reply))
+	if (gw_is_h2(wsi)) {
+		gw_h2_reply(wsi, &req->reply); /* leaves from the next WRITEABLE (h2.c) */
+	} else if (gw_reply_write(wsi, &req->reply)) {
 		return -1; /* the detach hands a pop's messages back */
+	}
 	gw_waiter_done(&req->w);
 	if (req->op == P_POP)
 		gw_hist_observe(&gw->m.pop_latency, (double)(gw_mono_us() - req->t0_us) / 1e6);
+	if (gw_is_h2(wsi))
+		return 0;
 	if (flags & GW_REPLY_CLOSE)
 		return -1;
 	/* May rebind the wsi and free the pss (through DROP_PROTOCOL): touch nothing after it. */

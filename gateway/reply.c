@@ -3,9 +3,11 @@
  * security headers when configured), CORS, body. Service thread.
  *
  * One lws_write per response is the single largest win measured for publish latency and
- * throughput (lws-performance.md lesson 3), so nothing here writes headers separately.
+ * throughput (lws-performance.md lesson 3), so nothing here writes headers separately on
+ * HTTP/1.1. An HTTP/2 stream needs a HEADERS frame and DATA frames: the same buffer is built (lws
+ * encodes the head as HPACK for a stream) and h2.c sends it in frames.
  */
-#include "gw.h"
+#include "http_int.h"
 
 #include <string.h>
 
@@ -57,7 +59,8 @@ gw_reply_build(struct gw *gw, struct lws *wsi, struct gw_buf *out, unsigned stat
 			goto fail;
 	if (gw_reply_cors(gw, wsi, &p, end))
 		goto fail;
-	if ((flags & GW_REPLY_CLOSE) &&
+	/* HTTP/2 forbids connection-specific headers (RFC 9113 8.2.2): a stream just ends. */
+	if ((flags & GW_REPLY_CLOSE) && !gw_is_h2(wsi) &&
 	    lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
 					(const unsigned char *)"close", 5, &p, end))
 		goto fail;
@@ -65,7 +68,8 @@ gw_reply_build(struct gw *gw, struct lws *wsi, struct gw_buf *out, unsigned stat
 		goto fail;
 	if (len)
 		memcpy(p, body, len);
-	out->len = (size_t)(p - start) + len;
+	out->mark = (size_t)(p - start);
+	out->len = out->mark + len;
 	if (status >= 400)
 		gw->m.http_errors++;
 	if (status == 413)
@@ -112,4 +116,15 @@ gw_reply_write(struct lws *wsi, struct gw_buf *out)
 
 	/* A short send is not an error: lws keeps the rest and sends it before anything else. */
 	return n < 0 ? -1 : 0;
+}
+
+int
+gw_reply_send(struct lws *wsi, struct gw_buf *out, unsigned flags)
+{
+	if (gw_is_h2(wsi))
+		return gw_h2_reply(wsi, out);
+	if (gw_reply_write(wsi, out) || (flags & GW_REPLY_CLOSE))
+		return -1;
+	/* May rebind the wsi and free the pss (through DROP_PROTOCOL): touch nothing after it. */
+	return lws_http_transaction_completed(wsi) ? -1 : 0;
 }

@@ -150,6 +150,12 @@ gw_sse_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 		return -1;
 	/* Clears lws's timeouts: the stream may be idle for hours. */
 	lws_http_mark_sse(wsi);
+	if (gw_is_h2(wsi)) {
+		/* An HTTP/2 stream shares its socket with others: its end is lws's stream close
+		 * (CLOSED_HTTP), never the socket's read side. */
+		gw_sub_want_write(gw, &sse->sub);
+		return 0;
+	}
 	/*
 	 * lws 4.1.6 does not read an h1 socket in the SSE state (the fixes are in 4.3/4.4), so once
 	 * the client closes, its level-triggered POLLIN fires on every loop turn: a busy loop until
@@ -264,23 +270,60 @@ fill(struct gw *gw, struct gw_sse *sse, struct gw_buf *b, size_t budget)
 	return more;
 }
 
+/* Stream data: one lws_write on HTTP/1.1; on HTTP/2 within the peer's window (h2.c). */
+static int
+put_stream(struct lws *wsi, struct gw_http_pss *pss, struct gw_buf *b)
+{
+	if (gw_is_h2(wsi))
+		return gw_h2_data(wsi, &pss->h2, gw_buf_data(b), b->len, 0) < 0 ? -1 : 0;
+	return lws_write(wsi, gw_buf_data(b), b->len, LWS_WRITE_HTTP) < 0 ? -1 : 0;
+}
+
+/*
+ * End the stream. HTTP/1.1: close the connection. HTTP/2: END_STREAM first (an empty DATA frame),
+ * for lws 4.1.6 closes a stream without telling the peer (no END_STREAM, no RST_STREAM), which
+ * would leave the client waiting on it forever.
+ */
+static int
+end_stream(struct lws *wsi)
+{
+	unsigned char none[LWS_PRE];
+
+	if (gw_is_h2(wsi))
+		lws_write(wsi, none + LWS_PRE, 0, LWS_WRITE_HTTP_FINAL);
+	return -1;
+}
+
 int
 gw_sse_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 {
 	struct gw_sse *sse = &pss->sse;
 	struct gw_buf *b;
+	size_t budget = gw->cfg->max_unsent_bytes;
 	int more = 0;
 
-	gw_sub_wrote(&sse->sub);
 	if (sse->sub.closing || !gw->db)
-		return -1; /* shutting down: end the stream; EventSource reconnects with its last id */
+		return end_stream(wsi); /* shutting down: EventSource reconnects with its last id */
+	if (gw_is_h2(wsi)) {
+		lws_fileofs_t allow = lws_get_peer_write_allowance(wsi);
+
+		/* The peer's window is spent: read nothing now. Its WINDOW_UPDATE brings WRITEABLE
+		 * back; the stall clock keeps running meanwhile, so a peer that never reads goes. */
+		if (allow <= 0) {
+			gw_sub_arm_stall(gw, &sse->sub);
+			return 0;
+		}
+		if ((size_t)allow < budget)
+			budget = (size_t)allow;
+	}
+	gw_sub_wrote(&sse->sub);
 	b = gw_scratch();
 	if (sse->sub.expired) {
 		/* The token expired (auth.c): say so in a last event, end the stream at the next turn. */
 		gw_buf_puts(b, "event: error\ndata: {\"code\":\"token_expired\",\"message\":\"the token "
 			       "expired; reconnect with a new one\"}\n\n");
 		sse->sub.closing = 1;
-		if (lws_write(wsi, gw_buf_data(b), b->len, LWS_WRITE_HTTP) < 0)
+		if (put_stream(wsi, pss, b))
 			return -1;
 		gw_sub_want_write(gw, &sse->sub);
 		return 0;
@@ -289,14 +332,14 @@ gw_sse_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 		gw_buf_printf(b, "retry: %u\n\n", gw->cfg->sse_retry_ms);
 		sse->started = 1;
 	}
-	more = fill(gw, sse, b, gw->cfg->max_unsent_bytes);
+	more = fill(gw, sse, b, budget);
 	if (more < 0)
 		return -1;
 	if (!b->len && sse->sub.hb_due)
 		gw_buf_puts(b, ":\n\n");
 	sse->sub.hb_due = 0;
 	if (b->len) {
-		if (lws_write(wsi, gw_buf_data(b), b->len, LWS_WRITE_HTTP) < 0)
+		if (put_stream(wsi, pss, b))
 			return -1;
 		gw->m.delivered_bytes += b->len;
 	}

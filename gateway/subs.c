@@ -179,6 +179,19 @@ gw_sub_find(struct gw *gw, uint64_t id)
 }
 
 void
+gw_sub_arm_stall(struct gw *gw, struct gw_sub *sub)
+{
+	/* lws 4.1.6 refuses timeouts on an immortal HTTP/2 stream (an SSE one): there the peer's
+	 * flow-control window bounds what waits, and a stalled stream costs no buffer (sse.c). */
+	if (gw_is_h2(sub->wsi))
+		return;
+	if (!sub->stall_armed) {
+		lws_set_timeout(sub->wsi, PENDING_TIMEOUT_LAGGING, (int)gw->cfg->stall_timeout_s);
+		sub->stall_armed = 1;
+	}
+}
+
+void
 gw_sub_want_write(struct gw *gw, struct gw_sub *sub)
 {
 	lws_callback_on_writable(sub->wsi);
@@ -187,10 +200,7 @@ gw_sub_want_write(struct gw *gw, struct gw_sub *sub)
 	 * The clock is armed once and only stopped by a WRITEABLE, so a stuck peer that keeps
 	 * getting news is still dropped; a slow but moving one re-arms on every write.
 	 */
-	if (!sub->stall_armed) {
-		lws_set_timeout(sub->wsi, PENDING_TIMEOUT_LAGGING, (int)gw->cfg->stall_timeout_s);
-		sub->stall_armed = 1;
-	}
+	gw_sub_arm_stall(gw, sub);
 }
 
 void

@@ -1,11 +1,19 @@
 /*
  * tls.c - HTTPS and WSS setup (tls.h).
  *
- * Why HTTP/1.1 only, although Debian's lws 4.1.6 is built with HTTP/2: the gateway writes each reply
- * (status, headers, body) in one lws_write, frames WebSocket messages itself and writes them raw,
- * decodes chunked request bodies itself and watches each SSE socket's read side; all four are
- * HTTP/1.1 designs that an h2 stream would break. So ALPN offers "http/1.1" alone, and an h2-capable
- * browser simply uses HTTP/1.1 over TLS.
+ * ALPN offers "h2,http/1.1" (or "http/1.1" alone with "tls": {"http2": false}). Plain HTTP stays
+ * HTTP/1.1: there is no h2c. The gateway's HTTP/1.1 design (each reply in one lws_write, its own
+ * chunk decoder, its own read watcher on SSE sockets, raw WebSocket frames) is kept for HTTP/1.1
+ * connections; an HTTP/2 stream takes another path (docs/architecture.md): replies as HEADERS then
+ * DATA frames within the peer's window (h2.c), no chunk decoder (a body is DATA frames, and needs a
+ * Content-Length: lws 4.1.6 does not report a length-less body's end), SSE ends seen from lws's
+ * stream close, and WebSocket refused (HTTP/1.1 only; browsers open a separate connection).
+ *
+ * lws 4.1.6 quirks that shape the settings here (roles/h2/ops-h2.c, http2.c):
+ *  - vhost http2_settings[] reaches only settings 1..5, so SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC
+ *    8441, WebSocket over h2) is always advertised: ws.c refuses such upgrades;
+ *  - DATA frames are written as given, never split to the peer's frame size: static files use a
+ *    protocol whose tx_packet_size keeps them at 16384 bytes (main.c).
  */
 #include "tls.h"
 
@@ -61,6 +69,20 @@ gw_tls_setup(const struct gw_config *cfg, struct lws_context_creation_info *info
 	info->ssl_private_key_filepath = cfg->tls_key;
 	info->ssl_options_set = SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 |
 				SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION;
-	info->alpn = "http/1.1";
-	LOG_INFO("TLS on: certificate %s, HTTP/1.1 by ALPN", cfg->tls_cert);
+	if (cfg->tls_http2) {
+		info->alpn = "h2,http/1.1";
+		/* lws's own values but more streams (a page with several event streams, fetches
+		 * and static files on one connection). [0] = 1: use these. */
+		info->http2_settings[0] = 1;
+		info->http2_settings[H2SET_HEADER_TABLE_SIZE] = 65536;
+		info->http2_settings[H2SET_ENABLE_PUSH] = 0;
+		info->http2_settings[H2SET_MAX_CONCURRENT_STREAMS] = GW_H2_MAX_STREAMS;
+		info->http2_settings[H2SET_INITIAL_WINDOW_SIZE] = 0; /* lws grants each stream 256 KiB */
+		info->http2_settings[H2SET_MAX_FRAME_SIZE] = 16384;
+		/* A peer's WINDOW_UPDATE past 2^31-1 is capped rather than fatal to the connection. */
+		info->options |= LWS_SERVER_OPTION_H2_JUST_FIX_WINDOW_UPDATE_OVERFLOW;
+	} else {
+		info->alpn = "http/1.1";
+	}
+	LOG_INFO("TLS on: certificate %s, ALPN %s", cfg->tls_cert, info->alpn);
 }

@@ -14,6 +14,12 @@
 
 #include "config.h"
 
+/* SETTINGS_MAX_CONCURRENT_STREAMS we advertise: streams open at once on one HTTP/2 connection. */
+#define GW_H2_MAX_STREAMS 128
+/* Bytes per DATA frame of a static file: SETTINGS_MAX_FRAME_SIZE's floor, which lws 4.1.6 does
+ * not enforce itself (main.c). */
+#define GW_H2_STATIC_PACKET 16384
+
 /**
  * @brief With tls configured, load the certificate chain and key with OpenSSL and check that they
  *        belong together, so a bad pair is a config error (exit 2) with a message, not a failed
@@ -24,8 +30,8 @@ int gw_tls_check(const struct gw_config *cfg, char *err, size_t errsz);
 
 /**
  * @brief Turn on TLS in the context/vhost creation info: global OpenSSL init, the files, TLS 1.2 as
- *        the floor, ALPN "http/1.1" only (see docs/security.md on HTTP/2), and Strict-Transport-
- *        Security when security_headers is on. No-op without tls.
+ *        the floor, ALPN "h2,http/1.1" (or "http/1.1" with tls.http2 false) with the HTTP/2
+ *        settings, and Strict-Transport-Security when security_headers is on. No-op without tls.
  */
 void gw_tls_setup(const struct gw_config *cfg, struct lws_context_creation_info *info);
 

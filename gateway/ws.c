@@ -639,6 +639,11 @@ gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 
 	switch (reason) {
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		/* lws 4.1.6 always advertises RFC 8441 (SETTINGS_ENABLE_CONNECT_PROTOCOL, with no way
+		 * to turn it off), but our frames are written raw (see the top of this file), which an
+		 * h2 stream cannot carry: WebSocket is HTTP/1.1 only (docs/security.md). */
+		if (gw_is_h2(wsi))
+			return 1;
 		if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 || strcmp(path, "/v1/ws"))
 			return 1;
 		if (gw->state != GW_RUNNING || !origin_ok(gw, wsi))
@@ -743,6 +748,15 @@ gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 		if (lws_add_http_common_headers(wsi, 404, "application/json", sizeof(body) - 1, &p, end) ||
 		    lws_finalize_http_header(wsi, &p, end))
 			return -1;
+		if (gw_is_h2(wsi)) {
+			/* HEADERS, then the body as one DATA frame ending the stream: far below the
+			 * frame size and any peer's first window. */
+			if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0)
+				return -1;
+			memcpy(buf + LWS_PRE, body, sizeof(body) - 1);
+			lws_write(wsi, buf + LWS_PRE, sizeof(body) - 1, LWS_WRITE_HTTP_FINAL);
+			return -1;
+		}
 		memcpy(p, body, sizeof(body) - 1);
 		p += sizeof(body) - 1;
 		if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL) < 0)

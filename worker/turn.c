@@ -508,6 +508,9 @@ publish_once(struct wk_turn *t, size_t start, struct outcome *out)
 	hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
 	hdrs = curl_slist_append(hdrs, "Expect:");
 	curl_easy_setopt(c, CURLOPT_POST, 1L);
+	/* A stream of unknown length is chunked HTTP/1.1: over HTTP/2 (an https gateway with
+	 * tls.http2 on) it would have no Content-Length, which the gateway refuses (411). */
+	curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(c, CURLOPT_READFUNCTION, pub_read);
 	curl_easy_setopt(c, CURLOPT_READDATA, &r);

@@ -231,5 +231,202 @@ class BadTlsConfig(unittest.TestCase):
                 self.assertIn(needle, err)
 
 
+def curl_available():
+    """Debian's curl, built with nghttp2 (HTTP/2)."""
+    if not shutil.which("curl"):
+        return False
+    out = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout
+    return "HTTP2" in out
+
+
+@unittest.skipUnless(curl_available(), "curl with HTTP/2 (nghttp2) is not installed")
+class Http2(TestCase):
+    """"tls": {"http2": true}: h2 by ALPN, every HTTP API on h2 streams, spoken by curl --http2.
+
+    The harness's own clients speak HTTP/1.1 only, so they offer only http/1.1 here (and still get
+    it: ALPN keeps HTTP/1.1 on the same port)."""
+
+    def setUp(self):
+        self.CONFIG = tls_config()
+        self.CONFIG["tls"]["http2"] = True
+        self.CONFIG["limits"] = {"max_body_bytes": 65536}
+        saved = harness.TLS_CONTEXT
+        ctx = ssl.create_default_context(cafile=os.path.join(CERT_DIR, "gw.crt"))
+        ctx.set_alpn_protocols(["http/1.1"])
+        harness.TLS_CONTEXT = ctx
+        self.addCleanup(setattr, harness, "TLS_CONTEXT", saved)
+        super().setUp()
+        self.base = "https://127.0.0.1:%d" % self.gw.port
+
+    def curl(self, *args, data=None, timeout=20):
+        """Run curl --http2 (status, http_version and num_connects of each transfer after a marker)."""
+        cmd = ["curl", "-sS", "--http2", "--cacert", os.path.join(CERT_DIR, "gw.crt"),
+               "-w", "\n@@%{http_code} %{http_version} %{num_connects}\n"] + list(args)
+        r = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout)
+        return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+    def request(self, *args, data=None):
+        rc, out, err = self.curl(*args, data=data)
+        self.assertEqual(rc, 0, err)
+        body, _, tail = out.rpartition("\n@@")
+        code, version, _ = tail.split()
+        self.assertEqual(version, "2", "ALPN did not pick h2")
+        return int(code), body.strip()
+
+    def post_json(self, path, obj, *extra):
+        return self.request("-H", "content-type: application/json", "--data-binary", json.dumps(obj),
+                            *extra, self.base + path)
+
+    def test_alpn_picks_h2_and_http11_stays_available(self):
+        code, body = self.request(self.base + "/healthz")
+        self.assertEqual((code, json.loads(body)), (200, {"status": "ok"}))
+        s = harness.connect(self.gw.port, 5)
+        try:
+            self.assertEqual(s.selected_alpn_protocol(), "http/1.1")
+        finally:
+            s.close()
+        st, _, body = self.gw.http("GET", "/healthz")
+        self.assertEqual(st, 200)
+
+    def test_publish_history_and_sse_resume_with_exact_offsets(self):
+        code, body = self.post_json("/v1/topics/chatbot/h/messages", {"event": "token", "data": "a"})
+        self.assertEqual((code, json.loads(body)["first_offset"]), (200, 0))
+        code, body = self.post_json("/v1/topics/chatbot/h/messages", [{"data": i} for i in range(1, 4)])
+        self.assertEqual((code, json.loads(body)["first_offset"], json.loads(body)["last_offset"]), (200, 1, 3))
+        code, body = self.request("-H", "content-type: text/plain", "--data-binary", "plain words",
+                                  self.base + "/v1/topics/chatbot/h/messages")
+        self.assertEqual((code, json.loads(body)["first_offset"]), (200, 4))
+        code, body = self.request(self.base + "/v1/topics/chatbot/h/messages?from=1&limit=2")
+        hist = json.loads(body)
+        self.assertEqual(([m["offset"] for m in hist["messages"]], hist["next"]), ([1, 2], 3))
+        code, body = self.request(self.base + "/v1/topics/chatbot/h")
+        self.assertEqual((code, json.loads(body)["next_offset"]), (200, 5))
+        # Resume after offset 2 (the query parameter: lws 4.1.6 drops Last-Event-ID on h2).
+        rc, out, err = self.curl("-N", "--max-time", "2",
+                                 self.base + "/v1/topics/chatbot/h/events?last_event_id=2")
+        self.assertEqual(rc, 28, err)  # the stream was open until curl's timer
+        ids = [int(l[4:]) for l in out.splitlines() if l.startswith("id: ")]
+        self.assertEqual(ids, [3, 4])
+        self.assertIn("data: \"plain words\"", out)
+
+    def test_many_event_streams_and_publishes_on_one_connection(self):
+        n = 12
+        topics = ["chatbot/m%d" % i for i in range(n)]
+        for i, t in enumerate(topics):
+            self.gw.publish(t, [{"data": "before-%d" % i}])
+        outs = [os.path.join(self.gw.tmp, "sse%d.out" % i) for i in range(n)]
+        args = ["--parallel", "--parallel-max", str(n + 1), "-N", "--max-time", "6"]
+        for t, o in zip(topics, outs):
+            args += ["-o", o, self.base + "/v1/topics/%s/events?from=0" % t]
+        cmd = ["curl", "-sS", "--http2", "--cacert", os.path.join(CERT_DIR, "gw.crt"),
+               "-w", "%{num_connects} %{http_version}\n"] + args
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            time.sleep(1.5)
+            for k in range(1, 4):  # publishes while the streams are open
+                for i, t in enumerate(topics):
+                    self.gw.publish(t, [{"data": "live-%d-%d" % (i, k)}])
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        lines = out.decode().split()
+        self.assertEqual(lines[1::2], ["2"] * n)
+        self.assertEqual(sum(int(c) for c in lines[0::2]), 1, "the streams did not share one connection")
+        for i, o in enumerate(outs):
+            with open(o) as f:
+                text = f.read()
+            ids = [int(l[4:]) for l in text.splitlines() if l.startswith("id: ")]
+            self.assertEqual(ids, [0, 1, 2, 3], text)
+            self.assertIn('"live-%d-3"' % i, text)
+        st, _, body = self.gw.http("GET", "/metrics")
+        self.assertIn("litegate_sse_connections 0", body.decode())
+
+    def test_ndjson_body_needs_a_content_length(self):
+        lines = "".join(json.dumps({"event": "token", "data": "t%d" % i}) + "\n" for i in range(200))
+        # With a length (curl reads the file first): every line appended, in order.
+        path = os.path.join(self.gw.tmp, "body.ndjson")
+        with open(path, "w") as f:
+            f.write(lines)
+        code, body = self.request("-H", "content-type: application/x-ndjson", "--data-binary", "@" + path,
+                                  self.base + "/v1/topics/chatbot/nd/messages")
+        self.assertEqual((code, json.loads(body)["count"]), (200, 200), body)
+        # Streamed from stdin: no length, which lws 4.1.6 cannot end on h2: 411 with a JSON body.
+        code, body = self.request("-X", "POST", "-H", "content-type: application/x-ndjson", "-T", "-",
+                                  self.base + "/v1/topics/chatbot/nd/messages", data=lines.encode())
+        self.assertEqual((code, json.loads(body)["error"]["code"]), (411, "length_required"))
+        # The connection-killing case (a body still arriving after the reply) left the gateway well.
+        self.assertEqual(self.gw.history("chatbot/nd")[-1]["offset"], 199)
+
+    def test_error_bodies_and_statuses(self):
+        code, body = self.request(self.base + "/v1/nope")
+        self.assertEqual((code, json.loads(body)["error"]["code"]), (404, "not_found"))
+        code, body = self.request(self.base + "/v1/topics/chatbot/x/messages?limit=abc")
+        self.assertEqual((code, json.loads(body)["error"]["code"]), (400, "bad_request"))
+        code, body = self.post_json("/v1/topics/chatbot/x", {"data": 1})
+        self.assertEqual(code, 405)
+        code, body = self.post_json("/v1/topics/chatbot/big/messages", {"data": "x" * 80000})
+        self.assertEqual((code, json.loads(body)["error"]["code"]), (413, "too_large"))
+        code, body = self.request("-X", "OPTIONS", "-H", "origin: https://example.com",
+                                  self.base + "/v1/topics/chatbot/x/messages")
+        self.assertEqual(code, 204)
+        code, body = self.request(self.base + "/metrics")
+        self.assertEqual(code, 200)
+        self.assertIn("litegate_http_errors_total", body)
+        # A large reply leaves in many DATA frames within the peer's window.
+        for _ in range(15):
+            self.gw.publish("chatbot/large", [{"data": "y" * 3000} for _ in range(20)])
+        code, body = self.request(self.base + "/v1/topics/chatbot/large/messages?limit=300")
+        self.assertEqual((code, len(json.loads(body)["messages"])), (200, 300))
+        # Static files of the demo page.
+        code, body = self.request(self.base + "/")
+        self.assertEqual((code, body), (200, "<!doctype html><title>t</title>ok"))
+
+    def test_delete_and_groups(self):
+        self.gw.publish("chatbot/g1", [{"data": 1}, {"data": 2}])
+        code, _ = self.request("-X", "PUT", "-H", "content-type: application/json", "--data-binary",
+                               json.dumps({"parent": "chatbot", "events": ["message"],
+                                           "max_inflight_per_topic": 10, "invisible_ms": 30000,
+                                           "max_deliveries": 5}), self.base + "/v1/groups/w")
+        self.assertIn(code, (200, 201))
+        code, body = self.post_json("/v1/groups/w/pop", {"max": 10, "wait_ms": 2000})
+        popped = json.loads(body)
+        self.assertEqual(code, 200, body)
+        self.assertEqual([m["offset"] for m in popped["messages"]], [0, 1])
+        code, body = self.post_json("/v1/groups/w/ack", {"receipts": [m["receipt"] for m in popped["messages"]]})
+        self.assertEqual(code, 200, body)
+        # A long poll on h2 answered by a publish.
+        t0 = time.time()
+        timer = __import__("threading").Timer(0.5, lambda: self.gw.publish("chatbot/g2", [{"data": 3}]))
+        timer.start()
+        code, body = self.post_json("/v1/groups/w/pop", {"max": 1, "wait_ms": 5000})
+        timer.join()
+        self.assertEqual((code, json.loads(body)["messages"][0]["topic"]), (200, "chatbot/g2"))
+        self.assertLess(time.time() - t0, 4)
+        code, body = self.request("-X", "DELETE", self.base + "/v1/topics/chatbot/g1")
+        self.assertEqual((code, json.loads(body)), (200, {"topic": "chatbot/g1", "deleted": True}))
+
+    def test_websocket_stays_on_http11(self):
+        ws = self.gw.ws()  # the harness offers http/1.1 only: a WSS upgrade works as before
+        ws.send({"op": "ping", "req": 1})
+        self.assertEqual(ws.recv(), {"type": "pong", "req": 1})
+        ws.close()
+
+
+class Http2Off(TestCase):
+    """The default: ALPN offers http/1.1 only, so an h2-capable client uses HTTP/1.1."""
+
+    def setUp(self):
+        self.CONFIG = tls_config()
+        super().setUp()
+
+    @unittest.skipUnless(curl_available(), "curl with HTTP/2 (nghttp2) is not installed")
+    def test_curl_gets_http11(self):
+        r = subprocess.run(["curl", "-sS", "--http2", "--cacert", os.path.join(CERT_DIR, "gw.crt"),
+                            "-o", "/dev/null", "-w", "%{http_version}",
+                            "https://127.0.0.1:%d/healthz" % self.gw.port], capture_output=True, text=True)
+        self.assertEqual((r.returncode, r.stdout), (0, "1.1"), r.stderr)
+
+
 if __name__ == "__main__":
     harness.main()
