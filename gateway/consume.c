@@ -924,6 +924,8 @@ dead_letter(struct gw_gtopic *gt, struct gw_entry *e)
 		m.data = gw_buf_data(&data);
 		m.len = data.len;
 		m.key = NULL;
+		m.has_priority = res.msgs[0].priority != ENG_PRIORITY_NONE; /* keeps its urgency */
+		m.priority = m.has_priority ? (uint8_t)res.msgs[0].priority : 0;
 		rc = eng_append(gw->db, dlq, &m, 1, ENG_NO_EXPECT, on_dlq, ctx);
 		if (!rc) {
 			gt->refs++;

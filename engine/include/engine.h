@@ -137,6 +137,8 @@ typedef struct eng_msg_in {
 	const void *data;  /* payload bytes (the gateway stores compact JSON) */
 	size_t len;
 	const char *key;   /* optional producer idempotency key, stored in the record; NULL = none */
+	int has_priority;  /* 1: the message carries @ref priority; 0 (a zeroed struct): none */
+	uint8_t priority;  /* 0..9 (9 most urgent), stored in the record; above 9 is ENG_EINVAL */
 } eng_msg_in;
 
 /** Result of an append, passed to its completion. Offsets are valid when rc == 0. */
@@ -165,7 +167,8 @@ typedef void (*eng_append_fn)(void *ctx, const eng_append_result *res);
  *        visible to readers), or with an error.
  * @param[in] expected_offset ENG_NO_EXPECT, or append only if the topic's next offset equals it
  *        (0 = the topic must not exist yet); otherwise done gets ENG_EMISMATCH and nothing is written.
- * @return 0 (done will run exactly once), or ENG_EBADNAME, ENG_ENOPARENT, ENG_ETOOBIG, ENG_EINVAL,
+ * @return 0 (done will run exactly once), or ENG_EBADNAME, ENG_ENOPARENT, ENG_ETOOBIG, ENG_EINVAL
+ *         (also a priority above ENG_PRIORITY_MAX),
  *         ENG_EFULL/ENG_EFAILED (sticky), ENG_ECLOSING, ENG_EBUSY - then done never runs.
  * @note Messages and names are copied before return.
  */
@@ -208,7 +211,11 @@ typedef struct eng_msg_view {
 	const char *key;      /* NUL-terminated; "" when the message had none */
 	const void *data;
 	uint32_t len;
+	int priority;         /* 0..9 as published, or ENG_PRIORITY_NONE (-1) when it had none */
 } eng_msg_view;
+
+#define ENG_PRIORITY_NONE (-1)
+#define ENG_PRIORITY_MAX 9
 
 typedef struct eng_read_result {
 	eng_msg_view *msgs;     /* in offset order, dense from the first returned offset */

@@ -75,13 +75,13 @@ void cl_encode(uint8_t *d, uint16_t flags, uint64_t topic_id, uint64_t offset, u
 	       const char *ev, size_t ev_len, const char *key, size_t key_len, const void *payload,
 	       size_t payload_len)
 {
-	cl_encode_rk(d, flags, topic_id, offset, time_ms, ev, ev_len, key, key_len, NULL, 0, payload,
-		     payload_len);
+	cl_encode_rk(d, flags, topic_id, offset, time_ms, ev, ev_len, key, key_len, NULL, 0,
+		     CL_PRIO_NONE, payload, payload_len);
 }
 
 void cl_encode_rk(uint8_t *d, uint16_t flags, uint64_t topic_id, uint64_t offset, uint64_t time_ms,
 		  const char *ev, size_t ev_len, const char *key, size_t key_len, const char *rkey,
-		  size_t rkey_len, const void *payload, size_t payload_len)
+		  size_t rkey_len, uint8_t prio, const void *payload, size_t payload_len)
 {
 	uint32_t total = cl_rec_size(ev_len, key_len + rkey_len, payload_len);
 	put32(d, CL_MAGIC);
@@ -93,7 +93,9 @@ void cl_encode_rk(uint8_t *d, uint16_t flags, uint64_t topic_id, uint64_t offset
 	put64(d + 24, offset);
 	put64(d + 32, time_ms);
 	put32(d + 40, (uint32_t)payload_len);
-	put32(d + 44, (uint32_t)rkey_len);
+	d[44] = (uint8_t)rkey_len;
+	d[45] = prio;
+	d[46] = d[47] = 0;
 	if (ev_len)
 		memcpy(d + CL_HDR, ev, ev_len);
 	if (key_len)
@@ -116,7 +118,7 @@ int cl_decode(const uint8_t *buf, size_t avail, cl_rec *out)
 	uint32_t total = get32(buf + 4);
 	uint8_t ev_len = buf[14], key_len = buf[15], rkey_len = buf[44];
 	uint32_t plen = get32(buf + 40);
-	if (total < CL_HDR || buf[45] || buf[46] || buf[47] ||
+	if (total < CL_HDR || buf[45] > CL_PRIO_STORED_MAX || buf[46] || buf[47] ||
 	    (uint64_t)CL_HDR + ev_len + key_len + rkey_len + plen != total)
 		return ENG_ECORRUPT;
 	if (total > avail)
@@ -136,6 +138,7 @@ int cl_decode(const uint8_t *buf, size_t avail, cl_rec *out)
 	out->rkey_len = rkey_len;
 	out->rkey = out->key + key_len;
 	out->payload = (const uint8_t *)out->rkey + rkey_len;
+	out->prio = buf[45];
 	return 0;
 }
 
@@ -457,12 +460,12 @@ int cl_add(cl_log *log, uint16_t flags, uint64_t topic_id, uint64_t offset, uint
 	   size_t payload_len, uint64_t *pos)
 {
 	return cl_add_rk(log, flags, topic_id, offset, time_ms, ev, ev_len, key, key_len, NULL, 0,
-			 payload, payload_len, pos);
+			 CL_PRIO_NONE, payload, payload_len, pos);
 }
 
 int cl_add_rk(cl_log *log, uint16_t flags, uint64_t topic_id, uint64_t offset, uint64_t time_ms,
 	      const char *ev, size_t ev_len, const char *key, size_t key_len, const char *rkey,
-	      size_t rkey_len, const void *payload, size_t payload_len, uint64_t *pos)
+	      size_t rkey_len, uint8_t prio, const void *payload, size_t payload_len, uint64_t *pos)
 {
 	int rc;
 	if (log->failed)
@@ -481,7 +484,7 @@ int cl_add_rk(cl_log *log, uint16_t flags, uint64_t topic_id, uint64_t offset, u
 		log->buf = xrealloc(log->buf, log->buf_cap);
 	}
 	cl_encode_rk(log->buf + log->buf_len, flags, topic_id, offset, time_ms, ev, ev_len, key, key_len,
-		     rkey, rkey_len, payload, payload_len);
+		     rkey, rkey_len, prio, payload, payload_len);
 	*pos = log->buf_pos + log->buf_len;
 	log->buf_len += size;
 	return 0;

@@ -9,10 +9,13 @@
  *   0 u32 magic 'LGR1'      4 u32 total length     8 u32 CRC32C of bytes [12, total)
  *  12 u16 flags (type | CL_F_MORE)  14 u8 event length  15 u8 message key length
  *  16 u64 topic id         24 u64 offset in topic  32 u64 store time (ms)  40 u32 payload length
- *  44 u8 request key length  45-47 reserved (0)
+ *  44 u8 request key length  45 u8 message priority (0 = none, else priority + 1: 1..10)
+ *  46-47 reserved (0)
  *  48 event bytes, message key bytes, request key bytes, payload bytes
  * A message key is the producer's id of one message; a request key (on the first record of an
  * atomic append only) is the id of the whole request. Both feed the dedup index.
+ * Byte 45 was reserved (0) before priorities existed, so older logs read as "no priority"; a value
+ * above 10 (or non-zero reserved bytes) is refused as corruption, as any other impossible field.
  *
  * Threads: one writer (cl_add/cl_flush/cl_sync/roll) and any number of readers (cl_read), plus the
  * maintenance thread (cl_delete_head). Segment list changes take the rwlock; readers hold it shared.
@@ -27,6 +30,8 @@
 
 #define CL_MAGIC 0x3152474Cu /* "LGR1" read as little-endian */
 #define CL_HDR 48u
+#define CL_PRIO_NONE 0u      /* byte 45: no priority set */
+#define CL_PRIO_STORED_MAX 10u /* byte 45 of priority 9 (stored = priority + 1) */
 
 enum cl_rec_type {
 	CL_REC_MSG = 0,          /* a message of a topic */
@@ -49,6 +54,7 @@ typedef struct cl_rec {
 	uint8_t rkey_len;
 	const uint8_t *payload;
 	uint32_t payload_len;
+	uint8_t prio;            /* as stored: CL_PRIO_NONE, or priority + 1 */
 } cl_rec;
 
 /** Fault injection for tests (see eng_config). Zero = off. */
@@ -76,10 +82,11 @@ int cl_decode(const uint8_t *buf, size_t avail, cl_rec *out);
 void cl_encode(uint8_t *dst, uint16_t flags, uint64_t topic_id, uint64_t offset, uint64_t time_ms,
 	       const char *ev, size_t ev_len, const char *key, size_t key_len, const void *payload,
 	       size_t payload_len);
-/** @brief The same with a request key (@p rkey_len 0..255). */
+/** @brief The same with a request key (@p rkey_len 0..255) and a stored priority @p prio
+ *  (CL_PRIO_NONE or 1..CL_PRIO_STORED_MAX). */
 void cl_encode_rk(uint8_t *dst, uint16_t flags, uint64_t topic_id, uint64_t offset, uint64_t time_ms,
 		  const char *ev, size_t ev_len, const char *key, size_t key_len, const char *rkey,
-		  size_t rkey_len, const void *payload, size_t payload_len);
+		  size_t rkey_len, uint8_t prio, const void *payload, size_t payload_len);
 
 /** @brief Open or create the log in @p dir (created if missing). */
 int cl_open(const char *dir, uint64_t segment_bytes, const cl_faults *faults, cl_log **out);
@@ -104,10 +111,10 @@ int cl_scan(cl_log *log, uint64_t from, cl_scan_fn fn, void *ctx, uint64_t *trun
 int cl_add(cl_log *log, uint16_t flags, uint64_t topic_id, uint64_t offset, uint64_t time_ms,
 	   const char *ev, size_t ev_len, const char *key, size_t key_len, const void *payload,
 	   size_t payload_len, uint64_t *pos);
-/** @brief cl_add with a request key. */
+/** @brief cl_add with a request key and a stored priority (as cl_encode_rk). */
 int cl_add_rk(cl_log *log, uint16_t flags, uint64_t topic_id, uint64_t offset, uint64_t time_ms,
 	      const char *ev, size_t ev_len, const char *key, size_t key_len, const char *rkey,
-	      size_t rkey_len, const void *payload, size_t payload_len, uint64_t *pos);
+	      size_t rkey_len, uint8_t prio, const void *payload, size_t payload_len, uint64_t *pos);
 /**
  * @brief Roll to a new segment now if @p bytes more would not fit in the current one, so the
  *        records of one atomic append land in one segment (unless they are larger than a segment).

@@ -98,6 +98,7 @@ enum req_op { OP_APPEND, OP_REDECLARE, OP_DELETE, OP_EXPIRE, OP_BARRIER };
 typedef struct msg_ref {
 	uint32_t ev_off, ev_len, key_off, key_len, data_off;
 	uint32_t len;
+	uint8_t prio; /* as the record stores it: CL_PRIO_NONE or priority + 1 */
 } msg_ref;
 
 typedef struct req {

@@ -233,7 +233,9 @@ int eng_read(eng_db *db, const char *name, uint64_t from, size_t max_count, size
 					  .event = (const char *)(uintptr_t)data_len,
 					  .key = (const char *)(uintptr_t)(data_len + rec.event_len + 1),
 					  .data = (const void *)(uintptr_t)(data_len + rec.event_len + 2 + rec.key_len),
-					  .len = rec.payload_len};
+					  .len = rec.payload_len,
+					  .priority = rec.prio == CL_PRIO_NONE ? ENG_PRIORITY_NONE
+									       : (int)rec.prio - 1};
 		data_len += need;
 		payload += rec.payload_len;
 		n++;

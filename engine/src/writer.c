@@ -145,7 +145,7 @@ static int stage_append(eng_db *db, req *r, uint64_t now, uint64_t mono, topic *
 		/* The request key rides on the request's first record. */
 		size_t rk = o == first ? rkl : 0;
 		rc = cl_add_rk(db->log, flags, t->tid, o, now, ev, m->ev_len,
-			       (const char *)r->blob + m->key_off, m->key_len, r->rkey, rk,
+			       (const char *)r->blob + m->key_off, m->key_len, r->rkey, rk, m->prio,
 			       r->blob + m->data_off, m->len, &pos);
 		if (rc)
 			break;
@@ -478,6 +478,8 @@ int eng_append_ex(eng_db *db, const char *topic_name, const eng_msg_in *msgs, si
 			return ENG_ETOOBIG;
 		if (msgs[i].len && !msgs[i].data)
 			return ENG_EINVAL;
+		if (msgs[i].has_priority && msgs[i].priority > ENG_PRIORITY_MAX)
+			return ENG_EINVAL;
 		bytes += el + 1 + kl + 1 + msgs[i].len;
 		keyed |= msgs[i].key != NULL;
 	}
@@ -517,6 +519,7 @@ int eng_append_ex(eng_db *db, const char *topic_name, const eng_msg_in *msgs, si
 		o += kl + 1;
 		m->data_off = (uint32_t)o;
 		m->len = (uint32_t)msgs[i].len;
+		m->prio = msgs[i].has_priority ? (uint8_t)(msgs[i].priority + 1) : CL_PRIO_NONE;
 		if (msgs[i].len)
 			memcpy(r->blob + o, msgs[i].data, msgs[i].len);
 		o += msgs[i].len;

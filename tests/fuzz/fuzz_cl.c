@@ -6,8 +6,8 @@
  * Input: three control bytes, then the log's bytes. Byte 0 picks one to three segments, bytes 1
  * and 2 where the bytes are cut between them (segments are contiguous, as the writer makes them).
  * Invariants checked:
- *  - cl_decode of the bytes: a record it accepts lies inside them and encodes (cl_encode_rk) back
- *    to the very same bytes; every proper prefix of it is "incomplete" (1), never corrupt or a
+ *  - cl_decode of the bytes: a record it accepts lies inside them, has a stored priority of at
+ *    most CL_PRIO_STORED_MAX, and encodes (cl_encode_rk) back to the very same bytes; every proper prefix of it is "incomplete" (1), never corrupt or a
  *    record, because that is how a torn tail is told from damage;
  *  - recovery: the segments are written to a temporary directory and scanned. Every record the
  *    scan reports decodes, is the input's bytes at its position, lies inside one segment, comes
@@ -89,13 +89,14 @@ check_decode(const uint8_t *p, size_t len)
 	if (rc)
 		return;
 	FUZZ_CHECK(r.total >= CL_HDR && r.total <= len);
+	FUZZ_CHECK(r.prio <= CL_PRIO_STORED_MAX);
 	FUZZ_CHECK((const uint8_t *)r.event == p + CL_HDR);
 	FUZZ_CHECK(r.payload + r.payload_len == p + r.total);
 	FUZZ_CHECK(CL_HDR + (size_t)r.event_len + r.key_len + r.rkey_len + r.payload_len ==
 		   r.total);
 	again = malloc(r.total);
 	cl_encode_rk(again, r.flags, r.topic_id, r.offset, r.time_ms, r.event, r.event_len, r.key,
-		     r.key_len, r.rkey, r.rkey_len, r.payload, r.payload_len);
+		     r.key_len, r.rkey, r.rkey_len, r.prio, r.payload, r.payload_len);
 	FUZZ_CHECK(!memcmp(again, p, r.total));
 	free(again);
 	/* A torn copy of a good record is incomplete at every length. Short prefixes get an
@@ -282,7 +283,7 @@ check_recovery(const uint8_t *ctl, const uint8_t *p, size_t len)
 	}
 	endpos = cl_end(log);
 	FUZZ_CHECK(endpos == base[s.nseg - 1] + seg_size(base[s.nseg - 1]));
-	FUZZ_CHECK(cl_add_rk(log, CL_REC_MSG, 7, 8, 9, "ev", 2, "k", 1, "rk", 2, "payload", 7,
+	FUZZ_CHECK(cl_add_rk(log, CL_REC_MSG, 7, 8, 9, "ev", 2, "k", 1, "rk", 2, 3, "payload", 7,
 			     &at) == 0);
 	FUZZ_CHECK(at == endpos);
 	FUZZ_CHECK(cl_flush(log) == 0 && cl_sync(log) == 0);
@@ -296,7 +297,7 @@ check_recovery(const uint8_t *ctl, const uint8_t *p, size_t len)
 		uint64_t base2[MAX_SEGS], end2[MAX_SEGS];
 
 		memcpy(img, p, (size_t)(at < len ? at : len));
-		cl_encode_rk(img + at, CL_REC_MSG, 7, 8, 9, "ev", 2, "k", 1, "rk", 2, "payload", 7);
+		cl_encode_rk(img + at, CL_REC_MSG, 7, 8, 9, "ev", 2, "k", 1, "rk", 2, 3, "payload", 7);
 		memcpy(base2, base, sizeof(base));
 		memcpy(end2, end, sizeof(end));
 		end2[s.nseg - 1] = newlen;

@@ -217,10 +217,11 @@ MORE = 0x10
 
 
 def rec(flags=0, topic=1, offset=0, time_ms=1700000000000, ev=b"message", key=b"", rkey=b"",
-        payload=b'"hi"'):
+        payload=b'"hi"', prio=0):
+    """prio as stored in byte 45: 0 none, else the message's priority + 1 (1..10)."""
     total = 48 + len(ev) + len(key) + len(rkey) + len(payload)
-    body = struct.pack("<HBBQQQIB3x", flags, len(ev), len(key), topic, offset, time_ms,
-                       len(payload), len(rkey)) + ev + key + rkey + payload
+    body = struct.pack("<HBBQQQIBB2x", flags, len(ev), len(key), topic, offset, time_ms,
+                       len(payload), len(rkey), prio) + ev + key + rkey + payload
     assert len(body) == total - 12
     return struct.pack("<III", 0x3152474C, total, crc32c(body)) + body
 
@@ -238,9 +239,19 @@ chain = rec(MORE, offset=3) + rec(MORE, offset=4) + rec(offset=5)
 three = r0 + r1 + r2
 bad_crc = bytearray(r1)
 bad_crc[-1] ^= 1
+
+
+def recrc(b):
+    """The record @p b (a bytearray edited after rec()) with its CRC made right again."""
+    return bytes(b[:8]) + struct.pack("<I", crc32c(bytes(b[12:]))) + bytes(b[12:])
+
+
 reserved = bytearray(r0)
-reserved[45] = 1
-reserved_ok_crc = bytes(reserved[:8]) + struct.pack("<I", crc32c(bytes(reserved[12:]))) + bytes(reserved[12:])
+reserved[46] = 1
+reserved_ok_crc = recrc(reserved)
+prio_bad = bytearray(r0)
+prio_bad[45] = 11
+prio_bad_ok_crc = recrc(prio_bad)
 
 CL = {
     "empty": ctl(1),
@@ -254,6 +265,8 @@ CL = {
     "bad_crc_middle": ctl(1) + r0 + bytes(bad_crc) + r2,
     "garbage_tail": ctl(1) + three + b"\x00" * 17,
     "reserved_set": ctl(1) + r0 + reserved_ok_crc,
+    "priorities": ctl(1) + rec(offset=0, prio=1) + rec(offset=1, prio=10) + rec(offset=2, prio=0),
+    "priority_out_of_range": ctl(1) + r0 + prio_bad_ok_crc,
     "two_segments": ctl(2, int(255 * len(r0) / len(three)) + 1) + three,
     "three_segments": ctl(3, 80, 200) + three + chain,
     "chain_across": ctl(2, 200) + r0 + chain,

@@ -2,6 +2,7 @@
 #include "test_util.h"
 
 #include "../../../engine/src/cl.h"
+#include "../../../engine/src/crc32c.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +37,38 @@ static void test_encode_decode(void **state)
 		buf[i] ^= 0x40;
 		assert_int_not_equal(cl_decode(buf, cl_rec_size(5, 2, 5), &r), 0);
 		buf[i] ^= 0x40;
+	}
+}
+
+/* Byte 45 holds the message priority (0 = none, else priority + 1). A record written before it
+ * existed (byte 45 zero) decodes as "none"; a value above 10, or a non-zero byte 46/47, is refused
+ * as corruption even with a matching CRC, like every other impossible header field. */
+static void test_priority_byte(void **state)
+{
+	(void)state;
+	uint8_t buf[256];
+	size_t size = cl_rec_size(5, 2 + 2, 5);
+	cl_rec r;
+	for (uint8_t p = 0; p <= CL_PRIO_STORED_MAX; p++) {
+		cl_encode_rk(buf, CL_REC_MSG, 7, 42, 1234, "token", 5, "k1", 2, "rk", 2, p, "hello", 5);
+		assert_int_equal(buf[45], p);
+		assert_int_equal(buf[46] | buf[47], 0);
+		assert_int_equal(cl_decode(buf, size, &r), 0);
+		assert_int_equal(r.prio, p);
+		assert_int_equal(r.rkey_len, 2);
+		assert_memory_equal(r.payload, "hello", 5);
+	}
+	/* The old writer: no priority argument at all. */
+	cl_encode(buf, CL_REC_MSG, 7, 42, 1234, "token", 5, "k1", 2, "hello", 5);
+	assert_int_equal(cl_decode(buf, cl_rec_size(5, 2, 5), &r), 0);
+	assert_int_equal(r.prio, CL_PRIO_NONE);
+	/* Impossible values, with the CRC made right so only the field check can catch them. */
+	for (int byte = 45; byte <= 47; byte++) {
+		cl_encode(buf, CL_REC_MSG, 7, 42, 1234, "token", 5, "k1", 2, "hello", 5);
+		buf[byte] = byte == 45 ? CL_PRIO_STORED_MAX + 1 : 1;
+		uint32_t crc = crc32c_extend(0, buf + 12, cl_rec_size(5, 2, 5) - 12);
+		memcpy(buf + 8, &crc, 4);
+		assert_int_equal(cl_decode(buf, cl_rec_size(5, 2, 5), &r), ENG_ECORRUPT);
 	}
 }
 
@@ -264,6 +297,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_encode_decode),
+		cmocka_unit_test(test_priority_byte),
 		cmocka_unit_test(test_torn_tail_every_byte),
 		cmocka_unit_test(test_torn_batch_dropped_whole),
 		cmocka_unit_test(test_segments_roll_and_read),

@@ -261,6 +261,42 @@ static void test_rebuild_index(void **state)
 	assert_int_equal(off, 28);
 }
 
+/* Per-message priorities: stored in the record, read back, kept across a restart and a rebuild of
+ * the index from the log; a message without one reads as ENG_PRIORITY_NONE; above 9 is refused. */
+static void expect_priorities(eng_db *db, const int *want, size_t n)
+{
+	eng_read_result rr;
+	assert_int_equal(eng_read(db, "chatbot/prio", 0, 100, 1 << 20, &rr), 0);
+	assert_int_equal(rr.n, n);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(rr.msgs[i].priority, want[i]);
+	eng_read_free(&rr);
+}
+
+static void test_message_priority(void **state)
+{
+	fixture *f = *state;
+	eng_msg_in m[4] = {{"prompt", "a", 1, NULL, 1, 9}, {"prompt", "b", 1, NULL, 0, 0},
+			   {"prompt", "c", 1, "k-c", 1, 0}, {"prompt", "d", 1, NULL, 1, 5}};
+	const int want[5] = {9, ENG_PRIORITY_NONE, 0, 5, ENG_PRIORITY_NONE};
+	assert_int_equal(tu_append_n(f->db, "chatbot/prio", m, 4, ENG_NO_EXPECT, NULL), 0);
+	uint64_t off;
+	assert_int_equal(tu_append(f->db, "chatbot/prio", "token", "e", &off), 0);
+	expect_priorities(f->db, want, 5);
+	reopen(f);
+	expect_priorities(f->db, want, 5);
+	eng_close(f->db);
+	char idx_dir[512];
+	snprintf(idx_dir, sizeof idx_dir, "%s/index", f->dir);
+	tu_rmrf(idx_dir);
+	f->db = tu_open(f->dir);
+	expect_priorities(f->db, want, 5);
+	eng_msg_in bad = {"prompt", "x", 1, NULL, 1, 10};
+	assert_int_equal(eng_append(f->db, "chatbot/prio", &bad, 1, ENG_NO_EXPECT, tu_on_done, NULL),
+			 ENG_EINVAL);
+	expect_priorities(f->db, want, 5);
+}
+
 static void test_consumer_offsets(void **state)
 {
 	fixture *f = *state;
@@ -892,6 +928,7 @@ int main(void)
 		T(test_restart),
 		T(test_many_topics),
 		T(test_rebuild_index),
+		T(test_message_priority),
 		T(test_consumer_offsets),
 		T(test_subscriptions_ready_set),
 		T(test_ready_set_bounded),
