@@ -132,6 +132,8 @@ int eng_open(const eng_config *cfg, eng_db **out);
 void eng_close(eng_db *db);
 
 /* ---- Appending ---------------------------------------------------------------------------------- */
+#define ENG_PRIORITY_NONE (-1) /* a message published without a priority */
+#define ENG_PRIORITY_MAX 9
 typedef struct eng_msg_in {
 	const char *event; /* NULL = "message" */
 	const void *data;  /* payload bytes (the gateway stores compact JSON) */
@@ -214,9 +216,6 @@ typedef struct eng_msg_view {
 	int priority;         /* 0..9 as published, or ENG_PRIORITY_NONE (-1) when it had none */
 } eng_msg_view;
 
-#define ENG_PRIORITY_NONE (-1)
-#define ENG_PRIORITY_MAX 9
-
 typedef struct eng_read_result {
 	eng_msg_view *msgs;     /* in offset order, dense from the first returned offset */
 	size_t n;
@@ -288,6 +287,11 @@ typedef struct eng_ready {
 	uint64_t sub;                 /* subscriber id */
 	uint32_t flags;               /* ENG_READY_OVERFLOW: topic is empty, re-check everything */
 	uint64_t next_offset;         /* the topic's next offset at notification time */
+	uint64_t first_offset;        /* the first message appended since the entry was queued (equal
+					 to next_offset when none was: a deletion), and its priority
+					 (0..9, ENG_PRIORITY_NONE): lets a scheduler order topics
+					 without reading them */
+	int first_priority;
 	char topic[ENG_TOPIC_MAX + 1];
 } eng_ready;
 

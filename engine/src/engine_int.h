@@ -82,6 +82,8 @@ typedef struct topic {
 	/* Per-batch scratch (writer only). */
 	struct topic *batch_next;
 	int in_batch, fresh;
+	uint64_t batch_first;      /* the batch's first new offset, and that message's priority */
+	int batch_first_prio;      /* (0..9 or ENG_PRIORITY_NONE), for the ready set */
 	/* The dedup index of producer keys, built from the log on the first keyed append. */
 	int dd_loaded;
 	hmap dd;
@@ -141,6 +143,8 @@ typedef struct ready_node {
 	hnode hn;                 /* keyed by (sub, topic) for deduplication */
 	struct ready_node *next;  /* FIFO order */
 	uint64_t sub, next_offset;
+	uint64_t first_offset;    /* the first message that made it ready, and its priority */
+	int first_priority;
 	uint32_t flags;
 	char topic[ENG_TOPIC_MAX + 1];
 } ready_node;
@@ -236,7 +240,7 @@ void db_wake_host(eng_db *db);
 
 /* subs.c */
 void subs_free_all(eng_db *db);
-size_t subs_notify_topic(eng_db *db, const topic *t, uint64_t next);
+size_t subs_notify_topic(eng_db *db, const topic *t, uint64_t next, uint64_t first, int first_prio);
 
 /* topics.c: the writer's view of topics (tc_load creates nothing; tc_create logs a create
  * record), open blocks (push/stage under t_mu), and the sweep after each commit. */

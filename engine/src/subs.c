@@ -32,8 +32,10 @@ static uint64_t ready_hash(uint64_t sub, const char *name)
 	return hmap_hash(name, strlen(name), sub * 0x9E3779B97F4A7C15ull);
 }
 
-/* Add (sub, topic) to the ready set, or refresh its offset. Caller holds s_mu. */
-static void ready_add(eng_db *db, uint64_t sub, const char *topic_name, uint64_t next_offset)
+/* Add (sub, topic) to the ready set, or refresh its offset (an entry keeps the first message that
+ * made it ready: @p first and its priority). Caller holds s_mu. */
+static void ready_add(eng_db *db, uint64_t sub, const char *topic_name, uint64_t next_offset,
+		      uint64_t first, int first_prio)
 {
 	ready_key k = {sub, topic_name};
 	uint64_t h = ready_hash(sub, topic_name);
@@ -58,6 +60,8 @@ static void ready_add(eng_db *db, uint64_t sub, const char *topic_name, uint64_t
 	r->hn.hash = h;
 	r->sub = sub;
 	r->next_offset = next_offset;
+	r->first_offset = flags ? 0 : first;
+	r->first_priority = flags ? ENG_PRIORITY_NONE : first_prio;
 	r->flags = flags;
 	strcpy(r->topic, topic_name);
 	hmap_insert(&db->ready_map, &r->hn);
@@ -81,17 +85,17 @@ static int event_matches(const parent_sub *ps, const topic *t)
 }
 
 /* Tell every subscriber of @t that it grew. Returns how many entries were offered. */
-size_t subs_notify_topic(eng_db *db, const topic *t, uint64_t next)
+size_t subs_notify_topic(eng_db *db, const topic *t, uint64_t next, uint64_t first, int first_prio)
 {
 	size_t n = 0;
 	topic_subs *ts = (topic_subs *)hmap_find(&db->tsubs, tc_hash(t->name), tsubs_eq, t->name);
 	if (ts)
 		for (size_t i = 0; i < ts->n; i++, n++)
-			ready_add(db, ts->subs[i], t->name, next);
+			ready_add(db, ts->subs[i], t->name, next, first, first_prio);
 	for (parent_sub *ps = db->psubs; ps; ps = ps->next)
 		if (ps->parent == t->parent->name || strcmp(ps->parent, t->parent->name) == 0)
 			if (event_matches(ps, t)) {
-				ready_add(db, ps->sub, t->name, next);
+				ready_add(db, ps->sub, t->name, next, first, first_prio);
 				n++;
 			}
 	return n;
@@ -290,6 +294,8 @@ size_t eng_ready_take(eng_db *db, eng_ready *out, size_t max)
 		out[n].sub = r->sub;
 		out[n].flags = r->flags;
 		out[n].next_offset = r->next_offset;
+		out[n].first_offset = r->first_offset;
+		out[n].first_priority = r->first_priority;
 		strcpy(out[n].topic, r->topic);
 		n++;
 		free(r);

@@ -122,6 +122,8 @@ static int stage_append(eng_db *db, req *r, uint64_t now, uint64_t mono, topic *
 	if (!t->in_batch) {
 		t->in_batch = 1;
 		t->n_events = 0;
+		t->batch_first = t->next;
+		t->batch_first_prio = ENG_PRIORITY_NONE;
 		t->batch_next = *touched;
 		*touched = t;
 	}
@@ -151,6 +153,8 @@ static int stage_append(eng_db *db, req *r, uint64_t now, uint64_t mono, topic *
 			break;
 		tc_blk_push(t, pos, cl_rec_size(m->ev_len, m->key_len + rk, m->len), now);
 		tc_note_event(t, ev);
+		if (o == t->batch_first)
+			t->batch_first_prio = m->prio == CL_PRIO_NONE ? ENG_PRIORITY_NONE : m->prio - 1;
 		o++;
 	}
 	pthread_mutex_unlock(&db->t_mu);
@@ -216,7 +220,7 @@ static int commit_staged(eng_db *db, topic *touched, uint64_t now)
 	if (!rc) {
 		pthread_mutex_lock(&db->s_mu);
 		for (topic *t = touched; t; t = t->batch_next)
-			subs_notify_topic(db, t, t->visible);
+			subs_notify_topic(db, t, t->visible, t->batch_first, t->batch_first_prio);
 		pthread_mutex_unlock(&db->s_mu);
 	}
 	for (topic *t = touched, *nx; t; t = nx) {
@@ -249,7 +253,7 @@ static int do_delete(eng_db *db, req *r, uint64_t now)
 	/* Subscribers of the topic learn it changed (its range is now empty). */
 	pthread_mutex_lock(&db->s_mu);
 	t->n_events = 9;
-	subs_notify_topic(db, t, 0);
+	subs_notify_topic(db, t, 0, 0, ENG_PRIORITY_NONE);
 	pthread_mutex_unlock(&db->s_mu);
 	tc_forget(db, t);
 	STAT_ADD(db, topics, (uint64_t)-1);

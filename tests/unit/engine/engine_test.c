@@ -343,7 +343,21 @@ static void test_subscriptions_ready_set(void **state)
 	for (size_t i = 0; i < n; i++) {
 		assert_string_equal(rd[i].topic, "chatbot/s1");
 		assert_int_equal(rd[i].next_offset, 5);
+		assert_int_equal(rd[i].first_offset, 0); /* the first of the five */
+		assert_int_equal(rd[i].first_priority, ENG_PRIORITY_NONE);
 		assert_true(rd[i].sub == 1 || rd[i].sub == 2);
+	}
+	/* The entry names the first message that made it ready and that message's priority, even
+	 * when later ones (in the same batch or later batches) carry another. */
+	eng_msg_in pm[2] = {{"token", "a", 1, NULL, 1, 7}, {"token", "b", 1, NULL, 1, 2}};
+	assert_int_equal(tu_append_n(f->db, "chatbot/s1", pm, 2, ENG_NO_EXPECT, NULL), 0);
+	assert_int_equal(tu_append(f->db, "chatbot/s1", "token", "t", &off), 0);
+	n = eng_ready_take(f->db, rd, 16);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(rd[i].first_offset, 5);
+		assert_int_equal(rd[i].first_priority, 7);
+		assert_int_equal(rd[i].next_offset, 8);
 	}
 	/* A prompt in another topic wakes the parent subscriber only. */
 	assert_int_equal(tu_append(f->db, "chatbot/s2", "prompt", "p", &off), 0);
