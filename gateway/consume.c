@@ -3,7 +3,11 @@
  * batch ack, nack, visibility timeouts, dead letters and offsets. Service thread only (groups.h).
  *
  * Scheduling. A topic with something to hand out (a message to redeliver, or unread messages and a
- * free in-flight slot) sits in one FIFO per priority. A pop takes the queue whose head has waited
+ * free in-flight slot) sits in one FIFO per priority: that of the message it would hand out next
+ * (the first due for redelivery, else the first unread) when it was published with one, else its
+ * parent's. The priority is taken when the topic joins its queue; the next message's is known from
+ * the engine's ready entry or the read that stopped before it, and read ahead (one message) only
+ * when neither told (after a restart, a topic scan, a long backlog). A pop takes the queue whose head has waited
  * longest relative to its priority (score = priority * AGING_MS + age), takes a share of the pop
  * from that topic, and puts the topic back at the tail if it still has work: round robin within a
  * priority, so one busy session cannot starve the others, and aging, so low priorities progress.
@@ -279,11 +283,11 @@ dequeue(struct gw_gtopic *gt)
 	if (gt->qprev)
 		gt->qprev->qnext = gt->qnext;
 	else
-		g->qhead[gt->prio] = gt->qnext;
+		g->qhead[gt->qprio] = gt->qnext;
 	if (gt->qnext)
 		gt->qnext->qprev = gt->qprev;
 	else
-		g->qtail[gt->prio] = gt->qprev;
+		g->qtail[gt->qprio] = gt->qprev;
 	gt->qprev = gt->qnext = NULL;
 	gt->queued = 0;
 	g->n_ready--;
@@ -301,6 +305,49 @@ can_send(const struct gw_gtopic *gt)
 	return gt->n_unacked < g->max_inflight && gt->n_win < WIN_CAP && gt->next_read < gt->end;
 }
 
+static void
+set_peek(struct gw_gtopic *gt, uint64_t offset, int prio)
+{
+	gt->peek_off = offset;
+	gt->peek_prio = (int8_t)(prio >= 0 && prio < GW_PRIO_LEVELS ? prio : ENG_PRIORITY_NONE);
+	gt->peek_known = 1;
+}
+
+/* Read the message at next_read for its priority (nothing else told it). Unknown on failure. */
+static void
+peek(struct gw_gtopic *gt)
+{
+	eng_read_result res;
+
+	memset(&res, 0, sizeof(res));
+	if (!eng_read(gt->g->gw->db, gt->name, gt->next_read, 1, 1, &res) && res.n &&
+	    res.msgs[0].offset == gt->next_read)
+		set_peek(gt, gt->next_read, res.msgs[0].priority);
+	eng_read_free(&res);
+}
+
+/* The priority @p gt is served at (see the top of this file). */
+static uint8_t
+ready_prio(struct gw_gtopic *gt)
+{
+	int p = ENG_PRIORITY_NONE;
+
+	if (gt->n_avail) {
+		for (uint32_t i = 0; i < gt->n_win; i++) {
+			if (gt->win[i].state == GW_E_AVAIL) {
+				p = gt->win[i].prio;
+				break;
+			}
+		}
+	} else {
+		if (!gt->peek_known || gt->peek_off != gt->next_read)
+			peek(gt);
+		if (gt->peek_known && gt->peek_off == gt->next_read)
+			p = gt->peek_prio;
+	}
+	return p >= 0 && p < GW_PRIO_LEVELS ? (uint8_t)p : gt->prio;
+}
+
 /* Queue @p gt (at the tail of its priority) if it has something to hand out. */
 static void
 kick(struct gw_gtopic *gt)
@@ -310,13 +357,14 @@ kick(struct gw_gtopic *gt)
 	if (gt->queued || gt->retrying || !can_send(gt))
 		return;
 	gt->ready_since_ms = mono_ms();
+	gt->qprio = ready_prio(gt);
 	gt->qnext = NULL;
-	gt->qprev = g->qtail[gt->prio];
+	gt->qprev = g->qtail[gt->qprio];
 	if (gt->qprev)
 		gt->qprev->qnext = gt;
 	else
-		g->qhead[gt->prio] = gt;
-	g->qtail[gt->prio] = gt;
+		g->qhead[gt->qprio] = gt;
+	g->qtail[gt->qprio] = gt;
 	gt->queued = 1;
 	g->n_ready++;
 }
@@ -524,8 +572,8 @@ gt_create(struct gw_group *g, const char *topic, int mark_now)
 	return gt;
 }
 
-struct gw_gtopic *
-gw_gtopic_get(struct gw_group *g, const char *topic, int create)
+static struct gw_gtopic *
+gt_lookup(struct gw_group *g, const char *topic)
 {
 	struct gw_gtopic *gt = NULL;
 
@@ -533,12 +581,42 @@ gw_gtopic_get(struct gw_group *g, const char *topic, int create)
 		for (gt = g->htab[tslot(g, topic)]; gt; gt = gt->hnext)
 			if (!strcmp(gt->name, topic))
 				break;
+	return gt;
+}
+
+struct gw_gtopic *
+gw_gtopic_get(struct gw_group *g, const char *topic, int create)
+{
+	struct gw_gtopic *gt = gt_lookup(g, topic);
+
 	if (!gt && create)
 		gt = gt_create(g, topic, create != 2);
 	if (gt && create) {
 		gt->last_used_ms = mono_ms();
 		kick(gt);
 	}
+	return gt;
+}
+
+struct gw_gtopic *
+gw_gtopic_news(struct gw_group *g, const eng_ready *r)
+{
+	struct gw_gtopic *gt = gt_lookup(g, r->topic);
+
+	if (!gt && !(gt = gt_create(g, r->topic, 1)))
+		return NULL;
+	if (r->next_offset < gt->next_read) {
+		/* Deleted (0) or re-created: the next read sees the new range. */
+		gt->end = UINT64_MAX;
+	} else if (r->next_offset > gt->end) {
+		gt->end = r->next_offset;
+	}
+	/* The usual case, a group that had read everything: the news starts where it stands, and
+	 * the entry says that message's priority, so queueing the topic needs no read. */
+	if (r->first_offset < r->next_offset && r->first_offset == gt->next_read)
+		set_peek(gt, r->first_offset, r->first_priority);
+	gt->last_used_ms = mono_ms();
+	kick(gt);
 	return gt;
 }
 
@@ -591,6 +669,7 @@ win_push(struct gw_gtopic *gt, uint64_t offset)
 	e = &gt->win[gt->n_win++];
 	memset(e, 0, sizeof(*e));
 	e->offset = offset;
+	e->prio = ENG_PRIORITY_NONE;
 	gt->n_unacked++;
 	return e;
 }
@@ -1018,8 +1097,11 @@ hand_out(struct gw_gtopic *gt, struct gw_entry *e, const eng_msg_view *m, struct
 	gw_put_payload(b, m->data, m->len);
 	gw_buf_puts(b, ",\"receipt\":");
 	put_receipt(b, gs, g, gt, e);
-	gw_buf_printf(b, ",\"delivery\":%u,\"time\":%llu}", e->delivery,
+	gw_buf_printf(b, ",\"delivery\":%u,\"time\":%llu", e->delivery,
 		      (unsigned long long)m->time_ms);
+	if (m->priority != ENG_PRIORITY_NONE)
+		gw_buf_printf(b, ",\"priority\":%d", m->priority);
+	gw_buf_putc(b, '}');
 	w->n_out++;
 
 	if (w->n_handed == w->cap_handed) {
@@ -1096,6 +1178,7 @@ gt_reset(struct gw_gtopic *gt, uint64_t first, uint64_t next)
 	win_clear(gt);
 	gt->committed = gt->next_read = first;
 	gt->end = next;
+	gt->peek_known = 0; /* the same offsets now hold other messages */
 }
 
 /*
@@ -1211,15 +1294,18 @@ serve_topic(struct gw_gtopic *gt, struct gw_waiter *w, uint32_t quota)
 			}
 			if (n >= quota || gt->n_unacked >= g->max_inflight || gt->n_win >= WIN_CAP ||
 			    over_budget(w)) {
+				set_peek(gt, m->offset, m->priority); /* it decides the next queue */
 				stop = 1;
 				break;
 			}
 			if (!gt->marked) {
 				mark_async(gt); /* this message waits until a restart can find it */
+				set_peek(gt, m->offset, m->priority);
 				stop = 1;
 				break;
 			}
 			e = win_push(gt, m->offset);
+			e->prio = (int8_t)m->priority;
 			hand_out(gt, e, m, w);
 			gt->next_read = m->offset + 1;
 			n++;
@@ -1956,6 +2042,7 @@ gw_group_offset_put(struct gw *gw, const char *name, struct gw_group *g, const c
 		gt->n_acked_above = 0;
 		gt->committed = gt->next_read = target;
 		gt->skip_before_ms = 0;
+		gt->peek_known = 0;
 		if (has_info)
 			gt->end = info.next_offset;
 		commit_async(gt, w);

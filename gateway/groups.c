@@ -978,17 +978,8 @@ gw_groups_on_ready(struct gw *gw, const eng_ready *r)
 	}
 	if (!gw_group_wants_topic(g, r->topic))
 		return;
-	gt = gw_gtopic_get(g, r->topic, 1);
-	if (!gt)
+	if (!gw_gtopic_news(g, r))
 		return;
-	if (r->next_offset < gt->next_read) {
-		/* Deleted (0) or re-created: the next read sees the new range. */
-		gt->end = UINT64_MAX;
-	} else if (r->next_offset > gt->end) {
-		gt->end = r->next_offset;
-	}
-	gw_gtopic_get(g, r->topic, 1); /* queue it if it has work now */
-
 	gw_group_serve(g);
 }
 

@@ -7,8 +7,8 @@
  *   groups.c   definitions (PUT/GET/DELETE, subscriptions), their persistence in the engine's host
  *              metadata, restore at startup, and the hand-over from the engine's ready set;
  *   consume.c  per-topic consumer state, pop (round robin over ready topics, priorities with
- *              aging, the group's token bucket), receipts, ack/nack, redelivery timers, dead letters
- *              and offsets.
+ *              aging: a topic's priority is its next message's own, else its parent's; the group's
+ *              token bucket), receipts, ack/nack, redelivery timers, dead letters and offsets.
  * pull.c is the HTTP face (routes, bodies, long-poll waiters).
  *
  * Durable state, all through engine.h:
@@ -63,6 +63,7 @@ struct gw_entry {
 	uint64_t due_ms;    /* monotonic ms: INFLIGHT invisible until, DELAYED visible at */
 	uint32_t delivery;  /* hand-outs so far (1 the first time) */
 	uint8_t state;      /* enum gw_entry_state */
+	int8_t prio;        /* the message's own priority, or ENG_PRIORITY_NONE */
 };
 
 /*
@@ -93,6 +94,10 @@ struct gw_gtopic {
 	uint32_t refs;                   /* timers, hand-outs, appends and retries that point here */
 	uint32_t retries;                /* reads in a row that found a visible message missing */
 	uint8_t prio;                    /* 0..9: its parent's priority */
+	uint8_t qprio;                   /* the ready queue it is in, while queued (consume.c, kick) */
+	int8_t peek_prio;                /* the priority of the message at peek_off (or NONE) */
+	uint64_t peek_off;               /* valid while peek_known and equal to next_read */
+	unsigned peek_known : 1;
 	unsigned queued : 1;             /* in a ready queue */
 	unsigned dead : 1;               /* left its group (unsubscribed, deleted, gone): freed at refs 0 */
 	unsigned retrying : 1;           /* on the retry list: read again in a moment */
@@ -194,6 +199,9 @@ gw_groups_owns(uint64_t sub)
 	return sub >= GW_GROUP_SUB_BASE;
 }
 void gw_groups_on_ready(struct gw *gw, const eng_ready *r);
+/** @brief The engine says @p r->topic has news for @p g: make or update its state (end, and the
+ *  priority of its first new message) and queue it if it has work. @return it, or NULL. */
+struct gw_gtopic *gw_gtopic_news(struct gw_group *g, const eng_ready *r);
 
 /* ---- Definitions (groups.c) --------------------------------------------------------------------- */
 int gw_group_name_ok(const char *s, size_t len);

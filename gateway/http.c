@@ -318,6 +318,8 @@ history(struct gw *gw, struct lws *wsi, const struct gw_route *r, const struct g
 		gw_put_payload(&body, m->data, m->len);
 		gw_buf_puts(&body, ",\"time\":");
 		gw_buf_u64(&body, m->time_ms);
+		if (m->priority != ENG_PRIORITY_NONE)
+			gw_buf_printf(&body, ",\"priority\":%d", m->priority);
 		gw_buf_putc(&body, '}');
 	}
 	/* Where to continue: after the last message, or the clamped start when nothing came back. */
@@ -451,8 +453,13 @@ route_request(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 		return gw_http_fail(gw, wsi, &e, close);
 	}
 	if (gw_query_parse(query, (size_t)qlen, &q)) {
-		gw_error_set(&e, 400, "bad_request", "query parameter %s must be a non-negative integer%s",
-			     q.bad, !strcmp(q.bad, "from") ? " or \"tail\"" : "");
+		if (!strcmp(q.bad, "priority"))
+			gw_error_set(&e, 400, "bad_request",
+				     "query parameter priority must be an integer from 0 to 9");
+		else
+			gw_error_set(&e, 400, "bad_request",
+				     "query parameter %s must be a non-negative integer%s", q.bad,
+				     !strcmp(q.bad, "from") ? " or \"tail\"" : "");
 		return gw_http_fail(gw, wsi, &e, close);
 	}
 	if (gw_auth_route(gw, wsi, pss, r.kind, m, r.topic, close, &rc)) /* 401/403 (auth.c) */

@@ -82,6 +82,8 @@ struct gw_pub {
 	uint64_t queued;               /* messages handed to the engine so far */
 	int has_expected;              /* Litegate-Expected-Offset / ?expected_offset= */
 	uint64_t expected;             /* (for the request's first message) */
+	int has_priority;              /* ?priority=P: for every message that names none */
+	uint8_t priority;
 	uint64_t mismatch_next;
 	char request_key[ENG_KEY_MAX + 1]; /* Idempotency-Key, "" when none */
 	struct gw_error err;           /* the first failure (err.status 0 = none) */
@@ -442,7 +444,7 @@ flush_batch(struct gw_pub *pub)
 
 /*
  * The messages just parsed, [n0, batch.n): number them, give the request's first message the
- * header's expected offset, and in a JSON batch allow one only on the first message (the rest
+ * header's expected offset, those without a priority the request's (?priority=), and in a JSON batch allow one only on the first message (the rest
  * follow it contiguously). @return 0, or -1 with the request failed and those messages dropped.
  */
 static int
@@ -466,6 +468,10 @@ adopt_msgs(struct gw_pub *pub, size_t n0, size_t mark, int json)
 		}
 		if (m->key[0])
 			pub->keyed = 1;
+		if (!m->has_priority && pub->has_priority) {
+			m->has_priority = 1;
+			m->priority = pub->priority;
+		}
 	}
 	if (bad) {
 		b->n = n0;
@@ -698,6 +704,8 @@ gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 	pub->is_batch = ct == CT_NDJSON;
 	pub->has_expected = has_eo;
 	pub->expected = eo_val;
+	pub->has_priority = q->has_priority;
+	pub->priority = q->priority;
 	pub->chunked = has_te;
 	pub->t0_us = gw_mono_us();
 	if (gw_limits_by_client(gw)) {

@@ -44,7 +44,22 @@ gw_batch_views(const struct gw_batch *b, eng_msg_in *out)
 		out[i].data = base + b->msgs[i].off;
 		out[i].len = b->msgs[i].len;
 		out[i].key = b->msgs[i].key[0] ? b->msgs[i].key : NULL;
+		out[i].has_priority = b->msgs[i].has_priority;
+		out[i].priority = b->msgs[i].priority;
 	}
+}
+
+int
+gw_parse_priority(const char *s, size_t len, uint8_t *out)
+{
+	if (len == 2 && s[0] == '-' && s[1] == '0') { /* JSON's minus zero is the integer 0 */
+		*out = 0;
+		return 0;
+	}
+	if (len != 1 || s[0] < '0' || s[0] > '0' + ENG_PRIORITY_MAX)
+		return -1;
+	*out = (uint8_t)(s[0] - '0');
+	return 0;
 }
 
 int
@@ -61,8 +76,8 @@ gw_perr_set(struct gw_perr *e, const char *code, const char *fmt, ...)
 
 /* Collects the members of one message object. */
 struct msg_scan {
-	const struct gw_json_field *event, *data, *key, *expected;
-	struct gw_json_field fields[4];
+	const struct gw_json_field *event, *data, *key, *expected, *priority;
+	struct gw_json_field fields[5];
 	const char *dup;     /* a repeated member ("id" and "key" are one member) */
 	const char *unknown; /* first unknown member name (not NUL-terminated: see unknown_len) */
 	size_t unknown_len;
@@ -88,13 +103,17 @@ on_field(void *ctx, const struct gw_json_field *f)
 	} else if (f->key_len == 15 && !memcmp(f->key, "expected_offset", 15)) {
 		slot = &s->expected;
 		idx = 3;
+	} else if (f->key_len == 8 && !memcmp(f->key, "priority", 8)) {
+		slot = &s->priority;
+		idx = 4;
 	} else {
 		s->unknown = f->key;
 		s->unknown_len = f->key_len;
 		return 1;
 	}
 	if (*slot) {
-		static const char *const names[] = { "event", "data", "id", "expected_offset" };
+		static const char *const names[] = { "event", "data", "id", "expected_offset",
+						     "priority" };
 
 		s->dup = names[idx];
 		return 1;
@@ -157,7 +176,8 @@ parse_msg(const char *p, size_t len, size_t *pos, struct gw_batch *b, struct gw_
 		memcpy(name, s.unknown, n);
 		name[n] = '\0';
 		return gw_perr_set(e, "bad_message",
-			    "unknown member \"%s\" (a message has event, data, id and expected_offset)",
+			    "unknown member \"%s\" (a message has event, data, id, expected_offset and "
+			    "priority)",
 			    name);
 	}
 	memset(&m, 0, sizeof(m));
@@ -176,6 +196,12 @@ parse_msg(const char *p, size_t len, size_t *pos, struct gw_batch *b, struct gw_
 			return gw_perr_set(e, "bad_message",
 				    "expected_offset must be an offset (a non-negative integer)");
 		m.has_expected = 1;
+	}
+	if (s.priority) {
+		if (s.priority->type != GW_J_NUMBER ||
+		    gw_parse_priority(s.priority->raw, s.priority->raw_len, &m.priority))
+			return gw_perr_set(e, "bad_message", "priority must be an integer from 0 to 9");
+		m.has_priority = 1;
 	}
 	m.off = mark;
 	if (s.data)

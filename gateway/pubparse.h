@@ -3,11 +3,12 @@
  * application/x-ndjson line, or a text/plain body.
  *
  * Pure code over (buf, len), so a libFuzzer target can call it; the service thread uses it from
- * publish.c. A message is {"event":E, "data":D, "id":K, "expected_offset":N}: event optional
+ * publish.c. A message is {"event":E, "data":D, "id":K, "expected_offset":N, "priority":P}: event optional
  * ("message"), data any JSON (stored compacted, byte for byte as written otherwise; absent = null),
  * id an optional producer idempotency key ("key" is accepted as its earlier name), expected_offset
  * an optional condition (append only if the topic's next offset is N; publish.c decides where it
- * may appear). Unknown or repeated members are refused, so a typo is an error, not lost data.
+ * may appear), priority an optional integer 0..9 (9 most urgent: consumer groups serve it first).
+ * Unknown or repeated members are refused, so a typo is an error, not lost data.
  */
 #ifndef GW_PUBPARSE_H
 #define GW_PUBPARSE_H
@@ -24,6 +25,8 @@ struct gw_msg {
 	char key[ENG_KEY_MAX + 1];     /* its "id": NUL-terminated; "" when the message has none */
 	int has_expected;              /* "expected_offset" given */
 	uint64_t expected;
+	int has_priority;              /* "priority" given (or the request's default applied) */
+	uint8_t priority;              /* 0..9 */
 	size_t off;                    /* its data: bytes off..off+len of the batch's arena */
 	size_t len;
 };
@@ -44,6 +47,10 @@ struct gw_perr {
 /** @brief Fill @p e with @p code and a formatted message. @return -1, for `return gw_perr_set()`. */
 int gw_perr_set(struct gw_perr *e, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/** @brief A message priority as written (a JSON number or a query value): one digit 0..9 (or -0).
+ *  @return 0 and *out, or -1. */
+int gw_parse_priority(const char *s, size_t len, uint8_t *out);
 
 void gw_batch_init(struct gw_batch *b);
 void gw_batch_reset(struct gw_batch *b);

@@ -240,6 +240,15 @@ gw_query_parse(const char *s, size_t len, struct gw_query *q)
 				q->bad = "expected_offset";
 				return -1;
 			}
+		} else if (klen == 8 && !memcmp(p, "priority", 8)) {
+			uint64_t pv;
+
+			q->has_priority = 1;
+			if (gw_parse_u64(v, vlen, &pv) || pv > ENG_PRIORITY_MAX) {
+				q->bad = "priority";
+				return -1;
+			}
+			q->priority = (uint8_t)pv;
 		}
 		p = amp < end ? amp + 1 : end;
 	}

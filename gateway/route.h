@@ -65,6 +65,8 @@ struct gw_query {
 	uint64_t limit;
 	int has_expected_offset; /* expected_offset=N (a conditional publish) */
 	uint64_t expected_offset;
+	int has_priority;        /* priority=P (0..9): a publish's default message priority */
+	uint8_t priority;
 	const char *bad;         /* after -1: the parameter that is malformed */
 };
 

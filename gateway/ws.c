@@ -386,6 +386,8 @@ op_publish(struct gw_ws_conn *c, const struct gw_ws_op *op)
 	m.key = op->msg.key[0] ? op->msg.key : NULL;
 	m.data = gw_buf_data(&c->pubdata) + op->msg.off;
 	m.len = op->msg.len;
+	m.has_priority = op->msg.has_priority;
+	m.priority = op->msg.priority;
 	if ((rc = eng_append_ex(gw->db, op->topic, &m, 1, &opts, on_acked, ack)) != 0) {
 		free(ack);
 		gw_error_from_eng(rc, &e);
@@ -503,6 +505,8 @@ fill_topic(struct gw_ws_conn *c, struct gw_ws_topic *t, struct gw_buf *b, size_t
 			gw_buf_puts(b, m->event); /* event names need no escaping */
 			gw_buf_puts(b, "\",\"data\":");
 			gw_put_payload(b, m->data, m->len);
+			if (m->priority != ENG_PRIORITY_NONE)
+				gw_buf_printf(b, ",\"priority\":%d", m->priority);
 			gw_buf_putc(b, '}');
 			frame_end(b, at);
 			gw_hist_observe(&gw->m.delivery_latency,

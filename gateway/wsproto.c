@@ -10,11 +10,12 @@
 #include "json.h"
 #include "route.h"
 
-enum { F_OP, F_TOPIC, F_FROM, F_EVENT, F_DATA, F_KEY, F_REQ, F_ID, F_EXPECTED, F_GROUP, F_COUNT };
+enum { F_OP, F_TOPIC, F_FROM, F_EVENT, F_DATA, F_KEY, F_REQ, F_ID, F_EXPECTED, F_GROUP, F_PRIORITY,
+       F_COUNT };
 
 /* "key" is the earlier name of "id": a publish may carry one or the other. */
 static const char *const field_names[F_COUNT] = { "op", "topic", "from", "event", "data", "key", "req",
-						  "id", "expected_offset", "group" };
+						  "id", "expected_offset", "group", "priority" };
 
 struct scan {
 	struct gw_json_field f[F_COUNT];
@@ -93,7 +94,8 @@ gw_ws_parse(const char *p, size_t len, struct gw_ws_op *op, struct gw_buf *data,
 		return gw_perr_set(e, "bad_request", "member \"%s\" repeated", s.dup);
 	if (s.unknown)
 		return gw_perr_set(e, "bad_request",
-			    "unknown member (known: op, topic, from, group, event, data, id, expected_offset, req)");
+			    "unknown member (known: op, topic, from, group, event, data, id, expected_offset, "
+			    "priority, req)");
 	gw_json_ws(p, len, &pos);
 	if (pos != len)
 		return gw_perr_set(e, "bad_json", "unexpected data after the JSON object at byte %zu", pos);
@@ -133,7 +135,7 @@ gw_ws_parse(const char *p, size_t len, struct gw_ws_op *op, struct gw_buf *data,
 	}
 	if (op->op != GW_WS_OP_PUBLISH) {
 		if (s.seen[F_EVENT] || s.seen[F_DATA] || s.seen[F_KEY] || s.seen[F_ID] ||
-		    s.seen[F_EXPECTED] ||
+		    s.seen[F_EXPECTED] || s.seen[F_PRIORITY] ||
 		    (op->op == GW_WS_OP_UNSUBSCRIBE && (s.seen[F_FROM] || s.seen[F_GROUP])))
 			return gw_perr_set(e, "bad_request", "member not valid for this op");
 		return 0;
@@ -163,6 +165,13 @@ gw_ws_parse(const char *p, size_t len, struct gw_ws_op *op, struct gw_buf *data,
 			return gw_perr_set(e, "bad_request",
 				    "expected_offset must be an offset (a non-negative integer)");
 		op->msg.has_expected = 1;
+	}
+	if (s.seen[F_PRIORITY]) {
+		const struct gw_json_field *f = &s.f[F_PRIORITY];
+
+		if (f->type != GW_J_NUMBER || gw_parse_priority(f->raw, f->raw_len, &op->msg.priority))
+			return gw_perr_set(e, "bad_request", "priority must be an integer from 0 to 9");
+		op->msg.has_priority = 1;
 	}
 	op->msg.off = data->len;
 	if (s.seen[F_DATA])

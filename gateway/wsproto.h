@@ -7,8 +7,8 @@
  *    retained, or with "group" the position stored for that group; see progress.h)
  *   {"op":"unsubscribe","topic":"chatbot/s1"}
  *   {"op":"publish","topic":"chatbot/s1","event":"token","data":<any>,"id":K,"expected_offset":N,
- *    "req":7}   ("id": a producer idempotency key, "key" accepted as its earlier name; N: append
- *               only if the topic's next offset is N)
+ *    "priority":P,"req":7}   ("id": a producer idempotency key, "key" accepted as its earlier name;
+ *               N: append only if the topic's next offset is N; P: 0..9, see pubparse.h)
  *   {"op":"ping"}
  * Every op may carry "req" (a number or a string of up to 64 bytes), echoed in its reply.
  */

@@ -8,7 +8,7 @@
  *  - every accepted message has a valid event name (as the engine checks it), an empty or valid
  *    key, and data that is one compact JSON value inside the arena, packed back to back;
  *  - JSON: differential against jansson: each message's data means the same JSON as the body's
- *    "data" member (json_equal), its event and key are the body's; and a body jansson reads as a
+ *    "data" member (json_equal), its event, key and priority are the body's; and a body jansson reads as a
  *    well-formed batch within the limits is not refused;
  *  - NDJSON: lines are split as publish.c splits them; a line is accepted exactly when the same
  *    text is accepted as a one-message JSON body that is an object, with the same message;
@@ -135,6 +135,11 @@ jansson_msg_ok(json_t *o)
 			if (!json_is_string(v) ||
 			    !gw_name_key_ok(json_string_value(v), json_string_length(v)))
 				return 0;
+		} else if (!strcmp(k, "priority")) {
+			/* an integer 0..9 as JSON writes it (jansson reads 1.0 and 1e0 as reals) */
+			if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+			    json_integer_value(v) > ENG_PRIORITY_MAX)
+				return 0;
 		} else if (strcmp(k, "data")) {
 			return 0;
 		}
@@ -155,6 +160,13 @@ same_as_jansson(const struct gw_batch *b, size_t i, json_t *o)
 	if (!key)
 		key = json_object_get(o, "key"); /* the earlier name of "id" */
 	FUZZ_CHECK(!strcmp(m->key, key ? json_string_value(key) : ""));
+	{
+		json_t *prio = json_object_get(o, "priority");
+
+		FUZZ_CHECK(m->has_priority == (prio != NULL));
+		FUZZ_CHECK(!prio || (json_is_integer(prio) &&
+				     json_integer_value(prio) == (json_int_t)m->priority));
+	}
 	ours = json_loadb((const char *)gw_buf_data(&b->arena) + m->off, m->len,
 			  JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 	FUZZ_CHECK(ours != NULL); /* the body parsed, so its data does */

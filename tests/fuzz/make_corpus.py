@@ -31,6 +31,8 @@ ROUTES = {
     "ws": "/v1/ws",
     "topic": "/v1/topics/chatbot/s1",
     "messages_from_limit": "/v1/topics/chatbot/s1/messages?from=0&limit=100",
+    "publish_priority": "/v1/topics/chatbot/s1/messages?priority=7&expected_offset=3",
+    "publish_priority_bad": "/v1/topics/chatbot/s1/messages?priority=10",
     "events_last_event_id": "/v1/topics/agent/run-42/events?last_event_id=17",
     "session_events_tail": "/v1/sessions/abc/events?from=tail",
     "session": "/v1/sessions/a:b.c_d-e",
@@ -129,6 +131,12 @@ PUB = {
     "json_trailing": J + MAX1000 + b'{"data":1} x',
     "json_not_object": J + MAX1000 + b'"just a string"',
     "json_dup_in_data": J + MAX1000 + b'{"data":{"a":1,"a":2}}',
+    "json_priority": J + MAX1000 + b'[{"data":1,"priority":9},{"data":2,"priority":0},{"data":3}]',
+    "json_priority_bad": J + MAX1000 + b'{"data":1,"priority":10}',
+    "json_priority_real": J + MAX1000 + b'{"data":1,"priority":1.0}',
+    "json_priority_string": J + MAX1000 + b'{"data":1,"priority":"5"}',
+    "json_priority_neg": J + MAX1000 + b'{"data":1,"priority":-1}',
+    "ndjson_priority": N + MAX1000 + b'{"data":"t0","priority":3}\n{"data":"t1","priority":12}\n',
     "ndjson_lines": N + MAX1000 + b'{"data":"t0"}\n{"data":"t1"}\r\n\n   \n{"event":"done"}',
     "ndjson_bad_middle": N + MAX1000 + b'{"data":1}\n{"data":\n{"data":3}\n',
     "ndjson_array_line": N + MAX1000 + b'[{"data":1}]\n',
@@ -167,6 +175,9 @@ WS = {
     "not_json": "hello",
     "array": '[{"op":"ping"}]',
     "trailing": '{"op":"ping"} {}',
+    "publish_priority": '{"op":"publish","topic":"chatbot/s1","data":"p","priority":9,"req":1}',
+    "publish_priority_bad": '{"op":"publish","topic":"chatbot/s1","data":"p","priority":"9"}',
+    "subscribe_priority": '{"op":"subscribe","topic":"chatbot/s1","priority":1}',
 }
 
 # ---- config: a config file -----------------------------------------------------------------------

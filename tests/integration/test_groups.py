@@ -674,6 +674,152 @@ class TestScheduling(GroupsBase):
         self.assertGreaterEqual(got, 5 + 20 * dt * 0.6)
 
 
+class TestMessagePriority(GroupsBase):
+    """Per-message "priority":0..9 on publish: stored, shown, and the order pop serves topics in."""
+    CONFIG = {"parents": [{"name": "chatbot", "priority": 4}, {"name": "vip", "priority": 9}]}
+
+    def test_every_publish_form_takes_a_priority(self):
+        t = "chatbot/forms"
+        self.gw.publish(t, {"event": "e", "data": "one", "priority": 7})
+        self.gw.publish(t, [{"data": "b0", "priority": 0}, {"data": "b1"}, {"data": "b2", "priority": 9}])
+        # ?priority= is the default of a request's messages that name none.
+        st, _, body = self.gw.http("POST", "/v1/topics/%s/messages?priority=2" % t,
+                                   [{"data": "d0"}, {"data": "d1", "priority": 5}])
+        self.assertEqual(st, 200, body)
+        st, _, body = self.gw.http("POST", "/v1/topics/%s/messages?priority=3" % t, "plain text",
+                                   headers={"Content-Type": "text/plain"})
+        self.assertEqual(st, 200, body)
+        st, _, body = self.gw.http("POST", "/v1/topics/%s/messages" % t,
+                                   b'{"data":"n0","priority":8}\n{"data":"n1"}\n',
+                                   headers={"Content-Type": "application/x-ndjson"})
+        self.assertEqual(st, 200, body)
+        ws = self.gw.ws()
+        ws.send({"op": "publish", "topic": t, "data": "w", "priority": 1, "req": 1})
+        ack, _ = ws.recv_until(lambda m: m["type"] in ("ack", "error"))
+        self.assertEqual(ack["type"], "ack", ack)
+        for bad in (10, -1, "5", 1.5, True, None):
+            ws.send({"op": "publish", "topic": t, "data": "x", "priority": bad, "req": 2})
+            err, _ = ws.recv_until(lambda m: m["type"] in ("ack", "error"))
+            self.assertEqual((err["type"], err["code"]), ("error", "bad_request"), bad)
+            self.assertIn("priority", err["message"])
+        ws.close()
+        hist = self.gw.history(t)
+        self.assertEqual([(m["data"], m.get("priority")) for m in hist],
+                         [("one", 7), ("b0", 0), ("b1", None), ("b2", 9), ("d0", 2), ("d1", 5),
+                          ("plain text", 3), ("n0", 8), ("n1", None), ("w", 1)])
+        # Anything but an integer 0..9 is a 400 naming the field, and nothing is appended.
+        for bad in (10, -1, "5", 1.5, True, None, [1]):
+            st, _, body = self.gw.http("POST", "/v1/topics/%s/messages" % t,
+                                       [{"data": 1}, {"data": 2, "priority": bad}])
+            self.assertEqual(st, 400, (bad, body))
+            self.assertEqual(body["error"]["code"], "bad_message")
+            self.assertIn("priority", body["error"]["message"])
+        st, _, body = self.gw.http("POST", "/v1/topics/%s/messages" % t,
+                                   b'{"data":1}\n{"data":2,"priority":12}\n',
+                                   headers={"Content-Type": "application/x-ndjson"})
+        self.assertEqual(st, 400, body)
+        self.assertIn("priority", body["error"]["message"])
+        for q in ("10", "x", "-1", ""):
+            st, _, body = self.gw.http("POST", "/v1/topics/%s/messages?priority=%s" % (t, q), {"data": 1})
+            self.assertEqual(st, 400, (q, body))
+            self.assertEqual(body["error"]["code"], "bad_request")
+            self.assertIn("priority", body["error"]["message"])
+        self.assertEqual(len(self.gw.history(t)), 11)  # only the NDJSON line before the bad one
+
+    def test_pop_serves_higher_message_priorities_first(self):
+        self.put_group("mp", events=[])
+        want = {}
+        for i in range(30):
+            t = "chatbot/mp%02d" % i
+            m = {"event": "e", "data": i}
+            if i % 3 == 0:
+                m["priority"] = 9
+            elif i % 3 == 1:
+                m["priority"] = 0
+            want[t] = m.get("priority")
+            self.gw.publish(t, m)
+        time.sleep(0.3)
+        first = self.pop("mp", 10, wait_ms=2000)
+        self.assertEqual(sorted(m.get("priority") for m in first), [9] * 10, first)
+        second = self.pop("mp", 10)
+        self.assertEqual([m.get("priority") for m in second], [None] * 10,
+                         "no priority of their own: the parent's (4), above 0")
+        third = self.pop("mp", 10)
+        self.assertEqual([m.get("priority") for m in third], [0] * 10)
+        for m in first + second + third:
+            self.assertEqual(m.get("priority"), want[m["topic"]])
+        # Round robin within a priority: the order they became ready in.
+        self.assertEqual([m["topic"] for m in second], sorted(m["topic"] for m in second))
+
+    def test_priorities_order_topics_found_after_a_restart(self):
+        # No ready entries after a restart: the topic scan finds the topics, and their next
+        # message's priority is read before they are queued.
+        self.put_group("rs", events=[])
+        for i in range(12):
+            self.gw.publish("chatbot/rs%02d" % i, {"data": i, "priority": 9 if i % 4 == 3 else 1})
+        self.gw.kill()
+        self.gw.start()
+        time.sleep(0.5)
+        got = self.pop("rs", 3, wait_ms=2000)
+        self.assertEqual(sorted(m["data"] for m in got), [3, 7, 11])
+
+    def test_message_priority_overrides_the_parents(self):
+        self.put_group("ov", parent=None, events=[], topics=["vip/a", "chatbot/b", "chatbot/c", "chatbot/d"])
+        self.gw.publish("vip/a", {"data": "vip-but-1", "priority": 1})   # parent 9, message 1
+        self.gw.publish("chatbot/b", {"data": "chat-8", "priority": 8})  # parent 4, message 8
+        self.gw.publish("chatbot/c", {"data": "chat-none"})              # parent 4
+        time.sleep(0.3)
+        order = [self.pop("ov", 1, wait_ms=2000)[0] for _ in range(3)]
+        self.assertEqual([m["data"] for m in order], ["chat-8", "chat-none", "vip-but-1"])
+        # A topic's next message decides: behind a priority-9 message comes a priority-0 one.
+        self.gw.publish("chatbot/d", [{"data": "d9", "priority": 9}, {"data": "d0", "priority": 0}])
+        self.gw.publish("chatbot/c", {"data": "c-none"})
+        time.sleep(0.3)
+        m = self.pop("ov", 1, wait_ms=2000)[0]
+        self.assertEqual(m["data"], "d9")
+        self.ack("ov", [m["receipt"]] + [x["receipt"] for x in order])
+        time.sleep(0.1)
+        two = self.pop("ov", 2)
+        self.assertEqual([x["data"] for x in two], ["c-none", "d0"])
+        self.ack("ov", [x["receipt"] for x in two])
+        # A message handed back (nack) keeps its priority: it goes before the others again.
+        self.gw.publish("chatbot/b", {"data": "b-none"})
+        self.gw.publish("vip/a", {"data": "a-3", "priority": 3})
+        self.gw.publish("chatbot/d", {"data": "d-7", "priority": 7})
+        time.sleep(0.3)
+        top = self.pop("ov", 1, wait_ms=2000)[0]
+        self.assertEqual(top["data"], "d-7")
+        self.nack("ov", [top["receipt"]])
+        again = self.pop("ov", 3)
+        self.assertEqual([x["data"] for x in again], ["d-7", "b-none", "a-3"])
+        self.assertEqual(again[0]["delivery"], 2)
+
+    def test_aging_lets_a_low_priority_progress_under_a_stream_of_high_ones(self):
+        # Priority 6 against a steady stream of fresh 9s: 3 levels = 3 s of waiting (AGING_MS).
+        self.put_group("age", events=[], max_inflight_per_topic=1)
+        self.gw.publish("chatbot/slow", {"data": "low", "priority": 6})
+        self.gw.publish("chatbot/fast0", {"data": "high", "priority": 9})
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        served_at = None
+        i = 1
+        while time.monotonic() - t0 < 8:
+            got = self.pop("age", 1, wait_ms=1000)
+            self.assertEqual(len(got), 1)
+            self.ack("age", [got[0]["receipt"]])
+            if got[0]["data"] == "low":
+                served_at = time.monotonic() - t0
+                break
+            # Always a fresh priority-9 topic ready by the next pop.
+            self.gw.publish("chatbot/fast%d" % i, {"data": "high", "priority": 9})
+            i += 1
+            time.sleep(0.03)
+        self.assertIsNotNone(served_at, "the low priority never progressed")
+        print("\n  priority 6 served after %.2f s among %d priority-9 messages" % (served_at, i))
+        self.assertGreater(served_at, 2.0, "it went before fresher higher priorities too early")
+        self.assertLess(served_at, 5.0)
+
+
 class TestStreamGroups(GroupsBase):
     """SSE ?group=g and WebSocket subscribe {"group":"g"}: resume where g's last stream stopped."""
 
