@@ -68,6 +68,7 @@ struct gw_config {
 	uint64_t retention_s;       /* delete log segments older than this */
 	uint64_t log_max_bytes;     /* delete oldest segments past this size; 0 = no cap */
 	uint64_t queue_max_bytes;   /* pending append bytes before 429 */
+	uint32_t ready_max;         /* the engine's ready-set capacity (eng_config.ready_max) */
 
 	struct gw_parent_conf *parents;
 	size_t n_parents;

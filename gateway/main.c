@@ -319,6 +319,7 @@ run(struct gw *gw, const struct gw_config *cfg)
 	ec.retention_ms = cfg->retention_s * 1000;
 	ec.log_max_bytes = cfg->log_max_bytes;
 	ec.queue_max_bytes = cfg->queue_max_bytes;
+	ec.ready_max = cfg->ready_max;
 	ec.parents = parents;
 	ec.n_parents = cfg->n_parents;
 	ec.fail_write_after = cfg->fail_write_after;

@@ -115,6 +115,9 @@ gw_metrics_render(const struct gw_metrics *m, const eng_stats *es, struct gw_buf
 		m->visibility_timeouts);
 	counter(out, "litegate_messages_dead_lettered_total", "Messages moved to a dead-letter topic.",
 		"counter", m->dead_lettered);
+	counter(out, "litegate_ready_overflows_total",
+		"Times the engine's ready set was full and a subscriber (group or stream) re-checked all "
+		"its topics.", "counter", m->ready_overflows);
 	counter(out, "litegate_publish_rate_limited_total",
 		"Publishes refused by publish_limits (429 rate_limited), HTTP and WebSocket.", "counter",
 		m->publish_rate_limited);

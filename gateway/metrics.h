@@ -66,6 +66,7 @@ struct gw_metrics {
 	uint64_t nacked_msgs;       /* messages handed back with nack */
 	uint64_t visibility_timeouts; /* in-flight messages whose invisible_ms ran out */
 	uint64_t dead_lettered;     /* messages moved to a dead-letter topic */
+	uint64_t ready_overflows;   /* ENG_READY_OVERFLOW entries taken: a subscriber re-checked all */
 	uint64_t publish_rate_limited; /* publishes refused by publish_limits (429 rate_limited) */
 	struct gw_hist publish_latency;  /* request headers to durable ack */
 	struct gw_hist delivery_latency; /* store time to the write that carries the event */

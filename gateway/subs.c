@@ -227,6 +227,8 @@ gw_engine_notify(struct gw *gw)
 		for (size_t i = 0; i < n; i++) {
 			struct gw_sub *sub;
 
+			if (r[i].flags & ENG_READY_OVERFLOW)
+				gw->m.ready_overflows++;
 			if (gw_groups_owns(r[i].sub)) { /* a consumer group's subscription */
 				gw_groups_on_ready(gw, &r[i]);
 				continue;

@@ -820,6 +820,48 @@ class TestMessagePriority(GroupsBase):
         self.assertLess(served_at, 5.0)
 
 
+class TestReadyOverflow(GroupsBase):
+    """storage.ready_max tiny: the engine's ready set overflows, the group re-checks every topic
+    (ENG_READY_OVERFLOW), and still pops every message exactly once."""
+    CONFIG = {"storage": {"ready_max": 4}}
+
+    def test_every_message_once_through_overflows(self):
+        # Two groups on the parent (two ready entries per topic) and 16 parallel publishers:
+        # one group commit holds many more than 4 (group, topic) pairs.
+        groups = ("ov1", "ov2")
+        for g in groups:
+            self.put_group(g, events=[], max_inflight_per_topic=2)
+        want = {("chatbot/ov%d-%d" % (k, i), j) for k in range(16) for i in range(8) for j in range(3)}
+
+        def publisher(k):
+            for i in range(8):
+                self.gw.publish("chatbot/ov%d-%d" % (k, i), [{"event": "e", "data": j} for j in range(3)])
+        threads = [threading.Thread(target=publisher, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        got = {g: [] for g in groups}
+        deadline = time.monotonic() + 60
+        while any(len(v) < len(want) for v in got.values()) and time.monotonic() < deadline:
+            for g in groups:
+                msgs = self.pop(g, 50, wait_ms=100)
+                got[g] += [(m["topic"], m["offset"]) for m in msgs]
+                if msgs:
+                    self.ack(g, [m["receipt"] for m in msgs])
+        for t in threads:
+            t.join()
+        for g in groups:
+            got[g] += [(m["topic"], m["offset"]) for m in self.drain(g, 100, first_wait_ms=300)]
+            self.assertEqual(len(got[g]), len(set(got[g])), "%s popped a message twice" % g)
+            self.assertEqual(set(got[g]), want, g)
+        st, _, metrics = self.gw.http("GET", "/metrics")
+        line = [l for l in metrics.decode().splitlines() if l.startswith("litegate_ready_overflows_total")]
+        self.assertEqual(len(line), 1)
+        overflows = int(line[0].split()[1])
+        print("\n  ready_max 4: %d messages over %d topics per group, %d overflows"
+              % (len(want), len(want) // 3, overflows))
+        self.assertGreater(overflows, 0, "the test did not overflow the ready set")
+
+
 class TestStreamGroups(GroupsBase):
     """SSE ?group=g and WebSocket subscribe {"group":"g"}: resume where g's last stream stopped."""
 
