@@ -345,6 +345,22 @@ int eng_offset_delete_group(eng_db *db, const char *group);
 int eng_meta_put(eng_db *db, const char *key, const void *val, size_t len);
 /** @brief Remove @p key (absent is fine). Durable on return. */
 int eng_meta_delete(eng_db *db, const char *key);
+/** One change of eng_meta_write: put @p len bytes of @p val under @p key, or delete @p key (val NULL). */
+typedef struct eng_meta_op {
+	const char *key;
+	const void *val;
+	size_t len;
+} eng_meta_op;
+
+/**
+ * @brief Apply @p n puts and deletes atomically in one write that is logged (RocksDB's WAL) but not
+ *        synced: cheap enough for a hot path (no fsync), it survives a crash of the process
+ *        (SIGKILL) but may be lost with the machine (power loss, kernel crash) unless a later synced
+ *        write (eng_meta_put/delete, an offset commit) went out after it. For records that may
+ *        trail by a moment, such as a consumer's delivery counts.
+ * @return 0, ENG_EINVAL for a bad key (nothing applied), errno.
+ */
+int eng_meta_write(eng_db *db, const eng_meta_op *ops, size_t n);
 /**
  * @brief Read @p key. @param[out] val owned by the caller, release with free(); @param[out] len.
  * @return 0, ENG_ENOTFOUND, errno.

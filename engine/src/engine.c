@@ -161,6 +161,16 @@ int eng_meta_delete(eng_db *db, const char *key)
 	return rc ? rc : idx_meta_delete(db->ix, key);
 }
 
+int eng_meta_write(eng_db *db, const eng_meta_op *ops, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int rc = meta_key_check(ops[i].key);
+		if (rc)
+			return rc;
+	}
+	return n ? idx_meta_write(db->ix, ops, n) : 0;
+}
+
 int eng_meta_get(eng_db *db, const char *key, void **val, size_t *len)
 {
 	int rc = meta_key_check(key);

@@ -23,6 +23,7 @@ struct idx {
 	rocksdb_column_family_handle_t *cf[CF_N];
 	rocksdb_writeoptions_t *wo_nowal; /* index batches: the CommitLog is the WAL */
 	rocksdb_writeoptions_t *wo_sync;  /* consumer offsets: their own durability */
+	rocksdb_writeoptions_t *wo_wal;   /* host records that may trail: WAL'd, not synced */
 	rocksdb_readoptions_t *ro;
 };
 
@@ -76,6 +77,7 @@ int idx_open(const char *dir, int *fresh, idx **out)
 	rocksdb_writeoptions_disable_WAL(ix->wo_nowal, 1);
 	ix->wo_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(ix->wo_sync, 1);
+	ix->wo_wal = rocksdb_writeoptions_create();
 	ix->ro = rocksdb_readoptions_create();
 out:
 	if (rc) {
@@ -110,6 +112,8 @@ void idx_close(idx *ix)
 		rocksdb_writeoptions_destroy(ix->wo_nowal);
 	if (ix->wo_sync)
 		rocksdb_writeoptions_destroy(ix->wo_sync);
+	if (ix->wo_wal)
+		rocksdb_writeoptions_destroy(ix->wo_wal);
 	if (ix->ro)
 		rocksdb_readoptions_destroy(ix->ro);
 	rocksdb_options_destroy(ix->opts);
@@ -594,6 +598,22 @@ int idx_meta_delete(idx *ix, const char *key)
 {
 	char k[1 + 257], *err = NULL;
 	rocksdb_delete_cf(ix->db, ix->wo_sync, ix->cf[CF_DEFAULT], k, meta_key(k, key), &err);
+	return take_err(err);
+}
+
+int idx_meta_write(idx *ix, const eng_meta_op *ops, size_t n)
+{
+	char k[1 + 257], *err = NULL;
+	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+	for (size_t i = 0; i < n; i++) {
+		size_t kl = meta_key(k, ops[i].key);
+		if (ops[i].val)
+			rocksdb_writebatch_put_cf(wb, ix->cf[CF_DEFAULT], k, kl, ops[i].val, ops[i].len);
+		else
+			rocksdb_writebatch_delete_cf(wb, ix->cf[CF_DEFAULT], k, kl);
+	}
+	rocksdb_write(ix->db, ix->wo_wal, wb, &err);
+	rocksdb_writebatch_destroy(wb);
 	return take_err(err);
 }
 

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine.h"
+
 typedef struct idx idx;
 typedef struct idx_batch idx_batch;
 
@@ -78,6 +80,8 @@ void idx_cursor_close(idx_cursor *c);
 /* Host metadata (engine.h eng_meta_*): column family "default", key 'm' | key, WAL and synced. */
 int idx_meta_put(idx *ix, const char *key, const void *val, size_t len);
 int idx_meta_delete(idx *ix, const char *key);
+/** @brief Puts and deletes in one WriteBatch, WAL'd but not synced (eng_meta_write). */
+int idx_meta_write(idx *ix, const eng_meta_op *ops, size_t n);
 int idx_meta_get(idx *ix, const char *key, void **val, size_t *len);
 typedef int (*idx_meta_fn)(void *ctx, const char *key, const void *val, size_t len);
 int idx_meta_scan(idx *ix, const char *prefix, idx_meta_fn fn, void *ctx);

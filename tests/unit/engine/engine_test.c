@@ -929,6 +929,16 @@ static void test_host_metadata(void **state)
 	assert_int_equal(eng_meta_delete(f->db, "group/a"), 0);
 	assert_int_equal(eng_meta_get(f->db, "group/a", &v, &len), ENG_ENOTFOUND);
 	assert_int_equal(eng_meta_put(f->db, "", "z", 1), ENG_EINVAL);
+	/* A batched unsynced write: puts and deletes together, kept across a reopen; a bad key
+	 * anywhere refuses the whole batch. */
+	eng_meta_op ops[3] = {{"dc/1", "a", 1}, {"dc/2", "bb", 2}, {"group/b", NULL, 0}};
+	assert_int_equal(eng_meta_write(f->db, ops, 3), 0);
+	eng_meta_op bad[2] = {{"dc/3", "c", 1}, {"", "x", 1}};
+	assert_int_equal(eng_meta_write(f->db, bad, 2), ENG_EINVAL);
+	reopen(f);
+	seen[0] = 0;
+	assert_int_equal(eng_meta_scan(f->db, "", collect_meta, seen), 0);
+	assert_string_equal(seen, "dc/1=a;dc/2=bb;other=z;");
 }
 
 int main(void)
