@@ -374,6 +374,7 @@ gt_free(struct gw_gtopic *gt)
 {
 	free(gt->win);
 	free(gt->acked_above);
+	free(gt->dcounts);
 	free(gt);
 }
 
@@ -451,7 +452,20 @@ gaps_key(const struct gw_group *g, const char *topic, char *key, size_t sz)
 	snprintf(key, sz, "gta/%u/%s", g->id, topic);
 }
 
-/* The topic is gone (deleted, expired): forget it, marker and gap record included. */
+/*
+ * "gdc/<id>/<topic>": delivery counts of the topic's handed-out, unacknowledged messages, as
+ * "offset:count" separated by commas. Written unsynced (eng_meta_write) by each pop that hands one
+ * out, before its reply, so a restart (SIGKILL included) continues every count: a message delivered
+ * n times is delivered next with n + 1, and max_deliveries holds across restarts. Lost only with the
+ * machine (power loss) for the deliveries since the last synced write.
+ */
+static void
+dcount_key(const struct gw_group *g, const char *topic, char *key, size_t sz)
+{
+	snprintf(key, sz, "gdc/%u/%s", g->id, topic);
+}
+
+/* The topic is gone (deleted, expired): forget it, marker, gap and count records included. */
 static void
 gt_gone(struct gw_gtopic *gt)
 {
@@ -462,6 +476,10 @@ gt_gone(struct gw_gtopic *gt)
 		eng_meta_delete(gt->g->gw->db, key);
 		gaps_key(gt->g, gt->name, key, sizeof(key));
 		eng_meta_delete(gt->g->gw->db, key);
+		if (gt->dc_stored) {
+			dcount_key(gt->g, gt->name, key, sizeof(key));
+			eng_meta_delete(gt->g->gw->db, key);
+		}
 	}
 	gw_gtopic_drop(gt);
 }
@@ -494,6 +512,61 @@ gaps_load(struct gw_gtopic *gt, uint64_t stored)
 			p++;
 	}
 	free(val);
+}
+
+/* Read the delivery-count record of a topic seen for the first time (counts below @p stored are
+ * over: those messages were acknowledged). */
+static void
+dcounts_load(struct gw_gtopic *gt, uint64_t stored)
+{
+	char key[ENG_META_KEY_MAX + 1];
+	const char *p, *end;
+	void *val;
+	size_t len;
+
+	dcount_key(gt->g, gt->name, key, sizeof(key));
+	if (eng_meta_get(gt->g->gw->db, key, &val, &len))
+		return;
+	gt->dc_stored = 1; /* dropped by the housekeeping once nothing is in flight */
+	for (p = val, end = p + len; p < end;) {
+		uint64_t off = 0, cnt = 0;
+		size_t n = 0, m = 0;
+
+		while (p < end && *p >= '0' && *p <= '9' && n++ < 20)
+			off = off * 10 + (uint64_t)(*p++ - '0');
+		if (p < end && *p == ':')
+			p++;
+		while (p < end && *p >= '0' && *p <= '9' && m++ < 10)
+			cnt = cnt * 10 + (uint64_t)(*p++ - '0');
+		if (n && m && off >= stored && cnt && cnt <= UINT32_MAX) {
+			gt->dcounts = xrealloc(gt->dcounts, (gt->n_dcounts + 1) * sizeof(*gt->dcounts));
+			gt->dcounts[gt->n_dcounts++] = (struct gw_dcount){ off, (uint32_t)cnt };
+		}
+		while (p < end && *p != ',')
+			p++;
+		if (p < end)
+			p++;
+	}
+	free(val);
+}
+
+/* A message read again after a restart: continue its delivery count. @return 1 if it reached
+ * max_deliveries before the restart (it goes to the dead letters, as after a timeout). */
+static int
+dcounts_apply(struct gw_gtopic *gt, struct gw_entry *e)
+{
+	for (uint32_t i = 0; i < gt->n_dcounts; i++) {
+		if (gt->dcounts[i].offset == e->offset) {
+			e->delivery = gt->dcounts[i].delivery;
+			gt->dcounts[i] = gt->dcounts[--gt->n_dcounts];
+			if (!gt->n_dcounts) {
+				free(gt->dcounts);
+				gt->dcounts = NULL;
+			}
+			return e->delivery >= gt->g->max_deliveries;
+		}
+	}
+	return 0;
 }
 
 /* Was @p offset acknowledged before a restart (gaps_load)? */
@@ -557,6 +630,7 @@ gt_create(struct gw_group *g, const char *topic, int mark_now)
 		tgrow(g);
 	gt->committed = gt->next_read = gt->stored = gt->storing = stored ? off : info.first_offset;
 	gaps_load(gt, gt->committed); /* acknowledged above it before a restart (no offset needed) */
+	dcounts_load(gt, gt->committed);
 	if (!stored && g->from_tail && !has_explicit(g, topic))
 		gt->skip_before_ms = g->since_ms;
 	gt->end = info.next_offset;
@@ -1306,6 +1380,11 @@ serve_topic(struct gw_gtopic *gt, struct gw_waiter *w, uint32_t quota)
 			}
 			e = win_push(gt, m->offset);
 			e->prio = (int8_t)m->priority;
+			if (gt->n_dcounts && dcounts_apply(gt, e)) {
+				gt->next_read = m->offset + 1;
+				dead_letter(gt, e); /* max_deliveries reached before a restart */
+				continue;
+			}
 			hand_out(gt, e, m, w);
 			gt->next_read = m->offset + 1;
 			n++;
@@ -1368,9 +1447,93 @@ refill(struct gw_group *g)
 	g->tokens_us = now;
 }
 
+/* Has @p gt a delivered, unacknowledged entry (one its count record must keep)? */
+static int
+dcounts_any(const struct gw_gtopic *gt)
+{
+	for (uint32_t i = 0; i < gt->n_win; i++)
+		if (gt->win[i].delivery && gt->win[i].state != GW_E_ACKED)
+			return 1;
+	return 0;
+}
+
+/* Append @p gt's record value: its delivered, unacknowledged entries. @return how many. */
+static size_t
+dcounts_value(const struct gw_gtopic *gt, struct gw_buf *b)
+{
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < gt->n_win; i++) {
+		const struct gw_entry *e = &gt->win[i];
+
+		if (!e->delivery || e->state == GW_E_ACKED)
+			continue;
+		if (n++)
+			gw_buf_putc(b, ',');
+		gw_buf_printf(b, "%llu:%u", (unsigned long long)e->offset, e->delivery);
+	}
+	return n;
+}
+
+/* Write @p ops (keys and values in @p arena at the offsets the ops hold) with one eng_meta_write. */
+static void
+dcounts_write(struct gw *gw, eng_meta_op *ops, size_t *koff, size_t *voff, size_t n,
+	      struct gw_buf *arena)
+{
+	const char *base = (const char *)gw_buf_data(arena);
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		ops[i].key = base + koff[i];
+		if (ops[i].val)
+			ops[i].val = base + voff[i];
+	}
+	if (n && (rc = eng_meta_write(gw->db, ops, n)) != 0)
+		LOG_WARN("storing %zu delivery-count records: %s", n, eng_strerror(rc));
+}
+
+/* The hand-outs [from, n_handed) of @p w are about to be written: record the delivery counts of
+ * every topic they came from, in one unsynced write (see dcount_key). */
+static void
+store_dcounts(struct gw_group *g, struct gw_waiter *w, uint32_t from)
+{
+	uint32_t n = w->n_handed - from;
+	eng_meta_op *ops = xcalloc(n, sizeof(*ops));
+	size_t *koff = xmalloc(n * sizeof(*koff)), *voff = xmalloc(n * sizeof(*voff)), k = 0;
+	struct gw_buf arena;
+
+	gw_buf_init(&arena, 0);
+	for (uint32_t i = from; i < w->n_handed; i++) {
+		struct gw_gtopic *gt = w->handed[i].gt;
+		char key[ENG_META_KEY_MAX + 1];
+
+		if (gt->dead || gt->dc_pending)
+			continue;
+		gt->dc_pending = 1;
+		dcount_key(g, gt->name, key, sizeof(key));
+		koff[k] = arena.len;
+		gw_buf_append(&arena, key, strlen(key) + 1);
+		voff[k] = arena.len;
+		/* None left (all acknowledged meanwhile): a delete; val is resolved by dcounts_write */
+		ops[k].val = dcounts_value(gt, &arena) ? "" : NULL;
+		ops[k].len = arena.len - voff[k];
+		gt->dc_stored = ops[k].val != NULL;
+		k++;
+	}
+	for (uint32_t i = from; i < w->n_handed; i++)
+		w->handed[i].gt->dc_pending = 0;
+	if (!g->gw->groups->closing)
+		dcounts_write(g->gw, ops, koff, voff, k, &arena);
+	gw_buf_free(&arena);
+	free(ops);
+	free(koff);
+	free(voff);
+}
+
 uint32_t
 gw_group_fill(struct gw_group *g, struct gw_waiter *w)
 {
+	uint32_t handed0 = w->n_handed;
 	struct gw_gtopic *skipped = NULL, *gt;
 	uint32_t budget = w->max > w->n_out ? w->max - w->n_out : 0, total = 0;
 
@@ -1411,6 +1574,8 @@ gw_group_fill(struct gw_group *g, struct gw_waiter *w)
 	}
 	if (g->rate > 0)
 		g->tokens -= total;
+	if (w->n_handed > handed0)
+		store_dcounts(g, w, handed0);
 	return total;
 }
 
@@ -1589,12 +1754,32 @@ on_house(struct ev_loop *loop, ev_timer *t, int revents)
 	struct gw *gw = t->data;
 	uint64_t now = mono_ms();
 
+	struct gw_buf arena;
+	eng_meta_op *ops = NULL;
+	size_t *koff = NULL, n_ops = 0, cap_ops = 0;
+
 	(void)loop;
 	(void)revents;
+	gw_buf_init(&arena, 0);
 	for (struct gw_group *g = gw->groups->list; g; g = g->next) {
 		for (size_t i = 0; i < g->hcap; i++) {
 			for (struct gw_gtopic *gt = g->htab[i], *nx; gt; gt = nx) {
 				nx = gt->hnext;
+				if (gt->dc_stored && !dcounts_any(gt)) {
+					/* Nothing delivered is unacknowledged: drop its count record. */
+					char key[ENG_META_KEY_MAX + 1];
+
+					if (n_ops == cap_ops) {
+						cap_ops = cap_ops ? cap_ops * 2 : 64;
+						ops = xrealloc(ops, cap_ops * sizeof(*ops));
+						koff = xrealloc(koff, cap_ops * sizeof(*koff));
+					}
+					dcount_key(g, gt->name, key, sizeof(key));
+					koff[n_ops] = arena.len;
+					gw_buf_append(&arena, key, strlen(key) + 1);
+					ops[n_ops++] = (eng_meta_op){ NULL, NULL, 0 };
+					gt->dc_stored = 0;
+				}
 				/* An unmarked state (found by a topic scan, nothing handed out) keeps no
 				 * position: storing it would cost a sync per topic for no progress. */
 				if (gt->committed != gt->stored && gt->marked)
@@ -1606,6 +1791,10 @@ on_house(struct ev_loop *loop, ev_timer *t, int revents)
 			}
 		}
 	}
+	dcounts_write(gw, ops, koff, NULL, n_ops, &arena);
+	gw_buf_free(&arena);
+	free(ops);
+	free(koff);
 	heap_arm(gw); /* the clock may have jumped past due records while the loop was busy */
 }
 

@@ -678,12 +678,12 @@ gw_group_delete(struct gw *gw, struct gw_group *g, struct gw_error *e)
 	gw_commits_stop();
 	if ((rc = gw_commits_start(gw, GW_COMMIT_THREADS)) != 0)
 		LOG_ERR("cannot restart the offset commit threads: %s", strerror(rc));
-	for (int pass = 0; pass < 2; pass++) {
-		/* Its markers, then its gap records (consume.c). */
+	for (int pass = 0; pass < 3; pass++) {
+		/* Its markers, then its gap and delivery-count records (consume.c). */
 		char prefix[32];
 
 		if (pass)
-			snprintf(prefix, sizeof(prefix), "gta/%u/", g->id);
+			snprintf(prefix, sizeof(prefix), pass == 1 ? "gta/%u/" : "gdc/%u/", g->id);
 		scan_markers_prefix(g, pass ? prefix : NULL, &ms);
 		for (size_t i = 0; i < ms.n; i++) {
 			eng_meta_delete(gw->db, ms.keys[i]);

@@ -17,9 +17,14 @@
  *                         parent, so a restart finds the topics it had not finished at once (the
  *                         topic scan below finds them too, and the others, a page at a time);
  *   eng_offset_*(group, topic)   the group's position: every offset below it is acknowledged (or
- *                         was skipped: an event the group does not want).
- * In-flight messages, receipts and delivery counts live in memory: after a restart every message
- * that was in flight is simply handed out again (at-least-once).
+ *                         was skipped: an event the group does not want);
+ *   "gta/<id>/<topic>"    offsets acknowledged above the stored one (consume.c, gaps_key);
+ *   "gdc/<id>/<topic>"    delivery counts of the topic's handed-out, unacknowledged messages
+ *                         ("offset:count,..."), rewritten by every pop that hands out one of its
+ *                         messages (one unsynced eng_meta_write per pop for all its topics, before
+ *                         the reply), dropped by the 1 s housekeeping once none is left.
+ * In-flight messages and receipts live in memory: after a restart every message that was in flight
+ * is handed out again (at-least-once), with its delivery count continued from the record.
  *
  * The topic scan: a group that takes a parent (created, restored at startup, or after the engine's
  * ready set overflowed) lists the parent's existing lite topics with eng_topic_scan, SCAN_PAGE names
@@ -66,6 +71,12 @@ struct gw_entry {
 	int8_t prio;        /* the message's own priority, or ENG_PRIORITY_NONE */
 };
 
+/* A delivery count stored before a restart (consume.c, "gdc/" records). */
+struct gw_dcount {
+	uint64_t offset;
+	uint32_t delivery;
+};
+
 /*
  * A group's consumer state in one lite topic. Exists while the topic has work for the group (and a
  * few seconds after); rebuilt from the stored offset when news comes again.
@@ -106,6 +117,11 @@ struct gw_gtopic {
 	unsigned gaps_stored : 1;        /* a gap record may exist in the engine (consume.c, gaps_key) */
 	uint64_t *acked_above;           /* offsets acknowledged above the stored one before a restart */
 	uint32_t n_acked_above;
+	struct gw_dcount *dcounts;       /* delivery counts of unacknowledged messages, as stored
+					    before a restart: taken when they are read again */
+	uint32_t n_dcounts;
+	unsigned dc_stored : 1;          /* a delivery-count record may exist in the engine */
+	unsigned dc_pending : 1;         /* in the pop being recorded (store_dcounts) */
 	char name[ENG_TOPIC_MAX + 1];
 };
 

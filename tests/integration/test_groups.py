@@ -598,6 +598,40 @@ class TestRestart(GroupsBase):
         self.gw.start()
         self.assertEqual(self.pop("gap", 10, wait_ms=300), [])
 
+    def test_delivery_counts_survive_sigkill(self):
+        self.put_group("dc", invisible_ms=400, max_deliveries=5)
+        self.gw.publish("chatbot/dc", {"event": "prompt", "data": "again"})
+        self.assertEqual([m["delivery"] for m in self.pop("dc", wait_ms=2000)], [1])
+        self.assertEqual([m["delivery"] for m in self.pop("dc", wait_ms=3000)], [2])
+        self.gw.kill()
+        self.gw.start()
+        again = self.pop("dc", wait_ms=3000)
+        self.assertEqual([(m["offset"], m["delivery"]) for m in again], [(0, 3)])
+        # Acknowledged: its count record goes (the housekeeping, within a second or two), and a
+        # restart has nothing to hand out or count.
+        self.ack("dc", [again[0]["receipt"]])
+        self.gw.publish("chatbot/dc", {"event": "prompt", "data": "next"})
+        nxt = self.pop("dc", wait_ms=2000)
+        self.assertEqual([(m["offset"], m["delivery"]) for m in nxt], [(1, 1)])
+        time.sleep(2.5)
+        self.gw.kill()
+        self.gw.start()
+        self.assertEqual([(m["offset"], m["delivery"]) for m in self.pop("dc", wait_ms=2000)], [(1, 2)])
+
+    def test_max_deliveries_across_a_restart_dead_letters(self):
+        self.put_group("dm", invisible_ms=300, max_deliveries=2)
+        self.gw.publish("chatbot/dm", [{"event": "prompt", "data": "poison"},
+                                       {"event": "prompt", "data": "fine"}])
+        self.assertEqual([m["delivery"] for m in self.pop("dm", wait_ms=2000)], [1])
+        self.assertEqual([m["delivery"] for m in self.pop("dm", wait_ms=3000)], [2])
+        self.gw.kill()  # the worker crashes the gateway's host, say, on its second try
+        self.gw.start()
+        nxt = self.pop("dm", wait_ms=3000)
+        self.assertEqual([(m["offset"], m["data"], m["delivery"]) for m in nxt], [(1, "fine", 1)],
+                         "delivered max_deliveries times before the restart: dead-lettered, not handed out")
+        dlq = self.gw.history("chatbot/_dlq.dm")
+        self.assertEqual([(d["data"]["offset"], d["data"]["deliveries"]) for d in dlq], [(0, 2)])
+
     def test_shutdown_answers_parked_pops(self):
         self.put_group("sd")
         res = {}
