@@ -313,21 +313,29 @@ set_peek(struct gw_gtopic *gt, uint64_t offset, int prio)
 	gt->peek_known = 1;
 }
 
-/* Read the message at next_read for its priority (nothing else told it). Unknown on failure. */
-static void
+/*
+ * Read the message at next_read for its priority (nothing else told it). Unknown on failure.
+ * @return -1 if it is visible but not readable yet (the engine race serve_topic() describes):
+ * the caller looks again shortly rather than queue the topic at a guessed priority.
+ */
+static int
 peek(struct gw_gtopic *gt)
 {
 	eng_read_result res;
+	int rc, later = 0;
 
 	memset(&res, 0, sizeof(res));
-	if (!eng_read(gt->g->gw->db, gt->name, gt->next_read, 1, 1, &res) && res.n &&
-	    res.msgs[0].offset == gt->next_read)
+	rc = eng_read(gt->g->gw->db, gt->name, gt->next_read, 1, 1, &res);
+	if (!rc && res.n && res.msgs[0].offset == gt->next_read)
 		set_peek(gt, gt->next_read, res.msgs[0].priority);
+	else if (!rc && !res.n && res.first_offset <= gt->next_read && gt->next_read < res.next_offset)
+		later = -1;
 	eng_read_free(&res);
+	return later;
 }
 
-/* The priority @p gt is served at (see the top of this file). */
-static uint8_t
+/* The priority @p gt is served at (see the top of this file), or -1: not known yet, look again. */
+static int
 ready_prio(struct gw_gtopic *gt)
 {
 	int p = ENG_PRIORITY_NONE;
@@ -340,13 +348,15 @@ ready_prio(struct gw_gtopic *gt)
 			}
 		}
 	} else {
-		if (!gt->peek_known || gt->peek_off != gt->next_read)
-			peek(gt);
+		if ((!gt->peek_known || gt->peek_off != gt->next_read) && peek(gt) < 0)
+			return -1;
 		if (gt->peek_known && gt->peek_off == gt->next_read)
 			p = gt->peek_prio;
 	}
-	return p >= 0 && p < GW_PRIO_LEVELS ? (uint8_t)p : gt->prio;
+	return p >= 0 && p < GW_PRIO_LEVELS ? p : gt->prio;
 }
+
+static void retry_later(struct gw_gtopic *gt);
 
 /* Queue @p gt (at the tail of its priority) if it has something to hand out. */
 static void
@@ -354,10 +364,16 @@ kick(struct gw_gtopic *gt)
 {
 	struct gw_group *g = gt->g;
 
+	int prio;
+
 	if (gt->queued || gt->retrying || !can_send(gt))
 		return;
+	if ((prio = ready_prio(gt)) < 0) {
+		retry_later(gt);
+		return;
+	}
 	gt->ready_since_ms = mono_ms();
-	gt->qprio = ready_prio(gt);
+	gt->qprio = (uint8_t)prio;
 	gt->qnext = NULL;
 	gt->qprev = g->qtail[gt->qprio];
 	if (gt->qprev)

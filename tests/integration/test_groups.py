@@ -793,7 +793,14 @@ class TestMessagePriority(GroupsBase):
             self.gw.publish("chatbot/rs%02d" % i, {"data": i, "priority": 9 if i % 4 == 3 else 1})
         self.gw.kill()
         self.gw.start()
-        time.sleep(0.5)
+        # The scan's pages come in over loop turns: wait until every topic is queued.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            st, _, g = self.gw.http("GET", "/v1/groups/rs")
+            if g["state"]["ready_topics"] == 12:
+                break
+            time.sleep(0.05)
+        self.assertEqual(g["state"]["ready_topics"], 12)
         got = self.pop("rs", 3, wait_ms=2000)
         self.assertEqual(sorted(m["data"] for m in got), [3, 7, 11])
 
