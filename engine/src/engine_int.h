@@ -100,8 +100,10 @@ enum req_op { OP_APPEND, OP_REDECLARE, OP_DELETE, OP_EXPIRE, OP_BARRIER };
 typedef struct msg_ref {
 	uint32_t ev_off, ev_len, key_off, key_len, data_off;
 	uint32_t len;
-	uint8_t prio; /* as the record stores it: CL_PRIO_NONE or priority + 1 */
+	uint32_t prio;      /* as the record stores it: CL_PRIO_NONE or priority + 1 */
+	uint32_t reserved_; /* the per-message results (uint64_t) follow an array of these */
 } msg_ref;
+_Static_assert(sizeof(msg_ref) % 8 == 0, "msg_ref arrays must keep uint64_t alignment after them");
 
 typedef struct req {
 	struct req *next;

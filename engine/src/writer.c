@@ -147,14 +147,14 @@ static int stage_append(eng_db *db, req *r, uint64_t now, uint64_t mono, topic *
 		/* The request key rides on the request's first record. */
 		size_t rk = o == first ? rkl : 0;
 		rc = cl_add_rk(db->log, flags, t->tid, o, now, ev, m->ev_len,
-			       (const char *)r->blob + m->key_off, m->key_len, r->rkey, rk, m->prio,
+			       (const char *)r->blob + m->key_off, m->key_len, r->rkey, rk, (uint8_t)m->prio,
 			       r->blob + m->data_off, m->len, &pos);
 		if (rc)
 			break;
 		tc_blk_push(t, pos, cl_rec_size(m->ev_len, m->key_len + rk, m->len), now);
 		tc_note_event(t, ev);
 		if (o == t->batch_first)
-			t->batch_first_prio = m->prio == CL_PRIO_NONE ? ENG_PRIORITY_NONE : m->prio - 1;
+			t->batch_first_prio = m->prio == CL_PRIO_NONE ? ENG_PRIORITY_NONE : (int)m->prio - 1;
 		o++;
 	}
 	pthread_mutex_unlock(&db->t_mu);
@@ -523,7 +523,7 @@ int eng_append_ex(eng_db *db, const char *topic_name, const eng_msg_in *msgs, si
 		o += kl + 1;
 		m->data_off = (uint32_t)o;
 		m->len = (uint32_t)msgs[i].len;
-		m->prio = msgs[i].has_priority ? (uint8_t)(msgs[i].priority + 1) : CL_PRIO_NONE;
+		m->prio = msgs[i].has_priority ? (uint32_t)msgs[i].priority + 1 : CL_PRIO_NONE;
 		if (msgs[i].len)
 			memcpy(r->blob + o, msgs[i].data, msgs[i].len);
 		o += msgs[i].len;
