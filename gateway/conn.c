@@ -1,42 +1,76 @@
 /*
  * conn.c - admission of client connections (conn.h).
  *
- * Why look at the first request head ourselves: lws 4.1.6 answers nothing when a request's head
- * overflows its header buffer or arrives too slowly; it closes the connection, and while the head
- * trickles in it holds one of its header tables (limits.max_header_pool). So a new plain-HTTP
- * connection waits here until its head is complete (peeked, left in the socket), and the gateway
- * answers 414, 431 or 408 itself (with a JSON body, like every API error) when the head is too long
- * or too slow, and 400/405/431 when the head is malformed (headcheck.c: lws is lenient or silent
- * with those); only a connection with a whole, well-formed head is handed to lws, which then reads
- * the socket as if it had accepted it. A slowloris client therefore never reaches lws.
+ * Why look at request heads ourselves: lws 4.1.6 answers nothing when a request's head overflows
+ * its header buffer or arrives too slowly; it closes the connection, and while the head trickles in
+ * it holds one of its header tables (limits.max_header_pool). It is lenient or silent with
+ * malformed heads (headcheck.h), and it spins on bytes pipelined behind an event-stream request. So
+ * on a plain-HTTP connection every request head, the first and each kept-alive one, is peeked
+ * (left in the socket) until it is complete, checked by headcheck.c, and answered here with 414,
+ * 431, 408, 400 or 405 (a JSON body, like every API error) when it is too long, too slow or
+ * malformed. A slowloris client therefore never reaches lws.
  *
- * What this cannot cover: later requests on a kept-alive connection, and TLS connections (their
- * bytes are encrypted until lws runs the handshake). Those meet lws's own limits: a header buffer
- * of twice max_header_bytes and timeouts.header_s, past which lws closes without a reply.
+ * The first head is read before lws has the socket (struct conn in MODE_FIRST); a kept-alive one
+ * while lws's reading is paused (MODE_NEXT): the transaction-completed hook (gw_conn_http_dropped)
+ * pauses it with lws_rx_flow_control() and our own ev_io peeks, then lws reading is resumed, or the
+ * error is answered and the connection closed. Between requests the connection may be idle for
+ * timeouts.keepalive_s (closed and counted past it); from the first byte of a head, the head must be
+ * complete within timeouts.header_s (408).
+ *
+ * Why lws may read only the request that was checked (MODE_REQUEST): lws reads up to 64 KiB per
+ * recv(), so bytes a client pipelined behind a request would land in lws's own buffer (its wsi
+ * buflist, which no public API shows), and lws parses the next request from there after the
+ * transaction completes, past any check of ours. So this file defines recv(): lws calls recv() for
+ * plain sockets (lws_ssl_capable_read_no_ssl; libwebsockets.so imports it, and a definition in the
+ * executable comes first in symbol lookup), and on a socket registered here the length is capped at
+ * what is left of the checked request: its head and its Content-Length body. Anything after it
+ * stays in the socket for the next check. Our own calls (MSG_PEEK) and every other socket go
+ * straight to the system call. When the checked request is all read and more bytes wait (a
+ * pipelined request), lws's reading is paused until the transaction completes; a client's EOF still
+ * reaches lws at once, as before.
+ *
+ * Not covered (docs/security.md): TLS connections (OpenSSL reads the socket with read(), and their
+ * bytes are encrypted until lws has run the handshake) meet lws's own limits: a header buffer of
+ * twice max_header_bytes and timeouts.header_s, past which lws closes without a reply. HTTP/2
+ * streams have no HTTP/1 head at all. A request whose end is not known from its head
+ * (Transfer-Encoding, an Upgrade other than websocket, a malformed Content-Length) is read by lws
+ * freely (MODE_OPEN), and its connection is closed after its transaction.
+ *
+ * WebSocket (MODE_WS): after an upgrade the same recv() follows the client's frame boundaries
+ * (wsmask.h) and stops before the first unmasked frame: lws 4.1.6 accepts those, RFC 6455 5.1 says
+ * close with 1002, so ws.c closes it with 1002 (gw_ws_unmasked).
  *
  * Refusals are written straight to the socket, then the write side is shut and whatever the client
  * still sends is read and dropped for a moment before the close ("lingering close"), so the client
- * reads the reply instead of a reset.
+ * reads the reply instead of a reset. A refusal on a connection lws has goes through a dup() of its
+ * socket: lws closes its descriptor, ours lingers.
  *
  * Accounting: every admitted connection holds a count on its client address (a hash table keyed by
- * the IPv6 or v4-mapped address). lws gives every wsi an opaque user pointer; ours points at that
- * entry and LWS_CALLBACK_WSI_DESTROY releases it, however the connection ended (keep-alive, SSE,
- * WebSocket upgrade, timeout, shutdown).
+ * the IPv6 or v4-mapped address). lws gives every wsi an opaque user pointer; ours points at the
+ * struct conn, and LWS_CALLBACK_WSI_DESTROY releases it, however the connection ended (keep-alive,
+ * SSE, WebSocket upgrade, timeout, shutdown).
  */
+#define _GNU_SOURCE /* syscall() */
 #include "conn.h"
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "headcheck.h"
 #include "log.h"
+#include "wsmask.h"
 #include "xalloc.h"
 
 #define LINGER_S 2.0       /* read-and-drop time after a refusal, before the close */
 #define LINGER_MAX 1024    /* refusals lingering at once; past it they close at once */
+
+/* Our own reason bit for lws_rx_flow_control(): independent of ws.c's and publish.c's pauses,
+ * which use LWS_RXFLOW_REASON_USER_BOOL. */
+#define RXFLOW_CONN (1 << 5)
 
 struct peer {
 	uint8_t addr[16];      /* IPv6, or IPv4 mapped (::ffff:a.b.c.d) */
@@ -44,23 +78,49 @@ struct peer {
 	struct peer *next;     /* hash chain */
 };
 
-/* A connection being read (its first head) or lingering after a refusal; not lws's yet. */
-struct pending {
-	struct pending *prev, *next;
+enum conn_mode {
+	MODE_FIRST = 0, /* reading the first head; lws does not have the socket yet */
+	MODE_REQUEST,   /* lws reads the checked request: at most `allow` more bytes */
+	MODE_NEXT,      /* a transaction completed: lws paused, reading the next head here */
+	MODE_OPEN,      /* no request boundary known: lws reads freely, closes after the transaction */
+	MODE_WS,        /* a plain WebSocket: lws reads freely up to the first unmasked frame */
+	MODE_TLS,       /* a TLS connection: lws's alone (only the counts are ours) */
+};
+
+/* An admitted connection, from accept until lws destroys its wsi (or we close it first). */
+struct conn {
+	struct conn *prev, *next; /* MODE_FIRST: C.unadopted */
+	struct peer *peer;     /* its count on its client address */
+	struct lws *wsi;       /* NULL until lws adopted it */
+	int fd;
+	enum conn_mode mode;
+	uint64_t allow;        /* MODE_REQUEST: bytes of the checked request lws may still read */
+	unsigned paused : 1;   /* we paused lws's reading (RXFLOW_CONN) */
+	unsigned lowat : 1;    /* SO_RCVLOWAT was raised: lower it before lws reads again */
+	unsigned bad_ws : 1;   /* MODE_WS: an unmasked frame was found; lws reads nothing more */
+	ev_io io;              /* MODE_FIRST, MODE_NEXT: the socket is readable */
+	ev_timer tm;           /* MODE_FIRST, MODE_NEXT: idle or header timeout */
+	ev_timer arm;          /* MODE_NEXT: starts the watchers once lws's call has returned */
+	size_t len;            /* bytes of the head seen so far (peeked, still in the socket) */
+	struct gw_wsmask ws;   /* MODE_WS: the client's frame boundaries */
+};
+
+/* A refused connection lingering before its close. */
+struct refused {
+	struct refused *prev, *next;
 	ev_io io;
 	ev_timer tm;
 	int fd;
-	struct peer *peer;     /* its count, while admitted; NULL once refused */
-	int lingering;
-	size_t len;            /* bytes of the head seen so far (peeked, still in the socket) */
-	size_t cap;            /* non-zero once SO_RCVLOWAT was raised */
 };
 
 static struct {
 	struct gw *gw;         /* set at the first accept */
 	struct peer **tab;     /* power-of-two buckets */
 	size_t cap, count;
-	struct pending *pending;
+	struct conn **byfd;    /* plain connections lws has, by socket: what recv() looks at */
+	size_t nfd;
+	struct conn *unadopted;/* MODE_FIRST connections, for shutdown */
+	struct refused *lingering;
 	size_t n_linger;
 	char *scratch;         /* one peek's worth (max_header_bytes), service thread only */
 } C;
@@ -175,47 +235,46 @@ release(struct gw *gw, struct peer *p)
 	free(p);
 }
 
-/* ---- Connections not handed to lws yet ---------------------------------------------------------------- */
+/* ---- Lingering refusals ----------------------------------------------------------------------------- */
 
 static void
-pending_free(struct gw *gw, struct pending *c)
+linger_free(struct gw *gw, struct refused *l)
 {
-	ev_io_stop(gw->loop, &c->io);
-	ev_timer_stop(gw->loop, &c->tm);
-	if (c->prev)
-		c->prev->next = c->next;
+	ev_io_stop(gw->loop, &l->io);
+	ev_timer_stop(gw->loop, &l->tm);
+	if (l->prev)
+		l->prev->next = l->next;
 	else
-		C.pending = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	if (c->lingering)
-		C.n_linger--;
-	if (c->peer)
-		release(gw, c->peer);
-	free(c);
+		C.lingering = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
+	C.n_linger--;
+	close(l->fd);
+	free(l);
 }
 
-static void on_pending_read(struct ev_loop *loop, ev_io *w, int revents);
-static void on_pending_timer(struct ev_loop *loop, ev_timer *w, int revents);
-
-static struct pending *
-pending_new(struct gw *gw, int fd, struct peer *peer, double timeout)
+static void
+on_linger_read(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct pending *c = xcalloc(1, sizeof(*c));
+	struct refused *l = (struct refused *)((char *)w - offsetof(struct refused, io));
+	char drop[4096];
+	ssize_t n;
 
-	c->fd = fd;
-	c->peer = peer;
-	ev_io_init(&c->io, on_pending_read, fd, EV_READ);
-	c->io.data = gw;
-	ev_timer_init(&c->tm, on_pending_timer, timeout, 0);
-	c->tm.data = gw;
-	ev_io_start(gw->loop, &c->io);
-	ev_timer_start(gw->loop, &c->tm);
-	c->next = C.pending;
-	if (C.pending)
-		C.pending->prev = c;
-	C.pending = c;
-	return c;
+	(void)loop;
+	(void)revents;
+	do
+		n = recv(l->fd, drop, sizeof(drop), MSG_DONTWAIT);
+	while (n > 0);
+	if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+		linger_free(w->data, l);
+}
+
+static void
+on_linger_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	linger_free(w->data, (struct refused *)((char *)w - offsetof(struct refused, tm)));
 }
 
 static const char *
@@ -233,14 +292,14 @@ reason_phrase(unsigned status)
 }
 
 /*
- * Answer @p status on a connection lws never saw, then linger: shut our side, drop what the client
- * still sends for LINGER_S, close. Counts of an admitted connection are released here (@p c may be
- * NULL: a connection refused at accept).
+ * Answer @p status on socket @p fd (nothing else writes to it now), then linger: shut our side, drop
+ * what the client still sends for LINGER_S, close. Takes ownership of @p fd.
  */
 static void
-refuse(struct gw *gw, int fd, struct pending *c, unsigned status, const char *code, const char *msg)
+refuse_fd(struct gw *gw, int fd, unsigned status, const char *code, const char *msg)
 {
 	char body[300], resp[600];
+	struct refused *l;
 	int bl, n;
 
 	bl = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n", code, msg);
@@ -251,42 +310,171 @@ refuse(struct gw *gw, int fd, struct pending *c, unsigned status, const char *co
 		     status == 429 || status == 503 ? "retry-after: 1\r\n" : "", body);
 	gw->m.http_errors++;
 	if (send(fd, resp, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 || C.n_linger >= LINGER_MAX) {
-		if (c)
-			pending_free(gw, c);
 		close(fd);
 		return;
 	}
 	shutdown(fd, SHUT_WR);
-	if (!c)
-		c = pending_new(gw, fd, NULL, LINGER_S);
-	if (c->peer) {
-		release(gw, c->peer);
-		c->peer = NULL;
-	}
-	c->lingering = 1;
+	l = xcalloc(1, sizeof(*l));
+	l->fd = fd;
+	ev_io_init(&l->io, on_linger_read, fd, EV_READ);
+	l->io.data = gw;
+	ev_timer_init(&l->tm, on_linger_timer, LINGER_S, 0);
+	l->tm.data = gw;
+	ev_io_start(gw->loop, &l->io);
+	ev_timer_start(gw->loop, &l->tm);
+	l->next = C.lingering;
+	if (C.lingering)
+		C.lingering->prev = l;
+	C.lingering = l;
 	C.n_linger++;
+}
+
+/* ---- Connections ----------------------------------------------------------------------------------- */
+
+static void on_head_read(struct ev_loop *loop, ev_io *w, int revents);
+static void on_head_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_next_arm(struct ev_loop *loop, ev_timer *w, int revents);
+
+static struct conn *
+conn_new(struct gw *gw, int fd, struct peer *peer, enum conn_mode mode)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+
+	c->fd = fd;
+	c->peer = peer;
+	c->mode = mode;
+	ev_io_init(&c->io, on_head_read, fd, EV_READ);
+	c->io.data = gw;
+	ev_timer_init(&c->tm, on_head_timer, 1, 0);
+	c->tm.data = gw;
+	ev_timer_init(&c->arm, on_next_arm, 0, 0);
+	c->arm.data = gw;
+	return c;
+}
+
+static void
+watchers_stop(struct gw *gw, struct conn *c)
+{
+	ev_io_stop(gw->loop, &c->io);
 	ev_timer_stop(gw->loop, &c->tm);
-	ev_timer_set(&c->tm, LINGER_S, 0);
+	ev_timer_stop(gw->loop, &c->arm);
+	if (c->lowat) {
+		int one = 1;
+
+		setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+		c->lowat = 0;
+	}
+}
+
+static void
+unadopted_unlink(struct conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		C.unadopted = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+}
+
+/* The end of a connection: its counts, its watchers, its place in the socket table. */
+static void
+conn_free(struct gw *gw, struct conn *c)
+{
+	watchers_stop(gw, c);
+	if (c->mode == MODE_FIRST)
+		unadopted_unlink(c);
+	if (c->wsi && c->fd >= 0 && (size_t)c->fd < C.nfd && C.byfd[c->fd] == c)
+		C.byfd[c->fd] = NULL;
+	if (c->peer)
+		release(gw, c->peer);
+	free(c);
+}
+
+static void
+set_timer(struct gw *gw, struct conn *c, double secs)
+{
+	ev_timer_stop(gw->loop, &c->tm);
+	ev_timer_set(&c->tm, secs, 0);
 	ev_timer_start(gw->loop, &c->tm);
+}
+
+/* Pause or resume lws's reading of @p c's socket (our reason bit only). */
+static void
+lws_reading(struct conn *c, int on)
+{
+	if (!c->wsi || c->paused == !on)
+		return;
+	c->paused = !on;
+	lws_rx_flow_control(c->wsi, on ? LWS_RXFLOW_REASON_APPLIES_ENABLE | RXFLOW_CONN
+				       : LWS_RXFLOW_REASON_APPLIES_DISABLE | RXFLOW_CONN);
+}
+
+/*
+ * Close a connection whose wsi lws has, from one of our watchers (never from inside an lws
+ * callback): lws closes it now, and its WSI_DESTROY frees @p c. Touch nothing of @p c after.
+ */
+static void
+conn_kill(struct conn *c)
+{
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_SYNC);
+}
+
+/* Refuse the head being read on @p c with a JSON error, and end the connection. */
+static void
+conn_refuse(struct gw *gw, struct conn *c, unsigned status, const char *code, const char *msg)
+{
+	int fd;
+
+	if (c->mode == MODE_FIRST) {
+		fd = c->fd;
+		conn_free(gw, c);
+		refuse_fd(gw, fd, status, code, msg);
+		return;
+	}
+	/* lws has the socket and nothing of its own left to send (the transaction completed): answer
+	 * on a duplicate that lingers, and let lws close its descriptor. */
+	watchers_stop(gw, c);
+	fd = dup(c->fd);
+	if (fd >= 0)
+		refuse_fd(gw, fd, status, code, msg);
+	else
+		gw->m.http_errors++;
+	conn_kill(c);
 }
 
 /* The head is complete (or the connection is TLS): lws takes the socket. */
 static void
-hand_over(struct gw *gw, int fd, struct peer *peer)
+hand_over(struct gw *gw, struct conn *c)
 {
 	struct lws *wsi;
 
 	/* lws closes the socket itself if it cannot adopt it. */
-	wsi = lws_adopt_socket_vhost(gw->vhost, fd);
+	wsi = lws_adopt_socket_vhost(gw->vhost, c->fd);
 	if (!wsi) {
-		release(gw, peer);
+		c->fd = -1;
+		conn_free(gw, c);
 		return;
 	}
-	lws_set_opaque_user_data(wsi, peer);
+	c->wsi = wsi;
+	lws_set_opaque_user_data(wsi, c);
+	if (c->mode == MODE_TLS)
+		return;
+	if ((size_t)c->fd >= C.nfd) {
+		size_t n = C.nfd ? C.nfd : 1024;
+
+		while (n <= (size_t)c->fd)
+			n *= 2;
+		C.byfd = xrealloc(C.byfd, n * sizeof(*C.byfd));
+		memset(C.byfd + C.nfd, 0, (n - C.nfd) * sizeof(*C.byfd));
+		C.nfd = n;
+	}
+	C.byfd[c->fd] = c;
 }
 
 static void
-too_large(struct gw *gw, struct pending *c, const char *buf, size_t len)
+too_large(struct gw *gw, struct conn *c, const char *buf, size_t len)
 {
 	const struct gw_config *cfg = gw->cfg;
 	char msg[128];
@@ -295,19 +483,44 @@ too_large(struct gw *gw, struct pending *c, const char *buf, size_t len)
 	if (!memchr(buf, '\n', len)) {
 		snprintf(msg, sizeof(msg), "request line longer than limits.max_header_bytes (%u)",
 			 cfg->max_header_bytes);
-		refuse(gw, c->fd, c, 414, "uri_too_long", msg);
+		conn_refuse(gw, c, 414, "uri_too_long", msg);
 	} else {
 		snprintf(msg, sizeof(msg), "request headers larger than limits.max_header_bytes (%u)",
 			 cfg->max_header_bytes);
-		refuse(gw, c->fd, c, 431, "headers_too_large", msg);
+		conn_refuse(gw, c, 431, "headers_too_large", msg);
 	}
 }
 
+/* A whole, acceptable head of @p head_len bytes waits in the socket: let lws read that request. */
 static void
-on_pending_read(struct ev_loop *loop, ev_io *w, int revents)
+head_accepted(struct gw *gw, struct conn *c, size_t head_len)
+{
+	struct gw_head_body b;
+
+	watchers_stop(gw, c);
+	gw_head_body(C.scratch, head_len, &b);
+	c->len = 0;
+	c->allow = head_len;
+	c->mode = MODE_REQUEST;
+	if (b.kind == GW_BODY_LENGTH && b.length <= UINT64_MAX - head_len)
+		c->allow += b.length;
+	else if (b.kind == GW_BODY_UNBOUNDED || b.kind == GW_BODY_LENGTH)
+		c->mode = MODE_OPEN;
+	/* GW_BODY_UPGRADE: the head alone; ws.c's ESTABLISHED switches to MODE_WS. */
+	if (!c->wsi) {
+		unadopted_unlink(c);
+		hand_over(gw, c);
+	} else {
+		lws_reading(c, 1);
+	}
+}
+
+/* The head waiting in the socket changed: accept it, refuse it, or wait for more of it. */
+static void
+on_head_read(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct gw *gw = w->data;
-	struct pending *c = (struct pending *)((char *)w - offsetof(struct pending, io));
+	struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, io));
 	size_t cap = gw->cfg->max_header_bytes;
 	struct gw_head_verdict v;
 	size_t head_len = 0;
@@ -316,18 +529,6 @@ on_pending_read(struct ev_loop *loop, ev_io *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (c->lingering) {
-		char drop[4096];
-
-		do
-			n = recv(c->fd, drop, sizeof(drop), MSG_DONTWAIT);
-		while (n > 0);
-		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-			close(c->fd);
-			pending_free(gw, c);
-		}
-		return;
-	}
 	/*
 	 * Peek, do not read: lws must read the request itself. Handing it bytes we read
 	 * (lws_adopt_socket_vhost_readbuf) makes 4.1.6 run a request's body completion twice. A head
@@ -338,17 +539,22 @@ on_pending_read(struct ev_loop *loop, ev_io *w, int revents)
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (n <= 0 || (size_t)n == c->len) {
-		/* The client went away before finishing its first request (or half-closed: nothing
-		 * more can come, and nothing we have is a whole head). */
-		close(c->fd);
-		pending_free(gw, c);
+		/* The client went away before finishing a request (or half-closed: nothing more can
+		 * come, and nothing we have is a whole head). */
+		if (c->wsi) {
+			conn_kill(c);
+		} else {
+			close(c->fd);
+			conn_free(gw, c);
+		}
 		return;
 	}
+	if (!c->len && c->mode == MODE_NEXT) /* the first byte of a kept-alive request */
+		set_timer(gw, c, gw->cfg->header_timeout_s);
 	c->len = (size_t)n;
 	rc = gw_head_check(C.scratch, c->len, &head_len, &v);
 	if (rc == 0 && head_len < c->len && gw_head_is_event_stream(C.scratch, c->len)) {
-		/* Bytes after an event-stream request make lws 4.1.6 spin on its buffer until the client
-		 * closes (docs/api.md, known limits): a browser never sends them. */
+		/* Bytes after an event-stream request: a browser never sends them (docs/api.md). */
 		rc = -1;
 		v.status = 400;
 		v.code = "bad_request";
@@ -357,18 +563,11 @@ on_pending_read(struct ev_loop *loop, ev_io *w, int revents)
 	if (rc < 0) {
 		if (v.status == 431)
 			gw->m.limit_hits[GW_LIMIT_HEADER_BYTES]++;
-		refuse(gw, c->fd, c, v.status, v.code, v.message);
+		conn_refuse(gw, c, v.status, v.code, v.message);
 		return;
 	}
 	if (rc == 0) {
-		int fd = c->fd, one = 1;
-		struct peer *peer = c->peer;
-
-		if (c->cap)
-			setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
-		c->peer = NULL; /* the count goes with the socket to lws */
-		pending_free(gw, c);
-		hand_over(gw, fd, peer);
+		head_accepted(gw, c, head_len);
 		return;
 	}
 	if (c->len >= cap) {
@@ -379,31 +578,143 @@ on_pending_read(struct ev_loop *loop, ev_io *w, int revents)
 		int lowat = (int)c->len + 1;
 
 		setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
-		c->cap = 1; /* SO_RCVLOWAT was raised: lower it before lws takes the socket */
+		c->lowat = 1;
 	}
 }
 
 static void
-on_pending_timer(struct ev_loop *loop, ev_timer *w, int revents)
+on_head_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct gw *gw = w->data;
-	struct pending *c = (struct pending *)((char *)w - offsetof(struct pending, tm));
+	struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, tm));
 	char msg[128];
 
 	(void)loop;
 	(void)revents;
-	if (c->lingering || !c->len) {
-		/* Lingering is over, or a connection that never said anything: just close. */
-		if (!c->lingering)
-			gw->m.limit_hits[GW_LIMIT_HEADER_TIMEOUT]++;
-		close(c->fd);
-		pending_free(gw, c);
+	if (!c->len) {
+		/* Nothing came: a new connection that never spoke, or a kept-alive one left idle. */
+		gw->m.limit_hits[c->mode == MODE_NEXT ? GW_LIMIT_KEEPALIVE_IDLE : GW_LIMIT_HEADER_TIMEOUT]++;
+		if (c->wsi) {
+			conn_kill(c);
+		} else {
+			close(c->fd);
+			conn_free(gw, c);
+		}
 		return;
 	}
 	gw->m.limit_hits[GW_LIMIT_HEADER_TIMEOUT]++;
 	snprintf(msg, sizeof(msg), "the request head did not arrive within timeouts.header_s (%u s)",
 		 gw->cfg->header_timeout_s);
-	refuse(gw, c->fd, c, 408, "request_timeout", msg);
+	conn_refuse(gw, c, 408, "request_timeout", msg);
+}
+
+/*
+ * MODE_NEXT, once lws_http_transaction_completed() has returned: lws set its keep-alive timeout
+ * there; ours replace it (they answer and count), then the next head is awaited.
+ */
+static void
+on_next_arm(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct gw *gw = w->data;
+	struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, arm));
+
+	(void)loop;
+	(void)revents;
+	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+	c->len = 0;
+	set_timer(gw, c, gw->cfg->keepalive_s);
+	ev_io_start(gw->loop, &c->io);
+}
+
+/* ---- recv() for lws ------------------------------------------------------------------------------ */
+
+static ssize_t
+sys_recv(int fd, void *buf, size_t len, int flags)
+{
+	return (ssize_t)syscall(SYS_recvfrom, fd, buf, len, flags, NULL, NULL);
+}
+
+/* lws reads a plain WebSocket: follow its frames, stop before an unmasked one. */
+static ssize_t
+ws_recv(struct conn *c, uint8_t *buf, size_t len, int flags)
+{
+	ssize_t n;
+	size_t ok;
+
+	if (c->bad_ws) {
+		errno = EAGAIN;
+		return -1;
+	}
+	n = sys_recv(c->fd, buf, len, flags);
+	if (n <= 0)
+		return n;
+	ok = gw_wsmask_feed(&c->ws, buf, (size_t)n);
+	if (ok == (size_t)n)
+		return n;
+	/* What follows is dropped: the connection ends with 1002 (ws.c) and lws reads no more. */
+	c->bad_ws = 1;
+	lws_reading(c, 0);
+	C.gw->m.ws_unmasked++;
+	gw_ws_unmasked(c->wsi);
+	if (!ok) {
+		errno = EAGAIN;
+		return -1;
+	}
+	return (ssize_t)ok;
+}
+
+/* lws reads a checked request: no further than its end. */
+static ssize_t
+request_recv(struct conn *c, void *buf, size_t len, int flags)
+{
+	ssize_t n;
+
+	if (!c->allow) {
+		char b;
+
+		/* The request is read. EOF still reaches lws (it closes, as before); the bytes of a
+		 * pipelined request wait for the transaction's end, with lws's reading paused so
+		 * the readable socket does not wake it on every loop turn. */
+		n = sys_recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n == 0)
+			return 0;
+		if (n > 0) {
+			lws_reading(c, 0);
+			errno = EAGAIN;
+		}
+		return -1;
+	}
+	if (len > c->allow)
+		len = (size_t)c->allow;
+	n = sys_recv(c->fd, buf, len, flags);
+	if (n > 0)
+		c->allow -= (uint64_t)n;
+	return n;
+}
+
+/*
+ * The recv() libwebsockets calls (see the top of this file). Service thread for the sockets
+ * registered here; any other call is the plain system call.
+ */
+ssize_t
+recv(int fd, void *buf, size_t len, int flags)
+{
+	struct conn *c = fd >= 0 && (size_t)fd < C.nfd ? C.byfd[fd] : NULL;
+
+	if (!c || (flags & MSG_PEEK))
+		return sys_recv(fd, buf, len, flags);
+	switch (c->mode) {
+	case MODE_REQUEST:
+		return request_recv(c, buf, len, flags);
+	case MODE_WS:
+		return ws_recv(c, buf, len, flags);
+	case MODE_NEXT:
+		/* lws is paused; should it read anyway, it gets nothing before the head is checked. */
+		errno = EAGAIN;
+		return -1;
+	default:
+		return sys_recv(fd, buf, len, flags);
+	}
 }
 
 /* ---- API ------------------------------------------------------------------------------------------------ */
@@ -413,6 +724,7 @@ gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen
 {
 	const struct gw_config *cfg = gw->cfg;
 	int tls = cfg->tls_cert != NULL;
+	struct conn *c;
 	struct peer *p;
 	uint8_t addr[16], key[16];
 	int proxy;
@@ -428,7 +740,7 @@ gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen
 		if (tls)
 			close(fd);
 		else
-			refuse(gw, fd, NULL, 503, "too_many_connections", msg);
+			refuse_fd(gw, fd, 503, "too_many_connections", msg);
 		return;
 	}
 	peer_addr(sa, salen, addr);
@@ -444,36 +756,81 @@ gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen
 		if (tls)
 			close(fd);
 		else
-			refuse(gw, fd, NULL, 429, "too_many_connections", msg);
+			refuse_fd(gw, fd, 429, "too_many_connections", msg);
 		return;
 	}
 	p->n++;
 	gw->m.conns_open++;
 	gw->m.conns_total++;
-	if (tls)
-		hand_over(gw, fd, p);
-	else
-		pending_new(gw, fd, p, cfg->header_timeout_s);
+	c = conn_new(gw, fd, p, tls ? MODE_TLS : MODE_FIRST);
+	if (tls) {
+		hand_over(gw, c);
+		return;
+	}
+	c->next = C.unadopted;
+	if (C.unadopted)
+		C.unadopted->prev = c;
+	C.unadopted = c;
+	set_timer(gw, c, cfg->header_timeout_s);
+	ev_io_start(gw->loop, &c->io);
+}
+
+void
+gw_conn_http_dropped(struct lws *wsi, const void *reason)
+{
+	struct conn *c = lws_get_opaque_user_data(wsi);
+
+	/* lws_bind_protocol() passes its caller's name: this is the keep-alive path of
+	 * lws_http_transaction_completed(), about to wait for the next request. (h2 streams and
+	 * closing connections return before it.) */
+	if (!c || !reason || strcmp(reason, "lws_http_transaction_completed"))
+		return;
+	if (c->mode == MODE_REQUEST && !c->allow) {
+		lws_reading(c, 0);
+		c->mode = MODE_NEXT;
+		ev_timer_start(C.gw->loop, &c->arm);
+	} else if (c->mode == MODE_REQUEST || c->mode == MODE_OPEN) {
+		/* Where the next request starts is not known (the body was not read to its end, or
+		 * had no length): this connection serves no more requests. */
+		lws_reading(c, 0);
+		lws_set_timeout(wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+	}
+}
+
+void
+gw_conn_ws_established(struct lws *wsi)
+{
+	struct conn *c = lws_get_opaque_user_data(wsi);
+
+	if (!c || (c->mode != MODE_REQUEST && c->mode != MODE_OPEN))
+		return;
+	c->mode = MODE_WS;
+	gw_wsmask_init(&c->ws);
+	lws_reading(c, 1);
 }
 
 void
 gw_conn_destroyed(struct lws *wsi)
 {
-	struct peer *p = lws_get_opaque_user_data(wsi);
+	struct conn *c = lws_get_opaque_user_data(wsi);
 
-	if (!p || !C.gw)
+	if (!c || !C.gw)
 		return;
 	lws_set_opaque_user_data(wsi, NULL);
-	release(C.gw, p);
+	conn_free(C.gw, c);
 }
 
 void
 gw_conn_shutdown(struct gw *gw)
 {
-	while (C.pending) {
-		close(C.pending->fd);
-		pending_free(gw, C.pending);
+	while (C.unadopted) {
+		struct conn *c = C.unadopted;
+
+		close(c->fd);
+		conn_free(gw, c);
 	}
+	while (C.lingering)
+		linger_free(gw, C.lingering);
 }
 
 void
@@ -486,6 +843,7 @@ gw_conn_free(void)
 		}
 	}
 	free(C.tab);
+	free(C.byfd);
 	free(C.scratch);
 	memset(&C, 0, sizeof(C));
 }

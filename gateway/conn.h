@@ -1,7 +1,11 @@
 /*
  * conn.h - admission of client connections: limits on open connections (overall and per client
- * address), the first request's head read before libwebsockets adopts a socket, and the accounting
- * that ends when lws destroys the connection.
+ * address), every plain-HTTP request head checked before libwebsockets reads it (the first before
+ * lws adopts the socket, kept-alive ones while lws's reading is paused), unmasked WebSocket frames
+ * refused, and the accounting that ends when lws destroys the connection.
+ *
+ * conn.c also defines recv() for the process: libwebsockets reads plain sockets with it (see
+ * conn.c for why and how).
  *
  * Service thread only.
  */
@@ -18,6 +22,17 @@
  *        HTTP) or hand it to lws at once (TLS). Takes ownership of @p fd.
  */
 void gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen);
+
+/**
+ * @brief LWS_CALLBACK_HTTP_DROP_PROTOCOL (any HTTP protocol), @p reason its `in`: when lws's
+ *        transaction on a kept-alive connection completed, the next request's head is read and
+ *        checked here before lws may read it.
+ */
+void gw_conn_http_dropped(struct lws *wsi, const void *reason);
+
+/** @brief LWS_CALLBACK_ESTABLISHED: the connection is a WebSocket now; its frames are followed for
+ *  unmasked ones (gw_ws_unmasked() is called on the first). */
+void gw_conn_ws_established(struct lws *wsi);
 
 /** @brief LWS_CALLBACK_WSI_DESTROY (any wsi): if it is a connection we handed to lws, release its
  *  counts. */

@@ -156,6 +156,9 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		   size_t len);
 
+/** @brief conn.c found an unmasked client frame on @p wsi (a WebSocket): close it with 1002. */
+void gw_ws_unmasked(struct lws *wsi);
+
 /* Per-session sizes for the protocol table (main.c). */
 size_t gw_http_pss_size(void);
 size_t gw_ws_pss_size(void);

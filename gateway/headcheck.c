@@ -180,3 +180,63 @@ gw_head_is_event_stream(const char *buf, size_t len)
 	tl = (size_t)((q ? q : sp) - t);
 	return tl >= 7 && !memcmp(t + tl - 7, "/events", 7);
 }
+
+/* The value of the field line [l, l+n) whose name is @p name, trimmed; NULL when the name differs. */
+static const char *
+field_value(const char *l, size_t n, const char *name, size_t *vlen)
+{
+	const char *colon = memchr(l, ':', n), *v, *e = l + n;
+
+	if (!colon || !eq_nocase(l, (size_t)(colon - l), name))
+		return NULL;
+	for (v = colon + 1; v < e && (*v == ' ' || *v == '\t'); v++)
+		;
+	while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	*vlen = (size_t)(e - v);
+	return v;
+}
+
+void
+gw_head_body(const char *buf, size_t head_len, struct gw_head_body *b)
+{
+	const char *p = buf, *end = buf + head_len, *l, *v;
+	size_t n, vl;
+	int has_length = 0, length_ok = 1;
+	unsigned long long length = 0;
+
+	memset(b, 0, sizeof(*b));
+	if (next_line(&p, end, &l, &n))
+		return; /* not an accepted head */
+	while (!next_line(&p, end, &l, &n) && n) {
+		if ((v = field_value(l, n, "transfer-encoding", &vl))) {
+			b->kind = GW_BODY_UNBOUNDED;
+			return;
+		}
+		if ((v = field_value(l, n, "upgrade", &vl))) {
+			if (!eq_nocase(v, vl, "websocket")) {
+				b->kind = GW_BODY_UNBOUNDED; /* h2c, or anything lws may switch to */
+				return;
+			}
+			b->kind = GW_BODY_UPGRADE;
+		}
+		if ((v = field_value(l, n, "content-length", &vl))) {
+			has_length = 1;
+			length_ok = vl > 0 && vl <= 18;
+			for (size_t i = 0; i < vl && length_ok; i++) {
+				if (v[i] < '0' || v[i] > '9')
+					length_ok = 0;
+				else
+					length = length * 10 + (unsigned long long)(v[i] - '0');
+			}
+		}
+	}
+	if (b->kind == GW_BODY_UPGRADE)
+		return; /* lws upgrades without reading a body */
+	if (has_length && !length_ok) {
+		b->kind = GW_BODY_UNBOUNDED;
+	} else if (has_length && length) {
+		b->kind = GW_BODY_LENGTH;
+		b->length = length;
+	}
+}

@@ -4,8 +4,9 @@
  * lws 4.1.6 is lenient or silent with malformed heads: a control byte, a folded line or a non-ASCII
  * byte in a header makes it wait until its timeout, a NUL or too many fields closes the connection
  * without a word, an unknown method gets an HTML 403, a space before a colon or a second Host is
- * accepted. conn.c runs this check on the first request of every plain-HTTP connection (it has the
- * whole head then) and answers what it refuses with a JSON error itself.
+ * accepted. conn.c runs this check on every request head of a plain-HTTP connection, the first and
+ * each kept-alive one (it has the whole head then), answers what it refuses with a JSON error
+ * itself, and lets lws read only the bytes of the request it checked (gw_head_body() says how many).
  *
  * Pure code over (buf, len), no lws: any thread, and a fuzz target can drive it.
  */
@@ -44,5 +45,25 @@ int gw_head_check(const char *buf, size_t len, size_t *head_len, struct gw_head_
  *        spins on bytes pipelined behind such a request, so conn.c refuses them.
  */
 int gw_head_is_event_stream(const char *buf, size_t len);
+
+/* How the bytes after an accepted head are framed, as lws 4.1.6 will read them. */
+enum gw_head_body_kind {
+	GW_BODY_NONE = 0,  /* nothing: the next bytes are the next request */
+	GW_BODY_LENGTH,    /* Content-Length: exactly `length` bytes, then the next request */
+	GW_BODY_UPGRADE,   /* Upgrade: websocket: what follows is WebSocket frames */
+	GW_BODY_UNBOUNDED, /* Transfer-Encoding, another Upgrade (h2c), or a Content-Length that is
+			      not one decimal number: no request boundary is known after this head */
+};
+
+struct gw_head_body {
+	enum gw_head_body_kind kind;
+	unsigned long long length; /* GW_BODY_LENGTH */
+};
+
+/**
+ * @brief Where the request whose head gw_head_check() accepted ends: its body framing.
+ * @param buf, head_len the accepted head (head_len from gw_head_check).
+ */
+void gw_head_body(const char *buf, size_t head_len, struct gw_head_body *b);
 
 #endif /* GW_HEADCHECK_H */

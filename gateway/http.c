@@ -10,6 +10,7 @@
 
 #include "auth.h"
 #include "bg.h"
+#include "conn.h"
 #include "json.h"
 #include "log.h"
 #include "xalloc.h"
@@ -585,6 +586,10 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 			gw_engine_notify(gw);
 		return 0;
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+		if (pss)
+			pss_end(gw_from_wsi(wsi), pss);
+		gw_conn_http_dropped(wsi, in); /* conn.c: a kept-alive connection's next head */
+		return 0;
 	case LWS_CALLBACK_CLOSED_HTTP:
 		if (pss) {
 			pss_end(gw_from_wsi(wsi), pss);

@@ -60,6 +60,9 @@ gw_metrics_render(const struct gw_metrics *m, const eng_stats *es, struct gw_buf
 	counter(out, "litegate_auth_expired_streams_total",
 		"SSE streams and WebSockets ended because their token expired.", "counter",
 		m->auth_expired);
+	counter(out, "litegate_ws_unmasked_frames_total",
+		"WebSockets closed with 1002 because the client sent an unmasked frame.", "counter",
+		m->ws_unmasked);
 	counter(out, "litegate_connections", "Open client connections.", "gauge", m->conns_open);
 	counter(out, "litegate_connections_total", "Client connections accepted.", "counter",
 		m->conns_total);
@@ -67,7 +70,7 @@ gw_metrics_render(const struct gw_metrics *m, const eng_stats *es, struct gw_buf
 		static const char *const names[GW_LIMIT_COUNT] = {
 			"max_connections", "max_connections_per_ip", "max_header_bytes", "header_timeout",
 			"request_timeout", "max_body_bytes", "max_ws_message_bytes", "max_ws_topics",
-			"history_max_bytes",
+			"history_max_bytes", "keepalive_idle",
 		};
 
 		gw_buf_puts(out, "# HELP litegate_limit_exceeded_total Connections, requests and frames "

@@ -25,6 +25,7 @@ enum gw_limit {
 	GW_LIMIT_WS_MESSAGE,      /* limits.max_ws_message_bytes: WebSocket closed with 1009 */
 	GW_LIMIT_WS_TOPICS,       /* limits.max_ws_topics: too_many_topics */
 	GW_LIMIT_HISTORY,         /* a history page cut short by limits.history_max_bytes */
+	GW_LIMIT_KEEPALIVE_IDLE,  /* timeouts.keepalive_s: an idle kept-alive connection closed */
 	GW_LIMIT_COUNT,
 };
 
@@ -67,6 +68,7 @@ struct gw_metrics {
 	uint64_t visibility_timeouts; /* in-flight messages whose invisible_ms ran out */
 	uint64_t dead_lettered;     /* messages moved to a dead-letter topic */
 	uint64_t ready_overflows;   /* ENG_READY_OVERFLOW entries taken: a subscriber re-checked all */
+	uint64_t ws_unmasked;       /* WebSockets closed with 1002 for an unmasked client frame */
 	uint64_t publish_rate_limited; /* publishes refused by publish_limits (429 rate_limited) */
 	struct gw_hist publish_latency;  /* request headers to durable ack */
 	struct gw_hist delivery_latency; /* store time to the write that carries the event */

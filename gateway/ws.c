@@ -610,6 +610,20 @@ gw_ws_on_ready(struct gw *gw, struct gw_sub *sub, const eng_ready *r)
 	}
 }
 
+void
+gw_ws_unmasked(struct lws *wsi)
+{
+	struct gw_ws_pss *pss = lws_wsi_user(wsi);
+	struct gw_ws_conn *c = pss ? pss->conn : NULL;
+
+	/* RFC 6455 5.1: the server MUST close the connection on an unmasked client frame. conn.c
+	 * gave lws only the bytes before that frame and reads no more; WRITEABLE closes with 1002. */
+	if (!c || c->close_code)
+		return;
+	c->close_code = LWS_CLOSE_STATUS_PROTOCOL_ERR;
+	want_write(c);
+}
+
 /* ---- Handshake ------------------------------------------------------------------------------------ */
 
 /* Browsers send Origin on every WebSocket: allow the configured origins and the same origin, so a
@@ -681,6 +695,7 @@ gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 		gw_sub_register(gw, &c->sub, GW_SUB_WS, wsi);
 		gw_sub_expire_at(gw, &c->sub, who ? who->exp : 0);
 		pss->conn = c;
+		gw_conn_ws_established(wsi); /* conn.c: its frames are followed for unmasked ones */
 		gw->m.ws_open++;
 		gw->m.ws_total++;
 		return 0;
@@ -723,6 +738,10 @@ gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 	}
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		return c ? writeable(c, wsi) : 0;
+	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+		/* A static file or a 404 of ours finished: conn.c reads the next request's head. */
+		gw_conn_http_dropped(wsi, in);
+		break;
 	case LWS_CALLBACK_WSI_DESTROY:
 		/* Every wsi's last callback, whatever its protocol: conn.c releases its counts. */
 		gw_conn_destroyed(wsi);
