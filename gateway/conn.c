@@ -85,6 +85,7 @@ enum conn_mode {
 	MODE_OPEN,      /* no request boundary known: lws reads freely, closes after the transaction */
 	MODE_WS,        /* a plain WebSocket: lws reads freely up to the first unmasked frame */
 	MODE_TLS,       /* a TLS connection: lws's alone (only the counts are ours) */
+	MODE_CLOSING,   /* served its last request: lws reads EOF, or it is closed from `arm` */
 };
 
 /* An admitted connection, from accept until lws destroys its wsi (or we close it first). */
@@ -100,8 +101,10 @@ struct conn {
 	unsigned bad_ws : 1;   /* MODE_WS: an unmasked frame was found; lws reads nothing more */
 	ev_io io;              /* MODE_FIRST, MODE_NEXT: the socket is readable */
 	ev_timer tm;           /* MODE_FIRST, MODE_NEXT: idle or header timeout */
-	ev_timer arm;          /* MODE_NEXT: starts the watchers once lws's call has returned */
+	ev_timer arm;          /* MODE_NEXT, MODE_CLOSING: acts once lws's call has returned */
 	size_t len;            /* bytes of the head seen so far (peeked, still in the socket) */
+	char *held;            /* bytes pipelined behind an unfinished request (request_recv) */
+	size_t held_len;
 	struct gw_wsmask ws;   /* MODE_WS: the client's frame boundaries */
 };
 
@@ -389,6 +392,7 @@ conn_free(struct gw *gw, struct conn *c)
 		C.byfd[c->fd] = NULL;
 	if (c->peer)
 		release(gw, c->peer);
+	free(c->held);
 	free(c);
 }
 
@@ -620,6 +624,16 @@ on_next_arm(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	if (c->mode == MODE_CLOSING) {
+		conn_kill(c);
+		return;
+	}
+	if (c->held_len) {
+		conn_refuse(gw, c, 400, "bad_request",
+			    "a request was pipelined behind one still in progress (a publish, a delete or "
+			    "a group request); send it after the reply");
+		return;
+	}
 	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
 	c->len = 0;
 	set_timer(gw, c, gw->cfg->keepalive_s);
@@ -663,33 +677,65 @@ ws_recv(struct conn *c, uint8_t *buf, size_t len, int flags)
 	return (ssize_t)ok;
 }
 
-/* lws reads a checked request: no further than its end. */
+/*
+ * lws reads a checked request: no further than its end.
+ *
+ * Once it is all read, lws keeps polling the socket while the request is served. EOF is passed on
+ * (lws closes, as it always did). Bytes of a pipelined request cannot stay in the socket while the
+ * request is served asynchronously (a publish waiting for the disk, a DELETE, a long poll): the
+ * socket would stay readable and wake lws on every loop turn, and lws_rx_flow_control() cannot
+ * pause it then, because lws 4.1.6 also skips an rx-paused h1 connection's writes (its
+ * rops_handle_POLLIN_h1 returns before the POLLOUT handling), so the reply would never leave. So
+ * those bytes are taken out of the socket and held here, and the next request is refused once the
+ * reply is out (gw_conn_http_dropped): pipelining behind an unfinished request is the one case
+ * not served. A request answered at once (a GET) is done before lws looks at the socket again.
+ */
 static ssize_t
 request_recv(struct conn *c, void *buf, size_t len, int flags)
 {
+	size_t cap = C.gw->cfg->max_header_bytes;
 	ssize_t n;
 
-	if (!c->allow) {
+	if (c->allow) {
+		if (len > c->allow)
+			len = (size_t)c->allow;
+		n = sys_recv(c->fd, buf, len, flags);
+		if (n > 0)
+			c->allow -= (uint64_t)n;
+		return n;
+	}
+	if (!c->held)
+		c->held = xmalloc(cap);
+	if (c->held_len < cap) {
+		n = sys_recv(c->fd, c->held + c->held_len, cap - c->held_len, MSG_DONTWAIT);
+		if (n == 0 && !c->held_len)
+			return 0;
+		if (n > 0)
+			c->held_len += (size_t)n;
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			return -1;
+	}
+	if (c->held_len == cap) {
 		char b;
 
-		/* The request is read. EOF still reaches lws (it closes, as before); the bytes of a
-		 * pipelined request wait for the transaction's end, with lws's reading paused so
-		 * the readable socket does not wake it on every loop turn. */
+		/* More than a head's worth pipelined behind an unfinished request: nothing would stop
+		 * the readable socket from waking lws on every turn. The client is cut off. */
 		n = sys_recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (n == 0)
+		if (n > 0)
 			return 0;
-		if (n > 0) {
-			lws_reading(c, 0);
-			errno = EAGAIN;
-		}
-		return -1;
 	}
-	if (len > c->allow)
-		len = (size_t)c->allow;
-	n = sys_recv(c->fd, buf, len, flags);
-	if (n > 0)
-		c->allow -= (uint64_t)n;
-	return n;
+	errno = EAGAIN;
+	return -1;
+}
+
+/* MODE_NEXT: the next head is not checked yet. lws looks at the socket only once its transaction's
+ * end was written (no write of its own is pending then), so it can be paused now. */
+static ssize_t
+next_recv(struct conn *c)
+{
+	lws_reading(c, 0);
+	errno = EAGAIN;
+	return -1;
 }
 
 /*
@@ -709,9 +755,9 @@ recv(int fd, void *buf, size_t len, int flags)
 	case MODE_WS:
 		return ws_recv(c, buf, len, flags);
 	case MODE_NEXT:
-		/* lws is paused; should it read anyway, it gets nothing before the head is checked. */
-		errno = EAGAIN;
-		return -1;
+		return next_recv(c);
+	case MODE_CLOSING:
+		return 0;
 	default:
 		return sys_recv(fd, buf, len, flags);
 	}
@@ -786,14 +832,15 @@ gw_conn_http_dropped(struct lws *wsi, const void *reason)
 	if (!c || !reason || strcmp(reason, "lws_http_transaction_completed"))
 		return;
 	if (c->mode == MODE_REQUEST && !c->allow) {
-		lws_reading(c, 0);
+		/* lws's reading is paused by next_recv() at its first look at the socket: pausing
+		 * here would hold up the POLLOUT lws waits for to leave LRS_DEFERRING_ACTION. */
 		c->mode = MODE_NEXT;
 		ev_timer_start(C.gw->loop, &c->arm);
 	} else if (c->mode == MODE_REQUEST || c->mode == MODE_OPEN) {
 		/* Where the next request starts is not known (the body was not read to its end, or
 		 * had no length): this connection serves no more requests. */
-		lws_reading(c, 0);
-		lws_set_timeout(wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+		c->mode = MODE_CLOSING;
+		ev_timer_start(C.gw->loop, &c->arm);
 	}
 }
 

@@ -352,6 +352,8 @@ class BadInput(TestCase):
                 ("fragmented ping", ws_frame(9, b"x", fin=False), (1002,)),
                 ("ping over 125 bytes", ws_frame(9, b"x" * 200), (1002, "dropped")),
                 ("binary frame", ws_frame(2, b"\x00\x01"), (1003,)),
+                ("unmasked frame", ws_frame(1, b'{"op":"ping"}', mask=False), (1002,)),
+                ("unmasked ping", ws_frame(9, b"x", mask=False), (1002,)),
                 ("invalid UTF-8", ws_frame(1, b'"\xc3\x28"'), (1007,)),
                 ("message over the limit", ws_frame(1, b"x" * 70000), (1009,)),
                 ("declared 2^62 bytes", ws_frame(1, b"x" * 1000, length=2 ** 62), (1009,)),
@@ -377,6 +379,47 @@ class BadInput(TestCase):
             ws.close()
         st, _, text = self.gw.http("GET", "/metrics")
         self.assertIn(b'litegate_limit_exceeded_total{limit="max_ws_message_bytes"} 3', text)
+        # the two unmasked cases, and the random bytes when they happen to parse as one
+        self.assertRegex(text.decode(), r"\nlitegate_ws_unmasked_frames_total [23]\n")
+
+    def test_unmasked_client_frames_close_with_1002(self):
+        # RFC 6455 5.1: every client frame is masked; lws 4.1.6 would take an unmasked one, the
+        # gateway closes with 1002 before lws sees it, also after good frames and mid-message.
+        ws = self.gw.ws()
+        try:
+            ws.send({"op": "ping", "req": 1})
+            self.assertEqual(ws.recv(), {"type": "pong", "req": 1})
+            ws.send_text(json.dumps({"op": "ping", "req": 2}), fragments=3)  # masked fragments
+            self.assertEqual(ws.recv(), {"type": "pong", "req": 2})
+            ws.send_frame(0x9, b"hi")  # a masked ping between: answered by lws, then go on
+            ws.send({"op": "subscribe", "topic": "chatbot/keep-1", "req": 3})
+            m, _ = ws.recv_until(lambda m: m["type"] == "message")
+            self.assertEqual(m["data"], "α-0")
+            # The start of a message, masked; then an unmasked continuation in the same write.
+            ws.sock.sendall(ws_frame(1, b'{"op":"pi', fin=False) + ws_frame(0, b'ng"}', mask=False))
+            with self.assertRaises(WSClosed) as cm:
+                while True:
+                    ws.recv(timeout=5)
+            self.assertEqual(cm.exception.code, 1002)
+        finally:
+            ws.close()
+        # Frames split at every byte, with 16-bit lengths and payloads that hold bytes looking like
+        # unmasked headers: the boundaries are followed across reads, nothing is refused.
+        ws = self.gw.ws()
+        try:
+            for req in range(3):
+                payload = json.dumps({"op": "publish", "topic": "chatbot/split", "data": "\x01\x05" * 80,
+                                      "req": req}).encode()
+                frame = ws_frame(1, payload)
+                for i in range(0, len(frame), 7):
+                    ws.sock.sendall(frame[i:i + 7])
+                    time.sleep(0.002)
+                m = ws.recv()
+                self.assertEqual((m["type"], m["req"]), ("ack", req), m)
+        finally:
+            ws.close()
+        st, _, text = self.gw.http("GET", "/metrics")
+        self.assertIn(b"litegate_ws_unmasked_frames_total 1\n", text)
 
     # ---- Clients that vanish -----------------------------------------------------------------------
 

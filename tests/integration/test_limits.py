@@ -186,24 +186,192 @@ class Heads(LimitsCase):
         self.assertLess(time.time() - t0, 4)
         self.assertEqual(self.metric("litegate_limit_exceeded_total", "header_timeout"), 2)
 
-    def test_idle_keep_alive_is_closed_and_later_big_heads_close(self):
-        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
-        try:
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            self.assertEqual(harness.read_http_response(s)[0], 200)
-            # A later request on the same connection meets lws's own buffer (twice the limit):
-            # closed without a reply, and the gateway carries on.
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 6000 + b"\r\n\r\n")
-            self.assertEqual(read_all(s, 5), b"")
-        finally:
-            s.close()
+    def test_idle_keep_alive_is_closed_and_counted(self):
         s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
         try:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             self.assertEqual(harness.read_http_response(s)[0], 200)
             t0 = time.time()
             self.assertEqual(read_all(s, 8), b"")  # keepalive_s 2
-            self.assertLess(time.time() - t0, 6)
+            self.assertLess(time.time() - t0, 4)
+            self.assertGreater(time.time() - t0, 1.5)
+        finally:
+            s.close()
+        self.assertEqual(self.gw.http("GET", "/healthz")[0], 200)
+        self.assertEqual(self.metric("litegate_limit_exceeded_total", "keepalive_idle"), 1)
+
+
+def responses(s, count, timeout=5):
+    """@count whole responses (Content-Length framed) read from @s, in order, as (status, headers,
+    body) with JSON bodies decoded; fewer when the server closes first."""
+    out, buf = [], b""
+    s.settimeout(timeout)
+    while len(out) < count:
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        st, hdrs, _ = parse(head + b"\r\n\r\n")
+        n = int(hdrs.get("content-length", "0"))
+        while len(rest) < n:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        body = rest[:n]
+        buf = rest[n:]
+        out.append((st, hdrs, json.loads(body) if body.strip() and b"json" in
+                    hdrs.get("content-type", "").encode() else body))
+    return out
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+class KeptAlive(LimitsCase):
+    """The head check on every request of a kept-alive connection, not only the first."""
+    CONFIG = {"limits": {"max_header_bytes": 2048},
+              "timeouts": {"header_s": 1, "keepalive_s": 3}}
+    GET = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    def second(self, data):
+        """A good request, then @data on the same connection: the responses to both."""
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
+        try:
+            s.sendall(self.GET)
+            first = responses(s, 1)
+            self.assertEqual(first[0][0], 200)
+            s.sendall(data)
+            rest = responses(s, 1)
+            self.assertEqual(read_all(s, 3), b"")  # and then the connection is closed
+            return rest[0] if rest else None
+        finally:
+            s.close()
+
+    def test_oversized_second_heads_get_431_and_414(self):
+        st, hdrs, body = self.second(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 3000 + b"\r\n\r\n")
+        self.assertEqual((st, body["error"]["code"], hdrs["connection"]), (431, "headers_too_large", "close"))
+        st, _, body = self.second(b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(100))
+                                  + b"\r\n")
+        self.assertEqual((st, body["error"]["code"]), (431, "headers_too_large"))
+        st, _, body = self.second(b"GET /v1/topics/chatbot/" + b"x" * 3000 + b" HTTP/1.1\r\n\r\n")
+        self.assertEqual((st, body["error"]["code"]), (414, "uri_too_long"))
+        self.assertEqual(self.metric("litegate_limit_exceeded_total", "max_header_bytes"), 3)
+
+    def test_malformed_second_heads_get_400_and_405(self):
+        for data, status, code in (
+                (b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n", 400, "bad_request"),
+                (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n", 400, "bad_request"),
+                (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400, "bad_request"),
+                (b"GET /heal\x00thz HTTP/1.1\r\n\r\n", 400, "bad_request"),
+                (b"BREW /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed"),
+                (b"\x16\x03\x01\x00\xa5\x01\x00\x00\r\n\r\n", 400, "bad_request")):
+            with self.subTest(data[:40]):
+                st, _, body = self.second(data)
+                self.assertEqual((st, body["error"]["code"]), (status, code))
+
+    def test_slow_second_head_gets_408(self):
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
+        try:
+            s.sendall(self.GET)
+            self.assertEqual(responses(s, 1)[0][0], 200)
+            time.sleep(1.5)  # idle, but within keepalive_s: the header clock has not started
+            t0 = time.time()
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
+            s.settimeout(0.25)
+            reply = b""
+            for i in range(20):  # a header byte every 0.25 s: never done
+                try:
+                    s.sendall(b"X")
+                except OSError:
+                    break
+                try:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    reply += chunk
+                except socket.timeout:
+                    pass
+            reply += read_all(s, 2)
+        finally:
+            s.close()
+        st, _, body = parse(reply)
+        self.assertEqual((st, body["error"]["code"]), (408, "request_timeout"))
+        self.assertLess(time.time() - t0, 3)
+        self.assertEqual(self.metric("litegate_limit_exceeded_total", "header_timeout"), 1)
+
+    def test_keep_alive_and_pipelining_still_work(self):
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
+        try:
+            for i in range(30):  # one request at a time
+                s.sendall(self.GET)
+                self.assertEqual(responses(s, 1)[0][0], 200)
+            # 50 GETs in one write, then a mix of publishes and reads, pipelined.
+            s.sendall(self.GET * 50)
+            self.assertEqual([r[0] for r in responses(s, 50)], [200] * 50)
+            # Publishes one after the other on the same connection, with GETs pipelined between.
+            for i in range(5):
+                body = json.dumps({"data": i}).encode()
+                s.sendall(b"POST /v1/topics/chatbot/ka/messages HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                st, _, reply = responses(s, 1)[0]
+                self.assertEqual((st, reply["first_offset"]), (200, i))
+                s.sendall(b"GET /v1/topics/chatbot/ka HTTP/1.1\r\nHost: x\r\n\r\n" + self.GET)
+                got = responses(s, 2)
+                self.assertEqual([r[0] for r in got], [200, 200])
+                self.assertEqual(got[0][2]["next_offset"], i + 1)
+            # A head split over packets, on the kept-alive connection.
+            for piece in (b"GET /hea", b"lthz HTTP/1.1\r", b"\nHost: x\r\n", b"\r", b"\n"):
+                s.sendall(piece)
+                time.sleep(0.05)
+            self.assertEqual(responses(s, 1)[0][0], 200)
+        finally:
+            s.close()
+        self.assertEqual(self.metric("litegate_limit_exceeded_total", "max_header_bytes"), 0)
+        self.assertEqual(self.metric("litegate_limit_exceeded_total", "header_timeout"), 0)
+
+    def test_event_stream_pipelined_after_a_request(self):
+        pid = self.gw.proc.pid
+        self.gw.publish("chatbot/pipe-sse", {"data": "a"})
+        sse = b"GET /v1/topics/chatbot/pipe-sse/events HTTP/1.1\r\nHost: x\r\n\r\n"
+        # Alone behind a request: the stream is served, and an idle stream costs no CPU.
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+        try:
+            s.sendall(self.GET + sse)
+            st, _, _ = responses(s, 1)[0]
+            self.assertEqual(st, 200)
+            s.settimeout(5)
+            data = b""
+            while b"data: \"a\"" not in data and b"data: a" not in data:
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, data)
+                data += chunk
+            self.assertIn(b"text/event-stream", data)
+            before = cpu_ticks(pid)
+            time.sleep(1.5)
+            self.assertLess(cpu_ticks(pid) - before, 20)  # no busy loop
+            # Bytes after it on that stream end the stream, without a spin.
+            s.sendall(self.GET)
+            t0 = time.time()
+            read_all(s, 5)  # until the server closes
+            self.assertLess(time.time() - t0, 4)
+        finally:
+            s.close()
+        # With bytes behind it: refused with 400 before lws reads any of it.
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+        try:
+            s.sendall(self.GET + sse + self.GET)
+            got = responses(s, 2)
+            self.assertEqual(got[0][0], 200)
+            self.assertEqual((got[1][0], got[1][2]["error"]["code"]), (400, "bad_request"))
+            before = cpu_ticks(pid)
+            time.sleep(1.5)
+            self.assertLess(cpu_ticks(pid) - before, 20)
         finally:
             s.close()
         self.assertEqual(self.gw.http("GET", "/healthz")[0], 200)
