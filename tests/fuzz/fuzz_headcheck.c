@@ -11,7 +11,9 @@
  *  - the verdict depends on the head alone: the accepted head by itself, or with any bytes after it,
  *    gets the same verdict and length; a refusal stays a refusal when more bytes follow;
  *  - any prefix shorter than an accepted head is "not complete yet" or a refusal, never accepted;
- *  - gw_head_is_event_stream() only says yes for a GET.
+ *  - gw_head_is_event_stream() only says yes for a GET;
+ *  - gw_head_body() on an accepted head gives a known kind, a non-zero length only with
+ *    GW_BODY_LENGTH, and that length is a decimal number written in the head.
  */
 #include <string.h>
 
@@ -57,6 +59,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			known = hl > ml && !memcmp(buf, methods[i], ml) && buf[ml] == '/';
 		}
 		FUZZ_CHECK(known);
+		{
+			struct gw_head_body b;
+			char *copy = malloc(hl + 1), digits[24];
+
+			FUZZ_CHECK(copy);
+			memcpy(copy, buf, hl);
+			copy[hl] = '\0';
+			gw_head_body(buf, hl, &b);
+			FUZZ_CHECK(b.kind >= GW_BODY_NONE && b.kind <= GW_BODY_UNBOUNDED);
+			FUZZ_CHECK((b.kind == GW_BODY_LENGTH) == (b.length != 0));
+			/* A length is the decimal number the head carries. */
+			snprintf(digits, sizeof(digits), "%llu", b.length);
+			FUZZ_CHECK(b.kind != GW_BODY_LENGTH || strstr(copy, digits));
+			free(copy);
+		}
 		/* The head alone, and with other bytes after it: same verdict, same length. */
 		rc2 = gw_head_check(buf, hl, &hl2, &v2);
 		FUZZ_CHECK(rc2 == 0 && hl2 == hl);

@@ -352,6 +352,41 @@ HEADS = {
     "many_fields": "GET / HTTP/1.1\r\n" + "".join("X-%d: v\r\n" % i for i in range(70)) + "\r\n",
     "many_params": "GET /?" + "&".join("p%d" % i for i in range(30)) + " HTTP/1.1\r\n\r\n",
     "version": "GET / HTTP/2.0\r\n\r\n",
+    "content_length": "POST /v1/topics/chatbot/s1/messages HTTP/1.1\r\nContent-Length:  42 \r\n\r\n",
+    "bad_length": "POST /v1/topics/chatbot/s1/messages HTTP/1.1\r\nContent-Length: 4x\r\n\r\n",
+    "chunked": "POST /v1/topics/chatbot/s1/messages HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "upgrade_ws": "GET /v1/ws HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\r\n",
+    "upgrade_h2c": "GET / HTTP/1.1\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n",
+}
+
+
+# ---- wsmask: a WebSocket client's bytes after the upgrade ------------------------------------------
+def ws_frame(op, payload, fin=True, mask=True, length=None):
+    n = len(payload) if length is None else length
+    b0 = (0x80 if fin else 0) | op
+    m = 0x80 if mask else 0
+    if n < 126:
+        hdr = bytes([b0, m | n])
+    elif n < 65536:
+        hdr = bytes([b0, m | 126]) + n.to_bytes(2, "big")
+    else:
+        hdr = bytes([b0, m | 127]) + n.to_bytes(8, "big")
+    if mask:
+        key = b"\x11\x22\x33\x44"
+        payload = bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+        hdr += key
+    return hdr + payload
+
+
+WSMASK = {
+    "masked": ws_frame(1, b'{"op":"ping"}'),
+    "unmasked": ws_frame(1, b'{"op":"ping"}', mask=False),
+    "masked_then_unmasked": ws_frame(1, b'{"op":"pi', fin=False) + ws_frame(0, b'ng"}', mask=False),
+    "len16": ws_frame(1, b"x" * 300) + ws_frame(9, b"p"),
+    "len64": ws_frame(1, b"y" * 70000),
+    "declared_huge": ws_frame(1, b"z" * 20, length=2 ** 62),
+    "control": ws_frame(9, b"hi") + ws_frame(10, b"") + ws_frame(8, b"\x03\xe8"),
+    "payload_like_headers": ws_frame(1, b"\x81\x05" * 40),
 }
 
 
@@ -376,6 +411,8 @@ def main():
         write("jwt", name, b)
     for name, s in HEADS.items():
         write("headcheck", name, s)
+    for name, b in WSMASK.items():
+        write("wsmask", name, b)
     return 0
 
 
