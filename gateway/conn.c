@@ -628,6 +628,8 @@ on_next_arm(struct ev_loop *loop, ev_timer *w, int revents)
 		conn_kill(c);
 		return;
 	}
+	if (c->mode != MODE_NEXT)
+		return; /* next_recv() already took the next request: lws has set its own timeouts */
 	if (c->held_len) {
 		conn_refuse(gw, c, 400, "bad_request",
 			    "a request was pipelined behind one still in progress (a publish, a delete or "
@@ -728,11 +730,30 @@ request_recv(struct conn *c, void *buf, size_t len, int flags)
 	return -1;
 }
 
-/* MODE_NEXT: the next head is not checked yet. lws looks at the socket only once its transaction's
- * end was written (no write of its own is pending then), so it can be paused now. */
+/*
+ * MODE_NEXT: lws looks at the socket for the next request, whose head is not checked yet. When it
+ * is all there and acceptable (the common case), it is checked here and lws reads it in this same
+ * call: no pause, no extra loop turn. Otherwise lws is paused (it looks only once its transaction's
+ * end was written, so no write of its own is pending) and on_head_read() takes it from there: it
+ * answers a refusal, or resumes lws once the head is complete.
+ */
 static ssize_t
-next_recv(struct conn *c)
+next_recv(struct conn *c, void *buf, size_t len, int flags)
 {
+	struct gw_head_verdict v;
+	size_t head_len = 0;
+	ssize_t n;
+
+	if (!c->held_len) {
+		n = sys_recv(c->fd, C.scratch, C.gw->cfg->max_header_bytes, MSG_PEEK | MSG_DONTWAIT);
+		if (n == 0)
+			return 0; /* the client closed an idle connection: lws closes it */
+		if (n > 0 && gw_head_check(C.scratch, (size_t)n, &head_len, &v) == 0 &&
+		    !(head_len < (size_t)n && gw_head_is_event_stream(C.scratch, (size_t)n))) {
+			head_accepted(C.gw, c, head_len);
+			return recv(c->fd, buf, len, flags);
+		}
+	}
 	lws_reading(c, 0);
 	errno = EAGAIN;
 	return -1;
@@ -755,7 +776,7 @@ recv(int fd, void *buf, size_t len, int flags)
 	case MODE_WS:
 		return ws_recv(c, buf, len, flags);
 	case MODE_NEXT:
-		return next_recv(c);
+		return next_recv(c, buf, len, flags);
 	case MODE_CLOSING:
 		return 0;
 	default:
