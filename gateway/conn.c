@@ -51,6 +51,8 @@
  * SSE, WebSocket upgrade, timeout, shutdown).
  */
 #define _GNU_SOURCE /* syscall() */
+/* With _FORTIFY_SOURCE, glibc declares recv() as an inline wrapper, which cannot be defined here. */
+#undef _FORTIFY_SOURCE
 #include "conn.h"
 
 #include <errno.h>
