@@ -586,8 +586,10 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 			gw_engine_notify(gw);
 		return 0;
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-		if (pss)
+		if (pss) {
 			pss_end(gw_from_wsi(wsi), pss);
+			gw_h2out_free(&pss->h2);
+		}
 		gw_conn_http_dropped(wsi, in); /* conn.c: a kept-alive connection's next head */
 		return 0;
 	case LWS_CALLBACK_CLOSED_HTTP:
