@@ -10,9 +10,10 @@
  * 431, 408, 400 or 405 (a JSON body, like every API error) when it is too long, too slow or
  * malformed. A slowloris client therefore never reaches lws.
  *
- * The first head is read before lws has the socket (struct conn in MODE_FIRST); a kept-alive one
- * while lws's reading is paused (MODE_NEXT): the transaction-completed hook (gw_conn_http_dropped)
- * pauses it with lws_rx_flow_control() and our own ev_io peeks, then lws reading is resumed, or the
+ * The first head is read before lws has the socket (struct conn in MODE_FIRST). A kept-alive one
+ * (MODE_NEXT, from the transaction-completed hook gw_conn_http_dropped) is checked when lws first
+ * looks for it (next_recv) if it is whole by then, the common case; else lws's reading is paused
+ * with lws_rx_flow_control() and our own ev_io peeks until it is whole, then lws is resumed, or the
  * error is answered and the connection closed. Between requests the connection may be idle for
  * timeouts.keepalive_s (closed and counted past it); from the first byte of a head, the head must be
  * complete within timeouts.header_s (408).
@@ -25,9 +26,9 @@
  * executable comes first in symbol lookup), and on a socket registered here the length is capped at
  * what is left of the checked request: its head and its Content-Length body. Anything after it
  * stays in the socket for the next check. Our own calls (MSG_PEEK) and every other socket go
- * straight to the system call. When the checked request is all read and more bytes wait (a
- * pipelined request), lws's reading is paused until the transaction completes; a client's EOF still
- * reaches lws at once, as before.
+ * straight to the system call. When the checked request is all read, lws gets nothing more until
+ * the transaction completes (request_recv() says what happens to bytes that come meanwhile); a
+ * client's EOF still reaches lws at once, as before.
  *
  * Not covered (docs/security.md): TLS connections (OpenSSL reads the socket with read(), and their
  * bytes are encrypted until lws has run the handshake) meet lws's own limits: a header buffer of
