@@ -288,6 +288,20 @@ static const struct lws_protocol_vhost_options mime_html = { &mime_css, NULL, ".
 static const struct lws_protocol_vhost_options mime_map = { &mime_html, NULL, ".map", "application/json" };
 static const struct lws_protocol_vhost_options mime_webp = { &mime_map, NULL, ".webp", "image/webp" };
 
+/*
+ * gw-static: lws serves the files itself (lws_callback_http_dummy). The one thing of ours is the
+ * end of each file's transaction: conn.c must learn it (as from gw-http and the "litegate"
+ * protocol), or on a kept-alive connection the next request, often the page's EventSource, is
+ * never read.
+ */
+static int
+static_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	if (reason == LWS_CALLBACK_HTTP_DROP_PROTOCOL)
+		gw_conn_http_dropped(wsi, in);
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
 static int
 run(struct gw *gw, const struct gw_config *cfg)
 {
@@ -360,7 +374,7 @@ run(struct gw *gw, const struct gw_config *cfg)
 	 * on, pieces of 16384 bytes (tls.h). Without h2, 0 keeps lws's 64 KiB pieces.
 	 */
 	protocols[2].name = "gw-static";
-	protocols[2].callback = lws_callback_http_dummy;
+	protocols[2].callback = static_callback;
 	protocols[2].tx_packet_size = cfg->tls_cert && cfg->tls_http2 ? GW_H2_STATIC_PACKET : 0;
 
 	memset(mounts, 0, sizeof(mounts));

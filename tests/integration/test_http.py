@@ -406,6 +406,32 @@ class Misc(TestCase):
         st, _, _ = self.gw.http("GET", "/missing.html")
         self.assertEqual(st, 404)
 
+    def test_requests_after_static_files_on_one_connection(self):
+        # A browser loads the page and its scripts, then opens its EventSource on the same
+        # kept-alive connection: each request after a file (or a missing one) must be served.
+        self.gw.publish("chatbot/page", {"event": "token", "data": "hi"})
+        conn = http.client.HTTPConnection("127.0.0.1", self.gw.port, timeout=10)
+        try:
+            for path in ("/", "/missing.html", "/index.html"):
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                resp.read()
+                self.assertIn(resp.status, (200, 404), path)
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            self.assertEqual((resp.status, json.loads(resp.read())["status"]), (200, "ok"))
+            conn.request("GET", "/v1/topics/chatbot/page/events", headers={"Accept": "text/event-stream"})
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200)
+            seen = b""
+            while not seen.endswith(b'data: "hi"\n'):  # a stall times out (10 s) and fails
+                line = resp.fp.readline()
+                self.assertTrue(line, "the stream ended early: %r" % seen)
+                seen += line
+            self.assertIn(b'id: 0\nevent: token\ndata: "hi"\n', seen)
+        finally:
+            conn.close()
+
 
 class CommandLine(unittest.TestCase):
     def run_bin(self, *args, timeout=10):
