@@ -793,22 +793,29 @@ class TestMessagePriority(GroupsBase):
             self.assertEqual(m.get("priority"), want[m["topic"]])
 
     def test_priorities_order_topics_found_after_a_restart(self):
-        # No ready entries after a restart: the topic scan finds the topics, and their next
-        # message's priority is read before they are queued.
+        # No ready entries after a restart: the group's markers (and, for a topic whose marker
+        # the SIGKILL beat, its topic scan) find the topics, and their next message's priority
+        # is read before they are queued.
         self.put_group("rs", events=[])
         for i in range(12):
             self.gw.publish("chatbot/rs%02d" % i, {"data": i, "priority": 9 if i % 4 == 3 else 1})
         self.gw.kill()
         self.gw.start()
-        # The scan's pages come in over loop turns: wait until every topic is queued.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            st, _, g = self.gw.http("GET", "/v1/groups/rs")
-            if g["state"]["ready_topics"] == 12:
-                break
-            time.sleep(0.05)
-        self.assertEqual(g["state"]["ready_topics"], 12)
+        # Markers are checked and the scan's pages come in over loop turns: wait until every
+        # topic is queued (able to hand out: a topic waiting for its marker is not).
+        self.assertEqual(self.wait_ready("rs", 12, timeout=10), 12)
         got = self.pop("rs", 3, wait_ms=2000)
+        self.assertEqual(sorted(m["data"] for m in got), [3, 7, 11])
+
+    def test_priorities_order_topics_a_new_group_finds(self):
+        # Topics from before the group: only its topic scan finds them, unmarked. A topic is
+        # queued once its marker is durable, so a ready priority-9 topic is never passed over
+        # for a priority-1 one because it could not hand out yet.
+        for i in range(12):
+            self.gw.publish("chatbot/ng%02d" % i, {"data": i, "priority": 9 if i % 4 == 3 else 1})
+        self.put_group("ng", events=[])
+        self.assertEqual(self.wait_ready("ng", 12, timeout=10), 12)
+        got = self.pop("ng", 3, wait_ms=2000)
         self.assertEqual(sorted(m["data"] for m in got), [3, 7, 11])
 
     def test_message_priority_overrides_the_parents(self):
