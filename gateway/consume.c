@@ -311,7 +311,12 @@ set_peek(struct gw_gtopic *gt, uint64_t offset, int prio)
 	gt->peek_off = offset;
 	gt->peek_prio = (int8_t)(prio >= 0 && prio < GW_PRIO_LEVELS ? prio : ENG_PRIORITY_NONE);
 	gt->peek_known = 1;
+	gt->peek_wanted = 0; /* not known: only peek() looks at the message itself */
 }
+
+static int wanted(const struct gw_group *g, const struct gw_gtopic *gt, const eng_msg_view *m);
+static int acked_before(struct gw_gtopic *gt, uint64_t offset);
+static void mark_async(struct gw_gtopic *gt);
 
 /*
  * Read the message at next_read for its priority (nothing else told it). Unknown on failure.
@@ -326,9 +331,11 @@ peek(struct gw_gtopic *gt)
 
 	memset(&res, 0, sizeof(res));
 	rc = eng_read(gt->g->gw->db, gt->name, gt->next_read, 1, 1, &res);
-	if (!rc && res.n && res.msgs[0].offset == gt->next_read)
+	if (!rc && res.n && res.msgs[0].offset == gt->next_read) {
 		set_peek(gt, gt->next_read, res.msgs[0].priority);
-	else if (!rc && !res.n && res.first_offset <= gt->next_read && gt->next_read < res.next_offset)
+		gt->peek_wanted = wanted(gt->g, gt, &res.msgs[0]) &&
+				  !(gt->n_acked_above && acked_before(gt, gt->next_read));
+	} else if (!rc && !res.n && res.first_offset <= gt->next_read && gt->next_read < res.next_offset)
 		later = -1;
 	eng_read_free(&res);
 	return later;
@@ -358,6 +365,20 @@ ready_prio(struct gw_gtopic *gt)
 
 static void retry_later(struct gw_gtopic *gt);
 
+/*
+ * A topic found by a topic scan is not marked yet (gt_create), and hands nothing out until its
+ * marker is durable. Queued like that, a pop would pick it at its priority, get nothing from it
+ * (serve_topic starts the marker) and serve lower priorities instead: a ready topic that cannot
+ * give what it is ready with. So when its next message is one the group wants, the marker comes
+ * first and mark_done() queues it. (A next message the group skips says nothing about the rest:
+ * such a topic is queued as before, and serve_topic marks it at the first wanted one.)
+ */
+static int
+marker_first(const struct gw_gtopic *gt)
+{
+	return !gt->marked && gt->peek_wanted && gt->peek_known && gt->peek_off == gt->next_read;
+}
+
 /* Queue @p gt (at the tail of its priority) if it has something to hand out. */
 static void
 kick(struct gw_gtopic *gt)
@@ -370,6 +391,10 @@ kick(struct gw_gtopic *gt)
 		return;
 	if ((prio = ready_prio(gt)) < 0) {
 		retry_later(gt);
+		return;
+	}
+	if (marker_first(gt)) {
+		mark_async(gt); /* mark_done() kicks it again */
 		return;
 	}
 	gt->ready_since_ms = mono_ms();
@@ -609,11 +634,10 @@ has_explicit(const struct gw_group *g, const char *topic)
  * retained message ("do better" item 1 of the RocketMQ notes: not its end), or for "from":"tail" on
  * a parent, the first message stored after the subscription began. A topic of a subscribed parent
  * gets a marker, so a restart finds it again: at once when the engine said it has news for the
- * group (@p mark_now), else (a topic found by a topic scan) before its first message is handed
- * out. The marker is written by the commit pool; the topic hands nothing out until it is durable.
+ * group (@p mark_now), else (a topic found by a topic scan) once a message the group wants is seen
+ * (before the topic is queued, marker_first(), or at the hand-out). The marker is written by the
+ * commit pool; the topic hands nothing out until it is durable.
  */
-static void mark_async(struct gw_gtopic *gt);
-
 static struct gw_gtopic *
 gt_create(struct gw_group *g, const char *topic, int mark_now)
 {
@@ -854,10 +878,14 @@ mark_done(struct gw_commit *c)
 	struct gw_gtopic *gt = it->gt;
 
 	gt->marking = 0;
-	if (c->rc) /* unmarked: the next attempt to hand something out tries again */
+	if (c->rc) {
+		/* Unmarked: the next attempt to hand something out tries again (not kick(), which
+		 * would retry at once, for as long as the engine fails). */
 		LOG_ERR("group %s: marking %s: %s", gt->g->name, gt->name, eng_strerror(c->rc));
-	else
+		gt->peek_wanted = 0;
+	} else {
 		gt->marked = 1;
+	}
 	if (!gt->dead && !gt->g->gw->groups->closing) {
 		kick(gt);
 		gw_group_serve(gt->g);

@@ -109,6 +109,7 @@ struct gw_gtopic {
 	int8_t peek_prio;                /* the priority of the message at peek_off (or NONE) */
 	uint64_t peek_off;               /* valid while peek_known and equal to next_read */
 	unsigned peek_known : 1;
+	unsigned peek_wanted : 1;        /* peek() found the message at peek_off is one to hand out */
 	unsigned queued : 1;             /* in a ready queue */
 	unsigned dead : 1;               /* left its group (unsubscribed, deleted, gone): freed at refs 0 */
 	unsigned retrying : 1;           /* on the retry list: read again in a moment */
@@ -290,7 +291,8 @@ int gw_group_offset_put(struct gw *gw, const char *name, struct gw_group *g, con
 			struct gw_commit_wait **wait);
 
 /* Internal, shared by groups.c and consume.c. @p create of gw_gtopic_get: 0 look up, 1 make it
- * (the engine said the topic has news: marked at once), 2 make it lazily (from a topic scan). */
+ * (the engine said the topic has news: marked at once), 2 make it lazily (from a topic scan:
+ * marked once a wanted message is seen, before the topic is queued). */
 struct gw_gtopic *gw_gtopic_get(struct gw_group *g, const char *topic, int create);
 void gw_gtopic_drop(struct gw_gtopic *gt);
 void gw_group_serve(struct gw_group *g);

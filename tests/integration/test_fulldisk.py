@@ -46,9 +46,15 @@ class FullDisk(unittest.TestCase):
         os.rmdir(cls.mnt)
 
     def setUp(self):
+        # The streams are read only after the disk is full: until then (tens of MB, far more
+        # than the sockets buffer) they cannot be written, and the harness's 3 s stall timeout
+        # would drop them (as it should: timeouts.stall_s) whenever filling and checking take
+        # longer, as they do on a loaded box or under ASan. Give them the default minute.
         self.gw = Gateway({"data_dir": os.path.join(self.mnt, "data"),
-                           "storage": {"segment_bytes": 4 * 1024 * 1024}})
+                           "storage": {"segment_bytes": 4 * 1024 * 1024},
+                           "timeouts": {"stall_s": 60}})
         self.addCleanup(self.gw.close)
+        self.addCleanup(harness.TestCase._dump_log_on_failure, self)  # the log, when it failed
         self.gw.start()
 
     def test_publish_until_full_then_recover(self):

@@ -669,16 +669,18 @@ class TestScheduling(GroupsBase):
         self.gw.publish("chatbot/low", [{"event": "e", "data": i} for i in range(3)])
         self.gw.publish("agent/mid", [{"event": "e", "data": i} for i in range(3)])
         self.gw.publish("vip/high", [{"event": "e", "data": i} for i in range(3)])
-        time.sleep(0.3)
+        self.assertEqual(self.wait_ready("p", 3), 3)
         # Ready at about the same time: higher priorities go first, while they have work.
         order = [self.pop("p", 1, wait_ms=2000)[0]["topic"] for _ in range(9)]
         self.assertEqual(order, ["vip/high"] * 3 + ["agent/mid"] * 3 + ["chatbot/low"] * 3)
         self.drain("p")
         # Aging: a priority-4 topic that waited 1.3 s beats a fresh priority-5 one (1 level = 1 s).
+        # Queued before the wait starts and the other one after it: at least 1.3 s apart.
         self.gw.publish("chatbot/low", {"event": "e", "data": "old"})
+        self.assertEqual(self.wait_ready("p", 1), 1)
         time.sleep(1.3)
         self.gw.publish("agent/mid", {"event": "e", "data": "new"})
-        time.sleep(0.1)
+        self.assertEqual(self.wait_ready("p", 2), 2)
         self.assertEqual(self.pop("p", 1)[0]["data"], "old")
         self.assertEqual(self.pop("p", 1)[0]["data"], "new")
 
@@ -687,7 +689,7 @@ class TestScheduling(GroupsBase):
         self.gw.publish("chatbot/busy", [{"event": "e", "data": i} for i in range(200)])
         for i in range(5):
             self.gw.publish("chatbot/quiet%d" % i, {"event": "e", "data": i})
-        time.sleep(0.3)
+        self.assertEqual(self.wait_ready("rr", 6), 6)
         msgs = self.pop("rr", 10, wait_ms=2000)
         topics = [m["topic"] for m in msgs]
         # The busy session gets a share, not the whole pop.
@@ -701,7 +703,7 @@ class TestScheduling(GroupsBase):
                        rate={"per_second": 20, "burst": 5})
         for i in range(4):
             self.gw.publish("chatbot/r%d" % i, [{"event": "e", "data": j} for j in range(20)])
-        time.sleep(0.2)
+        self.assertEqual(self.wait_ready("rl", 4), 4)
         first = self.pop("rl", 32, wait_ms=2000)
         self.assertLessEqual(len(first), 5, "no more than the burst at once")
         self.assertGreaterEqual(len(first), 4)
@@ -793,22 +795,29 @@ class TestMessagePriority(GroupsBase):
             self.assertEqual(m.get("priority"), want[m["topic"]])
 
     def test_priorities_order_topics_found_after_a_restart(self):
-        # No ready entries after a restart: the topic scan finds the topics, and their next
-        # message's priority is read before they are queued.
+        # No ready entries after a restart: the group's markers (and, for a topic whose marker
+        # the SIGKILL beat, its topic scan) find the topics, and their next message's priority
+        # is read before they are queued.
         self.put_group("rs", events=[])
         for i in range(12):
             self.gw.publish("chatbot/rs%02d" % i, {"data": i, "priority": 9 if i % 4 == 3 else 1})
         self.gw.kill()
         self.gw.start()
-        # The scan's pages come in over loop turns: wait until every topic is queued.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            st, _, g = self.gw.http("GET", "/v1/groups/rs")
-            if g["state"]["ready_topics"] == 12:
-                break
-            time.sleep(0.05)
-        self.assertEqual(g["state"]["ready_topics"], 12)
+        # Markers are checked and the scan's pages come in over loop turns: wait until every
+        # topic is queued (able to hand out: a topic waiting for its marker is not).
+        self.assertEqual(self.wait_ready("rs", 12, timeout=10), 12)
         got = self.pop("rs", 3, wait_ms=2000)
+        self.assertEqual(sorted(m["data"] for m in got), [3, 7, 11])
+
+    def test_priorities_order_topics_a_new_group_finds(self):
+        # Topics from before the group: only its topic scan finds them, unmarked. A topic is
+        # queued once its marker is durable, so a ready priority-9 topic is never passed over
+        # for a priority-1 one because it could not hand out yet.
+        for i in range(12):
+            self.gw.publish("chatbot/ng%02d" % i, {"data": i, "priority": 9 if i % 4 == 3 else 1})
+        self.put_group("ng", events=[])
+        self.assertEqual(self.wait_ready("ng", 12, timeout=10), 12)
+        got = self.pop("ng", 3, wait_ms=2000)
         self.assertEqual(sorted(m["data"] for m in got), [3, 7, 11])
 
     def test_message_priority_overrides_the_parents(self):
@@ -826,7 +835,7 @@ class TestMessagePriority(GroupsBase):
         m = self.pop("ov", 1, wait_ms=2000)[0]
         self.assertEqual(m["data"], "d9")
         self.ack("ov", [m["receipt"]] + [x["receipt"] for x in order])
-        time.sleep(0.1)
+        self.assertEqual(self.wait_ready("ov", 2), 2)  # c and d
         two = self.pop("ov", 2)
         self.assertEqual([x["data"] for x in two], ["c-none", "d0"])
         self.ack("ov", [x["receipt"] for x in two])
