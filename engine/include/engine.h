@@ -94,7 +94,8 @@ typedef struct eng_config {
 	uint64_t maintenance_ms;       /* how often retention runs; 0 = 60 s */
 	uint64_t queue_max_bytes;      /* pending append bytes before ENG_EBUSY; 0 = 256 MiB */
 	uint32_t ready_max;            /* ready-set capacity in (subscriber, topic) pairs; 0 = 65536 */
-	uint32_t topic_cache_idle_ms;  /* evict a topic's in-memory state after this idle time; 0 = 10 s */
+	uint32_t topic_cache_idle_ms;  /* evict a topic's in-memory state once neither written nor read
+					  for this long; 0 = 10 s */
 	const eng_parent *parents;     /* declared parents, copied at open */
 	size_t n_parents;
 	eng_log_fn log;                /* optional */
@@ -381,6 +382,8 @@ typedef struct eng_stats {
 	uint64_t segments;
 	uint64_t topics;            /* lite topics that exist */
 	uint64_t cached_topics;     /* lite topics with in-memory state now */
+	uint64_t index_seeks;       /* RocksDB iterators opened by reads (behind a topic's open block
+				       and outside the run its readers last read), since open */
 	uint64_t expired_topics;    /* since open */
 	uint64_t duplicates;        /* messages not appended because their key was seen, since open */
 	uint64_t recovered_bytes;   /* re-dispatched at open */

@@ -102,7 +102,7 @@ int dd_load(eng_db *db, topic *t, uint64_t now)
 			}
 		}
 	}
-	idx_cursor_close(src.c);
+	rd_end(&src);
 	free(buf);
 	return rc < 0 || rc > 1 ? rc : 0;
 }

@@ -38,6 +38,8 @@
 #define BLOCK_ENTRIES 64
 /* once per cycle, which bounds how much of the log recovery re-dispatches after a crash. */
 #define SWEEP_CYCLE_MS 5000
+/* Entries a topic keeps of the run its readers last took from RocksDB (see topic.rrun). */
+#define RRUN_MAX 64
 
 typedef struct parent_def {
 	char name[ENG_PARENT_MAX + 1];
@@ -79,6 +81,17 @@ typedef struct topic {
 	size_t blk_staged;         /* the first blk_staged entries are in the index batch being
 				      written: they leave the block only once the write succeeded,
 				      so a reader always finds them in one place or the other */
+	/* The readers' part (t_mu; readers write it too): when a reader last looked the topic up
+	 * (the sweep evicts a topic idle for writes and reads), and the entries of the consume-queue
+	 * run a reader last took from RocksDB, from the offset it read on (rrun_first.., at most
+	 * RRUN_MAX): the next read of the same offsets (a consumer reads one message, then the next)
+	 * copies them from here instead of opening a RocksDB iterator. Offset -> entry never
+	 * changes for a topic id, and the writer frees it with the topic, so it cannot go stale;
+	 * entries whose segment retention deleted are refused by the read as the index's are. */
+	uint64_t last_read_mono;
+	idx_entry *rrun;
+	uint64_t rrun_first;
+	size_t rrun_n;
 	/* Per-batch scratch (writer only). */
 	struct topic *batch_next;
 	int in_batch, fresh;
@@ -216,6 +229,7 @@ typedef struct rd_src {
 	const char *name;
 	uint64_t tid, want, limit;  /* next offset to yield; stop before limit (the visible end) */
 	idx_cursor *c;              /* open only while reading behind the open block */
+	uint64_t rrun_end;          /* offsets below were offered to the topic's rrun by this read */
 	int cursor_done;
 	uint64_t opened_at;         /* want + 1 when the cursor was last opened; 0 = never */
 	int opens;                  /* cursors opened at that offset */
@@ -273,6 +287,8 @@ int wr_sync_op(eng_db *db, enum req_op op, const char *topic_name, uint64_t arg)
 
 /* read.c */
 int rd_next(rd_src *s, uint64_t *off, idx_entry *e);
+/* Done with @s: closes its cursor. */
+void rd_end(rd_src *s);
 
 /* retention.c */
 void *ret_main(void *arg);

@@ -489,6 +489,24 @@ int idx_cursor_next(idx_cursor *c, uint64_t *off, idx_entry *e)
 	}
 }
 
+size_t idx_cursor_run_rest(const idx_cursor *c, uint64_t *first, idx_entry *out, size_t max)
+{
+	if (!c->yielded || !c->run_i || c->run_i > c->run_n)
+		return 0;
+	uint32_t i0 = c->run_i - 1; /* the entry yielded last */
+	size_t n = c->run_n - i0;
+	if (n > max)
+		n = max;
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *p = c->run + (size_t)(i0 + i) * IDX_ENTRY;
+		out[i].pos = le64_get(p);
+		memcpy(&out[i].len, p + 8, 4);
+		out[i].time_ms = le64_get(p + 12);
+	}
+	*first = c->run_first + i0;
+	return n;
+}
+
 void idx_cursor_close(idx_cursor *c)
 {
 	if (!c)

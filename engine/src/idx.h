@@ -75,6 +75,10 @@ int idx_cursor_open(idx *ix, uint64_t tid, uint64_t from, idx_cursor **out);
 /** @return 1 and the entry of offset *off, 0 at the end (or a gap), or negative code. The first
  *  entry may be past @p from when the older ones are gone (its offset says where it is). */
 int idx_cursor_next(idx_cursor *c, uint64_t *off, idx_entry *e);
+/** @brief The entries of the run the last idx_cursor_next() yielded from, from that entry on (at
+ *  most @p max), into @p out; *first = the offset of out[0]. @return how many (0 before a yield).
+ *  Valid only right after a yield: the next call may leave the run. */
+size_t idx_cursor_run_rest(const idx_cursor *c, uint64_t *first, idx_entry *out, size_t max);
 void idx_cursor_close(idx_cursor *c);
 
 /* Host metadata (engine.h eng_meta_*): column family "default", key 'm' | key, WAL and synced. */

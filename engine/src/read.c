@@ -5,6 +5,39 @@
 #define _GNU_SOURCE
 #include "engine_int.h"
 
+/* Copy up to 64 entries for offsets s->want.. from @src (@n of them there) into s->mem. */
+static void rd_fill(rd_src *s, const idx_entry *src, size_t n)
+{
+	if (n > sizeof s->mem / sizeof s->mem[0])
+		n = sizeof s->mem / sizeof s->mem[0];
+	memcpy(s->mem, src, n * sizeof *s->mem);
+	s->mem_first = s->want;
+	s->mem_n = n;
+	s->mem_i = 0;
+}
+
+/* The cursor just yielded from a run this read has not offered yet: keep the run's entries from
+ * there on in the topic's cache entry (topic.rrun), if it is still the same topic. */
+static void rd_keep_run(rd_src *s)
+{
+	idx_entry run[RRUN_MAX];
+	uint64_t first;
+	size_t n = idx_cursor_run_rest(s->c, &first, run, RRUN_MAX);
+	if (!n)
+		return;
+	s->rrun_end = first + n;
+	pthread_mutex_lock(&s->db->t_mu);
+	topic *t = (topic *)hmap_find(&s->db->topics, tc_hash(s->name), tc_eq, s->name);
+	if (t && t->tid == s->tid) {
+		if (t->rrun_n != n)
+			t->rrun = xrealloc(t->rrun, n * sizeof *t->rrun);
+		memcpy(t->rrun, run, n * sizeof *run);
+		t->rrun_first = first;
+		t->rrun_n = n;
+	}
+	pthread_mutex_unlock(&s->db->t_mu);
+}
+
 int rd_next(rd_src *s, uint64_t *off, idx_entry *e)
 {
 	for (;;) {
@@ -22,6 +55,8 @@ int rd_next(rd_src *s, uint64_t *off, idx_entry *e)
 			if (got < 0)
 				return got;
 			if (got == 1 && (*off == s->want || (!s->yielded && *off > s->want))) {
+				if (*off >= s->rrun_end)
+					rd_keep_run(s);
 				s->want = *off + 1;
 				s->yielded = 1;
 				return 1;
@@ -29,19 +64,18 @@ int rd_next(rd_src *s, uint64_t *off, idx_entry *e)
 			s->cursor_done = 1;
 		}
 		/* Memory first: a reader that keeps up (a live stream) finds what it wants in the
-		 * topic's open block and never opens a RocksDB iterator. */
+		 * topic's open block, and one that reads a topic's older messages in order finds the
+		 * rest of the run it read last; neither opens a RocksDB iterator. */
 		int in_rocksdb = 0;
 		pthread_mutex_lock(&s->db->t_mu);
 		topic *t = (topic *)hmap_find(&s->db->topics, tc_hash(s->name), tc_eq, s->name);
 		if (t && t->tid == s->tid && t->blk_first <= s->want && s->want < t->blk_first + t->blk_n) {
 			size_t i0 = (size_t)(s->want - t->blk_first);
-			size_t k = t->blk_n - i0;
-			if (k > 64)
-				k = 64;
-			memcpy(s->mem, t->blk + i0, k * sizeof *s->mem);
-			s->mem_first = s->want;
-			s->mem_n = k;
-			s->mem_i = 0;
+			rd_fill(s, t->blk + i0, t->blk_n - i0);
+		} else if (t && t->tid == s->tid && t->rrun_first <= s->want &&
+			   s->want < t->rrun_first + t->rrun_n) {
+			size_t i0 = (size_t)(s->want - t->rrun_first);
+			rd_fill(s, t->rrun + i0, t->rrun_n - i0);
 		} else {
 			in_rocksdb = !t || t->tid != s->tid || s->want < t->blk_first;
 		}
@@ -60,11 +94,18 @@ int rd_next(rd_src *s, uint64_t *off, idx_entry *e)
 		s->opened_at = s->want + 1;
 		idx_cursor_close(s->c);
 		s->c = NULL;
+		STAT_ADD(s->db, index_seeks, 1);
 		int rc = idx_cursor_open(s->db->ix, s->tid, s->want, &s->c);
 		if (rc)
 			return rc;
 		s->cursor_done = 0;
 	}
+}
+
+void rd_end(rd_src *s)
+{
+	idx_cursor_close(s->c);
+	s->c = NULL;
 }
 
 /* What a reader may see of @name: durable range and ids, from the cache or the index. */
@@ -75,10 +116,12 @@ static int rd_topic_view(eng_db *db, const char *name, topic_view *v)
 	if (rc)
 		return rc;
 	v->parent = p;
+	uint64_t mono = db_mono_ms();
 	pthread_mutex_lock(&db->t_mu);
 	topic *t = (topic *)hmap_find(&db->topics, tc_hash(name), tc_eq, name);
 	int have = t && (t->visible > 0 || !t->fresh);
 	if (t) {
+		t->last_read_mono = mono; /* read: the sweep keeps it (and its rrun) in memory */
 		v->tid = t->tid;
 		v->first = t->first;
 		v->next = t->visible;
@@ -123,7 +166,7 @@ static int rd_first_in_log(eng_db *db, const char *name, topic_view *v)
 		}
 		v->first = off + 1;
 	}
-	idx_cursor_close(src.c);
+	rd_end(&src);
 	return rc < 0 ? rc : 0;
 }
 
@@ -259,7 +302,7 @@ int eng_read(eng_db *db, const char *name, uint64_t from, size_t max_count, size
 	if (!n && out->next < v.first)
 		out->next = v.first;
 out:
-	idx_cursor_close(src.c);
+	rd_end(&src);
 	free(views);
 	free(data);
 	free(scratch);

@@ -36,6 +36,7 @@ void tc_free(topic *t)
 	}
 	hmap_free(&t->dd);
 	free(t->blk);
+	free(t->rrun);
 	free(t);
 }
 
@@ -131,8 +132,9 @@ void tc_blk_settle(eng_db *db, int ok)
  * stays short), and idle topics must leave memory. Doing either for every topic at once would
  * stall the writer for as long as RocksDB takes to absorb one put per active topic (a third of a
  * second at 100,000 topics), so the writer walks the cache a few buckets per turn, paced to cover
- * it once per SWEEP_CYCLE_MS. Each visited topic's block is staged whole; idle topics are evicted
- * once the batch holding their block is written. When a cycle ends, every entry older than the
+ * it once per SWEEP_CYCLE_MS. Each visited topic's block is staged whole; idle topics (neither
+ * written nor read for topic_cache_idle_ms) are evicted once the batch holding their block is
+ * written. When a cycle ends, every entry older than the
  * log end recorded at its start has been written, and that position becomes the checkpoint.
  * Growing the table reshuffles buckets, so a cycle that sees it grow starts over.
  */
@@ -157,6 +159,12 @@ void tc_sweep(eng_db *db, uint64_t mono, int whole)
 		for (hnode *n = db->topics.b[db->sweep_bucket]; n; n = n->next) {
 			topic *t = (topic *)n;
 			tc_blk_stage(db, t);
+			if (mono - t->last_read_mono < idle)
+				continue;
+			/* Nobody read it lately: the run kept for readers goes (written to, it stays). */
+			free(t->rrun);
+			t->rrun = NULL;
+			t->rrun_n = 0;
 			if (mono - t->last_used_mono >= idle) {
 				t->batch_next = victims;
 				victims = t;

@@ -871,6 +871,158 @@ static void test_reader_races_block_flush(void **state)
 	assert_int_equal(c.short_reads, 0);
 }
 
+/* ---- Reading behind the open block: the run kept for readers (topic.rrun) ----------------------- */
+
+/* Append @n messages "<tag><i>" (event "e") to @topic in one request: one consume-queue run. */
+static void append_run(eng_db *db, const char *topic, const char *tag, int first, int n)
+{
+	eng_msg_in m[128];
+	char data[128][24];
+	assert_true(n <= 128);
+	for (int i = 0; i < n; i++) {
+		snprintf(data[i], sizeof data[i], "%s%d", tag, first + i);
+		m[i] = (eng_msg_in){.event = "e", .data = data[i], .len = strlen(data[i])};
+	}
+	eng_append_result r;
+	assert_int_equal(tu_append_n(db, topic, m, (size_t)n, ENG_NO_EXPECT, &r), 0);
+	assert_int_equal(r.first_offset, (uint64_t)first);
+	/* One more batch through the writer: the sweep after the first has written its block. */
+	assert_int_equal(tu_append(db, "chatbot/rrun-other", "e", "x", NULL), 0);
+}
+
+static void expect_data(eng_db *db, const char *topic, uint64_t off, const char *tag, uint64_t i)
+{
+	char data[24];
+	snprintf(data, sizeof data, "%s%llu", tag, (unsigned long long)i);
+	tu_expect_msg(db, topic, off, "e", data);
+}
+
+static uint64_t index_seeks(eng_db *db)
+{
+	eng_stats st;
+	eng_stats_get(db, &st);
+	return st.index_seeks;
+}
+
+/* One message at a time, as a consumer with one in flight reads (and the gateway's priority peek
+ * reads each offset twice): one iterator per run piece of up to 64, not one per read. */
+static void test_read_run_cache_sequential(void **state)
+{
+	fixture *f = *state;
+	append_run(f->db, "chatbot/rr", "a", 0, 100); /* run [0, 100) */
+	append_run(f->db, "chatbot/rr", "b", 100, 30); /* run [100, 130) */
+	uint64_t s0 = index_seeks(f->db);
+	for (uint64_t i = 0; i < 130; i++) {
+		expect_data(f->db, "chatbot/rr", i, i < 100 ? "a" : "b", i);
+		expect_data(f->db, "chatbot/rr", i, i < 100 ? "a" : "b", i);
+	}
+	/* 0 (keeps 0..63), 64 (keeps 64..99), 100 (across the run boundary: keeps 100..129) */
+	assert_int_equal(index_seeks(f->db) - s0, 3);
+	/* A read of many across both runs, from the middle of the kept one. */
+	eng_read_result rr;
+	assert_int_equal(eng_read(f->db, "chatbot/rr", 110, 64, 1 << 20, &rr), 0);
+	assert_int_equal(rr.n, 20);
+	assert_int_equal(rr.msgs[0].offset, 110);
+	eng_read_free(&rr);
+	assert_int_equal(eng_read(f->db, "chatbot/rr", 50, 128, 1 << 20, &rr), 0);
+	assert_int_equal(rr.n, 80);
+	for (size_t i = 0; i < rr.n; i++) {
+		char data[24];
+		snprintf(data, sizeof data, "%s%zu", i + 50 < 100 ? "a" : "b", i + 50);
+		assert_int_equal(rr.msgs[i].offset, i + 50);
+		assert_int_equal(rr.msgs[i].len, strlen(data));
+		assert_memory_equal(rr.msgs[i].data, data, strlen(data));
+	}
+	eng_read_free(&rr);
+	/* Newer messages after the kept run: read on across it into the new run. */
+	append_run(f->db, "chatbot/rr", "c", 130, 5);
+	expect_data(f->db, "chatbot/rr", 129, "b", 129);
+	assert_int_equal(eng_read(f->db, "chatbot/rr", 129, 10, 1 << 20, &rr), 0);
+	assert_int_equal(rr.n, 6);
+	assert_int_equal(rr.msgs[5].offset, 134);
+	assert_memory_equal(rr.msgs[5].data, "c134", 4);
+	eng_read_free(&rr);
+}
+
+/* A topic deleted and created again under the same name: the old run must not answer for it. */
+static void test_read_run_cache_recreated(void **state)
+{
+	fixture *f = *state;
+	append_run(f->db, "chatbot/rd", "old", 0, 10);
+	expect_data(f->db, "chatbot/rd", 0, "old", 0); /* keeps the old 0..9 */
+	assert_int_equal(eng_topic_delete(f->db, "chatbot/rd"), 0);
+	append_run(f->db, "chatbot/rd", "new", 0, 10);
+	for (uint64_t i = 0; i < 10; i++)
+		expect_data(f->db, "chatbot/rd", i, "new", i);
+}
+
+/* Retention deletes the segments a kept run points into: the read says so as from the index. */
+static void test_read_run_cache_retention(void **state)
+{
+	fixture *f = *state;
+	eng_close(f->db);
+	eng_config cfg;
+	tu_config(&cfg, f->dir);
+	cfg.segment_bytes = 4096;
+	cfg.log_max_bytes = 8192;
+	assert_int_equal(eng_open(&cfg, &f->db), 0);
+	char data[6][500];
+	eng_msg_in m[6];
+	for (int i = 0; i < 6; i++) {
+		memset(data[i], 'a' + i, sizeof data[i] - 1);
+		data[i][sizeof data[i] - 1] = 0;
+		m[i] = (eng_msg_in){.event = "e", .data = data[i], .len = strlen(data[i])};
+	}
+	for (int r = 0; r < 10; r++) /* runs of 6: about 3.3 KB each, one segment each */
+		assert_int_equal(tu_append_n(f->db, "chatbot/rt", m, 6, ENG_NO_EXPECT, NULL), 0);
+	assert_int_equal(tu_append(f->db, "chatbot/rrun-other", "e", "x", NULL), 0);
+	eng_read_result rr;
+	assert_int_equal(eng_read(f->db, "chatbot/rt", 0, 1, 1 << 20, &rr), 0); /* keeps 0..5 */
+	assert_int_equal(rr.n, 1);
+	eng_read_free(&rr);
+	assert_int_equal(eng_maintain(f->db, 0), 0);
+	eng_topic_info info;
+	assert_int_equal(eng_topic_info_get(f->db, "chatbot/rt", &info), 0);
+	assert_true(info.first_offset >= 6);
+	assert_int_equal(eng_read(f->db, "chatbot/rt", 1, 3, 1 << 20, &rr), 0);
+	assert_int_equal(rr.below_retained, 1);
+	assert_int_equal(rr.first_offset, info.first_offset);
+	assert_int_equal(rr.n, 3);
+	assert_int_equal(rr.msgs[0].offset, info.first_offset);
+	assert_int_equal(rr.msgs[0].len, 499);
+	assert_int_equal(((const char *)rr.msgs[0].data)[0], 'a' + (int)(info.first_offset % 6));
+	eng_read_free(&rr);
+}
+
+/* A topic that is read but not written stays in the cache; once neither, it goes. */
+static void test_read_keeps_topic_cached(void **state)
+{
+	fixture *f = *state;
+	eng_close(f->db);
+	eng_config cfg;
+	tu_config(&cfg, f->dir);
+	cfg.topic_cache_idle_ms = 300;
+	assert_int_equal(eng_open(&cfg, &f->db), 0);
+	append_run(f->db, "chatbot/rk", "k", 0, 20);
+	eng_stats st;
+	for (int i = 0; i < 30; i++) { /* 1.5 s of reads, 5 times the idle time */
+		expect_data(f->db, "chatbot/rk", (uint64_t)i % 20, "k", (uint64_t)i % 20);
+		/* a write somewhere keeps the writer's sweep turning */
+		assert_int_equal(tu_append(f->db, "chatbot/rrun-other", "e", "x", NULL), 0);
+		usleep(50 * 1000);
+	}
+	eng_stats_get(f->db, &st);
+	assert_int_equal(st.cached_topics, 2); /* the one read, the one written */
+	for (int i = 0; i < 40; i++) {
+		eng_stats_get(f->db, &st);
+		if (st.cached_topics == 0)
+			break;
+		usleep(100 * 1000);
+	}
+	assert_int_equal(st.cached_topics, 0);
+	expect_data(f->db, "chatbot/rk", 19, "k", 19); /* from the index again */
+}
+
 static int collect_topic(void *ctx, const char *topic, uint64_t created_ms)
 {
 	char *out = ctx;
@@ -973,6 +1125,10 @@ int main(void)
 		T(test_host_metadata),
 		T(test_reader_races_block_flush),
 		T(test_topic_scan),
+		T(test_read_run_cache_sequential),
+		T(test_read_run_cache_recreated),
+		T(test_read_run_cache_retention),
+		T(test_read_keeps_topic_cached),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
