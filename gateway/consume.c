@@ -446,6 +446,9 @@ count_inflight(const struct gw_gtopic *gt)
 	return n;
 }
 
+static int dcounts_any(const struct gw_gtopic *gt);
+static void dcount_key(const struct gw_group *g, const char *topic, char *key, size_t sz);
+
 void
 gw_gtopic_drop(struct gw_gtopic *gt)
 {
@@ -463,6 +466,15 @@ gw_gtopic_drop(struct gw_gtopic *gt)
 	}
 	g->hcount--;
 	g->inflight -= count_inflight(gt);
+	if (gt->dc_stored && !dcounts_any(gt) && !g->gw->groups->closing) {
+		/* Its count record is over (the housekeeping batches these; here a definition
+		 * change dropped the topic): one unsynced delete. */
+		char key[ENG_META_KEY_MAX + 1];
+		eng_meta_op op = { key, NULL, 0 };
+
+		dcount_key(g, gt->name, key, sizeof(key));
+		eng_meta_write(g->gw->db, &op, 1);
+	}
 	gt->dead = 1;
 	free(gt->win);
 	gt->win = NULL;
@@ -520,6 +532,7 @@ gt_gone(struct gw_gtopic *gt)
 		if (gt->dc_stored) {
 			dcount_key(gt->g, gt->name, key, sizeof(key));
 			eng_meta_delete(gt->g->gw->db, key);
+			gt->dc_stored = 0;
 		}
 	}
 	gw_gtopic_drop(gt);
@@ -1809,8 +1822,22 @@ on_house(struct ev_loop *loop, ev_timer *t, int revents)
 		for (size_t i = 0; i < g->hcap; i++) {
 			for (struct gw_gtopic *gt = g->htab[i], *nx; gt; gt = nx) {
 				nx = gt->hnext;
-				if (gt->dc_stored && !dcounts_any(gt)) {
-					/* Nothing delivered is unacknowledged: drop its count record. */
+				/* An unmarked state (found by a topic scan, nothing handed out) keeps no
+				 * position: storing it would cost a sync per topic for no progress. */
+				if (gt->committed != gt->stored && gt->marked)
+					commit_async(gt, NULL);
+				if (gt->n_win || gt->queued || gt->refs ||
+				    (gt->committed != gt->stored && gt->marked) ||
+				    now - gt->last_used_ms <= IDLE_EVICT_MS)
+					continue;
+				if (gt->dc_stored) {
+					/*
+					 * Its count record goes with the state, not as soon as nothing is
+					 * in flight: the next pop of a busy topic rewrites it anyway, and a
+					 * delete per acknowledged pop cost as much as the writes. Until
+					 * then it may list acknowledged offsets, which a restart never
+					 * hands out again (below the stored offset or in the gap record).
+					 */
 					char key[ENG_META_KEY_MAX + 1];
 
 					if (n_ops == cap_ops) {
@@ -1824,14 +1851,7 @@ on_house(struct ev_loop *loop, ev_timer *t, int revents)
 					ops[n_ops++] = (eng_meta_op){ NULL, NULL, 0 };
 					gt->dc_stored = 0;
 				}
-				/* An unmarked state (found by a topic scan, nothing handed out) keeps no
-				 * position: storing it would cost a sync per topic for no progress. */
-				if (gt->committed != gt->stored && gt->marked)
-					commit_async(gt, NULL);
-				if (!gt->n_win && !gt->queued && !gt->refs &&
-				    (gt->committed == gt->stored || !gt->marked) &&
-				    now - gt->last_used_ms > IDLE_EVICT_MS)
-					gw_gtopic_drop(gt);
+				gw_gtopic_drop(gt);
 			}
 		}
 	}

@@ -616,8 +616,8 @@ class TestRestart(GroupsBase):
         self.gw.start()
         again = self.pop("dc", wait_ms=3000)
         self.assertEqual([(m["offset"], m["delivery"]) for m in again], [(0, 3)])
-        # Acknowledged: its count record goes (the housekeeping, within a second or two), and a
-        # restart has nothing to hand out or count.
+        # Acknowledged: a restart hands it out no more (its stale count, kept until the topic's
+        # state is dropped, is never applied), and counts the next message from its own pop.
         self.ack("dc", [again[0]["receipt"]])
         self.gw.publish("chatbot/dc", {"event": "prompt", "data": "next"})
         nxt = self.pop("dc", wait_ms=2000)
