@@ -90,10 +90,11 @@ int idx_meta_get(idx *ix, const char *key, void **val, size_t *len);
 typedef int (*idx_meta_fn)(void *ctx, const char *key, const void *val, size_t len);
 int idx_meta_scan(idx *ix, const char *prefix, idx_meta_fn fn, void *ctx);
 
-/** @brief Durable (WAL, synced) consumer offset put. */
+/** @brief Durable consumer offset put (as idx_offset_put_many). */
 int idx_offset_put(idx *ix, const char *group, const char *topic, uint64_t off);
 int idx_offset_get(idx *ix, const char *group, const char *topic, uint64_t *off);
-/** @brief Several offset puts in one synced WriteBatch. */
+/** @brief Several offset puts in one WriteBatch, durable on return: written with the WAL, then the
+ *  WAL synced (not a sync=true write, which would hold every other writer for the sync). */
 int idx_offset_put_many(idx *ix, const char *const *groups, const char *const *topics,
 			const uint64_t *offs, size_t n);
 int idx_offset_delete_group(idx *ix, const char *group);
