@@ -71,6 +71,7 @@ static struct {
 	uint64_t total;
 	/* wake-up */
 	_Atomic uint64_t *sent_ns;  /* per wake-up prompt, 0 until sent */
+	_Atomic uint64_t *pubdone_ns, *popdone_ns; /* its publish reply in, the pop reply that had it */
 	_Atomic uint64_t wake_got, wake_dup, wake_stray;
 	_Atomic int stop;
 } g;
@@ -892,6 +893,7 @@ static void *wake_popper(void *arg)
 				continue;
 			}
 			h_add(&w->lat, now > sent ? now - sent : 0);
+			g.popdone_ns[ms[i].q] = now;
 			g.wake_got++;
 		}
 		if (n) {
@@ -933,7 +935,8 @@ static void *wake_publisher(void *arg)
 		uint64_t t1 = now_ns();
 		g.sent_ns[i] = t1;
 		int st = hc_call(&c, "POST", path, "application/json", body, len);
-		h_add(&p->reply, now_ns() - t1);
+		g.pubdone_ns[i] = now_ns();
+		h_add(&p->reply, g.pubdone_ns[i] - t1);
 		if (st != 200) {
 			g.errors++;
 			fprintf(stderr, "pop_bench: wake-up publish: %d %.200s\n", st, c.body ? c.body : "");
@@ -951,6 +954,8 @@ static void wake(void)
 	sample a, b;
 
 	g.sent_ns = xcalloc(o.wake, sizeof *g.sent_ns);
+	g.pubdone_ns = xcalloc(o.wake, sizeof *g.pubdone_ns);
+	g.popdone_ns = xcalloc(o.wake, sizeof *g.popdone_ns);
 	g.stop = 0;
 	for (uint32_t i = 0; i < o.poppers; i++)
 		pthread_create(&w[i].t, NULL, wake_popper, &w[i]);
@@ -974,6 +979,19 @@ static void wake(void)
 		pthread_join(w[i].t, NULL);
 		h_merge(&lat, &w[i].lat);
 	}
+	/* The gateway's own part: how long after the publish's reply (its append durable and
+	 * visible) the pop's reply came; a pop reply can also come first (both wait on the same
+	 * commit, then race on the host's loop). */
+	hist after = {0};
+	uint64_t pop_first = 0;
+	for (uint32_t i = 0; i < o.wake; i++) {
+		uint64_t pub = g.pubdone_ns[i], pop = g.popdone_ns[i];
+		if (!pub || !pop)
+			continue;
+		if (pop < pub)
+			pop_first++;
+		h_add(&after, pop > pub ? pop - pub : 0);
+	}
 	double dt = (double)(b.t - t0) / 1e9;
 	printf("wake-up     %" PRIu64 " of %u prompts, one per publish request to random sessions of the drained group, %.0f/s paced (%d publisher connections), %u poppers parked in long polls\n",
 	       lat.n, o.wake, o.wake_rate, WAKE_PUBLISHERS, o.poppers);
@@ -982,12 +1000,15 @@ static void wake(void)
 	       lat.max / 1000);
 	printf("            (of which the publish's own reply, i.e. its durable append, us: p50 %" PRIu64 " p99 %" PRIu64 "); stray %" PRIu64 ", errors %" PRIu64 "\n",
 	       h_q(&reply, .5) / 1000, h_q(&reply, .99) / 1000, (uint64_t)g.wake_stray, (uint64_t)g.errors);
+	printf("            pop reply in after the publish reply in, us (0 when the pop's came first, %" PRIu64 " of %" PRIu64 "): p50 %" PRIu64 " p90 %" PRIu64 " p99 %" PRIu64 " max %" PRIu64 "\n",
+	       pop_first, after.n, h_q(&after, .5) / 1000, h_q(&after, .9) / 1000, h_q(&after, .99) / 1000,
+	       after.max / 1000);
 	printf("            CPU over %.1f s, %% of one core: gateway %.1f, pop_bench %.1f\n", dt, cpu_pct(&a, &b),
 	       self_cpu_pct(&a, &b));
-	printf("RESULT label=%s kind=wake n=%" PRIu64 " rate=%.0f p50_us=%" PRIu64 " p90_us=%" PRIu64 " p99_us=%" PRIu64 " p999_us=%" PRIu64 " max_us=%" PRIu64 " pub_p50_us=%" PRIu64 " pub_p99_us=%" PRIu64 " err=%" PRIu64 "\n",
+	printf("RESULT label=%s kind=wake n=%" PRIu64 " rate=%.0f p50_us=%" PRIu64 " p90_us=%" PRIu64 " p99_us=%" PRIu64 " p999_us=%" PRIu64 " max_us=%" PRIu64 " pub_p50_us=%" PRIu64 " pub_p99_us=%" PRIu64 " after_pub_p50_us=%" PRIu64 " after_pub_p99_us=%" PRIu64 " pop_first=%" PRIu64 " err=%" PRIu64 "\n",
 	       o.label, lat.n, o.wake_rate, h_q(&lat, .5) / 1000, h_q(&lat, .9) / 1000, h_q(&lat, .99) / 1000,
 	       h_q(&lat, .999) / 1000, lat.max / 1000, h_q(&reply, .5) / 1000, h_q(&reply, .99) / 1000,
-	       (uint64_t)g.errors);
+	       h_q(&after, .5) / 1000, h_q(&after, .99) / 1000, pop_first, (uint64_t)g.errors);
 	fflush(stdout);
 	free(w);
 }
