@@ -22,8 +22,7 @@ struct idx {
 	rocksdb_block_based_table_options_t *bbto;
 	rocksdb_column_family_handle_t *cf[CF_N];
 	rocksdb_writeoptions_t *wo_nowal; /* index batches: the CommitLog is the WAL */
-	rocksdb_writeoptions_t *wo_sync;  /* consumer offsets: their own durability */
-	rocksdb_writeoptions_t *wo_wal;   /* host records that may trail: WAL'd, not synced */
+	rocksdb_writeoptions_t *wo_wal;   /* WAL'd; durable writes then sync the WAL (write_synced) */
 	rocksdb_readoptions_t *ro;
 };
 
@@ -75,8 +74,6 @@ int idx_open(const char *dir, int *fresh, idx **out)
 	}
 	ix->wo_nowal = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_disable_WAL(ix->wo_nowal, 1);
-	ix->wo_sync = rocksdb_writeoptions_create();
-	rocksdb_writeoptions_set_sync(ix->wo_sync, 1);
 	ix->wo_wal = rocksdb_writeoptions_create();
 	ix->ro = rocksdb_readoptions_create();
 out:
@@ -110,8 +107,6 @@ void idx_close(idx *ix)
 	}
 	if (ix->wo_nowal)
 		rocksdb_writeoptions_destroy(ix->wo_nowal);
-	if (ix->wo_sync)
-		rocksdb_writeoptions_destroy(ix->wo_sync);
 	if (ix->wo_wal)
 		rocksdb_writeoptions_destroy(ix->wo_wal);
 	if (ix->ro)
@@ -519,7 +514,8 @@ void idx_cursor_close(idx_cursor *c)
 /* ---- Consumer offsets --------------------------------------------------------------------------- */
 
 /*
- * Write @wb through the WAL, then sync the WAL: durable on return, as a write with sync=true, but
+ * Every durable index write (consumer offsets, eng_meta_put/delete, a group's offsets deleted):
+ * write @wb through the WAL, then sync the WAL: durable on return, as a write with sync=true, but
  * without holding RocksDB's write queue during the fdatasync. A synced write leads its write
  * group through the sync, so every other writer (the host's unsynced eng_meta_write on its event
  * loop, once per pop) queued behind it for the whole sync; SyncWAL syncs the files while writes
@@ -602,10 +598,9 @@ int idx_offset_delete_group(idx *ix, const char *group)
 	char *err = NULL;
 	rocksdb_iter_get_error(it, &err);
 	rocksdb_iter_destroy(it);
-	if (!err)
-		rocksdb_write(ix->db, ix->wo_sync, wb, &err);
+	int rc = err ? take_err(err) : write_synced(ix, wb);
 	rocksdb_writebatch_destroy(wb);
-	return take_err(err);
+	return rc;
 }
 
 /* ---- Host metadata ------------------------------------------------------------------------------ */
@@ -620,16 +615,22 @@ static size_t meta_key(char *k, const char *key)
 
 int idx_meta_put(idx *ix, const char *key, const void *val, size_t len)
 {
-	char k[1 + 257], *err = NULL;
-	rocksdb_put_cf(ix->db, ix->wo_sync, ix->cf[CF_DEFAULT], k, meta_key(k, key), val, len, &err);
-	return take_err(err);
+	char k[1 + 257];
+	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+	rocksdb_writebatch_put_cf(wb, ix->cf[CF_DEFAULT], k, meta_key(k, key), val, len);
+	int rc = write_synced(ix, wb);
+	rocksdb_writebatch_destroy(wb);
+	return rc;
 }
 
 int idx_meta_delete(idx *ix, const char *key)
 {
-	char k[1 + 257], *err = NULL;
-	rocksdb_delete_cf(ix->db, ix->wo_sync, ix->cf[CF_DEFAULT], k, meta_key(k, key), &err);
-	return take_err(err);
+	char k[1 + 257];
+	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+	rocksdb_writebatch_delete_cf(wb, ix->cf[CF_DEFAULT], k, meta_key(k, key));
+	int rc = write_synced(ix, wb);
+	rocksdb_writebatch_destroy(wb);
+	return rc;
 }
 
 int idx_meta_write(idx *ix, const eng_meta_op *ops, size_t n)
