@@ -7,6 +7,7 @@
 #include "xalloc.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,11 @@ struct idx {
 	rocksdb_writeoptions_t *wo_nowal; /* index batches: the CommitLog is the WAL */
 	rocksdb_writeoptions_t *wo_wal;   /* WAL'd; durable writes then sync the WAL (write_synced) */
 	rocksdb_readoptions_t *ro;
+	/* write_synced's group sync: writes done (tickets), and the ticket the last sync covered. */
+	pthread_mutex_t sync_mu;
+	pthread_cond_t sync_cv;
+	uint64_t written, synced;
+	int syncing;
 };
 
 struct idx_batch {
@@ -47,6 +53,8 @@ int idx_open(const char *dir, int *fresh, idx **out)
 	struct stat st;
 	idx *ix = xcalloc(1, sizeof *ix);
 	*fresh = stat(dir, &st) != 0;
+	pthread_mutex_init(&ix->sync_mu, NULL);
+	pthread_cond_init(&ix->sync_cv, NULL);
 
 	ix->opts = rocksdb_options_create();
 	rocksdb_options_set_create_if_missing(ix->opts, 1);
@@ -114,6 +122,8 @@ void idx_close(idx *ix)
 	rocksdb_options_destroy(ix->opts);
 	rocksdb_block_based_options_destroy(ix->bbto);
 	rocksdb_cache_destroy(ix->cache);
+	pthread_mutex_destroy(&ix->sync_mu);
+	pthread_cond_destroy(&ix->sync_cv);
 	free(ix);
 }
 
@@ -522,14 +532,40 @@ void idx_cursor_close(idx_cursor *c)
  * go on. The entries are visible to readers before they are durable, which no reader of
  * offsets can tell (they are read at a topic's first sight; a crash of the process keeps the
  * written WAL, and nothing is answered before the sync).
+ *
+ * Callers on several threads share syncs (as RocksDB's own group commit did for sync=true
+ * writes): a write whose ticket a finished sync covers returns without one, and while a sync
+ * runs the others wait for it, then the next one syncs for all of them.
  */
 static int write_synced(idx *ix, rocksdb_writebatch_t *wb)
 {
 	char *err = NULL;
 	rocksdb_write(ix->db, ix->wo_wal, wb, &err);
-	if (!err)
+	if (err)
+		return take_err(err);
+	pthread_mutex_lock(&ix->sync_mu);
+	uint64_t ticket = ++ix->written; /* our write is in the WAL file: any later sync covers it */
+	int rc = 0;
+	while (ix->synced < ticket) {
+		if (ix->syncing) {
+			pthread_cond_wait(&ix->sync_cv, &ix->sync_mu);
+			continue;
+		}
+		uint64_t upto = ix->written;
+		ix->syncing = 1;
+		pthread_mutex_unlock(&ix->sync_mu);
 		rocksdb_flush_wal(ix->db, 1, &err);
-	return take_err(err);
+		rc = take_err(err);
+		pthread_mutex_lock(&ix->sync_mu);
+		ix->syncing = 0;
+		if (!rc)
+			ix->synced = upto;
+		pthread_cond_broadcast(&ix->sync_cv);
+		if (rc)
+			break; /* ours failed; the waiters try their own */
+	}
+	pthread_mutex_unlock(&ix->sync_mu);
+	return rc;
 }
 
 static size_t offset_key(char *k, const char *group, const char *topic)

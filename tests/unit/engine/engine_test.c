@@ -1093,6 +1093,64 @@ static void test_host_metadata(void **state)
 	assert_string_equal(seen, "dc/1=a;dc/2=bb;other=z;");
 }
 
+/* Durable writes from several threads share WAL syncs (idx.c write_synced): every one returns
+ * once synced, none is lost or left waiting, and unsynced writes go on meanwhile. */
+typedef struct sync_ctx {
+	eng_db *db;
+	int k, failed;
+} sync_ctx;
+
+static void *sync_writer(void *arg)
+{
+	sync_ctx *c = arg;
+	for (int i = 0; i < 50; i++) {
+		char key[32], val[16], group[16];
+		snprintf(key, sizeof key, "s/%d/%d", c->k, i);
+		snprintf(group, sizeof group, "g%d", c->k);
+		snprintf(val, sizeof val, "%d", i);
+		if (c->k % 3 == 0)
+			c->failed |= eng_meta_put(c->db, key, val, strlen(val)) != 0;
+		else if (c->k % 3 == 1)
+			c->failed |= eng_offset_commit(c->db, group, "chatbot/sync", (uint64_t)i + 1) != 0;
+		else
+			c->failed |= eng_meta_write(c->db, &(eng_meta_op){key, val, strlen(val)}, 1) != 0;
+	}
+	return NULL;
+}
+
+static void test_synced_writes_from_threads(void **state)
+{
+	fixture *f = *state;
+	assert_int_equal(tu_append(f->db, "chatbot/sync", "e", "x", NULL), 0);
+	sync_ctx c[6];
+	pthread_t th[6];
+	for (int k = 0; k < 6; k++) {
+		c[k] = (sync_ctx){.db = f->db, .k = k};
+		assert_int_equal(pthread_create(&th[k], NULL, sync_writer, &c[k]), 0);
+	}
+	for (int k = 0; k < 6; k++) {
+		pthread_join(th[k], NULL);
+		assert_int_equal(c[k].failed, 0);
+	}
+	reopen(f);
+	for (int k = 0; k < 6; k++) {
+		char key[32], group[16];
+		snprintf(key, sizeof key, "s/%d/49", k);
+		snprintf(group, sizeof group, "g%d", k);
+		if (k % 3 == 1) {
+			uint64_t off = 0;
+			assert_int_equal(eng_offset_get(f->db, group, "chatbot/sync", &off), 0);
+			assert_int_equal(off, 50);
+		} else {
+			void *v;
+			size_t len;
+			assert_int_equal(eng_meta_get(f->db, key, &v, &len), 0);
+			assert_memory_equal(v, "49", 2);
+			free(v);
+		}
+	}
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1129,6 +1187,7 @@ int main(void)
 		T(test_read_run_cache_recreated),
 		T(test_read_run_cache_retention),
 		T(test_read_keeps_topic_cached),
+		T(test_synced_writes_from_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
