@@ -30,6 +30,7 @@ struct idx {
 	pthread_cond_t sync_cv;
 	uint64_t written, synced;
 	int syncing;
+	int sync_err; /* a WAL sync failed: sticky, every durable write fails from then on */
 };
 
 struct idx_batch {
@@ -536,6 +537,12 @@ void idx_cursor_close(idx_cursor *c)
  * Callers on several threads share syncs (as RocksDB's own group commit did for sync=true
  * writes): a write whose ticket a finished sync covers returns without one, and while a sync
  * runs the others wait for it, then the next one syncs for all of them.
+ *
+ * A failed sync is sticky, as a failed CommitLog is: after an fdatasync error the kernel may have
+ * dropped the dirty pages and a second fdatasync returns 0 over the hole, so retrying would report
+ * durable what is not (and a hole in the WAL ends its replay there, taking later records with
+ * it). Every write the failed sync covered, and every later one, fails; reopening the engine
+ * recovers from what reached the disk.
  */
 static int write_synced(idx *ix, rocksdb_writebatch_t *wb)
 {
@@ -547,6 +554,10 @@ static int write_synced(idx *ix, rocksdb_writebatch_t *wb)
 	uint64_t ticket = ++ix->written; /* our write is in the WAL file: any later sync covers it */
 	int rc = 0;
 	while (ix->synced < ticket) {
+		if (ix->sync_err) {
+			rc = ix->sync_err;
+			break;
+		}
 		if (ix->syncing) {
 			pthread_cond_wait(&ix->sync_cv, &ix->sync_mu);
 			continue;
@@ -560,9 +571,9 @@ static int write_synced(idx *ix, rocksdb_writebatch_t *wb)
 		ix->syncing = 0;
 		if (!rc)
 			ix->synced = upto;
+		else
+			ix->sync_err = rc; /* the waiters and every later write fail with it */
 		pthread_cond_broadcast(&ix->sync_cv);
-		if (rc)
-			break; /* ours failed; the waiters try their own */
 	}
 	pthread_mutex_unlock(&ix->sync_mu);
 	return rc;
