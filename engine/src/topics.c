@@ -159,7 +159,9 @@ void tc_sweep(eng_db *db, uint64_t mono, int whole)
 		for (hnode *n = db->topics.b[db->sweep_bucket]; n; n = n->next) {
 			topic *t = (topic *)n;
 			tc_blk_stage(db, t);
-			if (mono - t->last_read_mono < idle)
+			/* Readers stamp last_read_mono on their own threads, possibly after @mono was
+			 * taken: compare without subtracting, which would wrap. */
+			if (t->last_read_mono + idle > mono)
 				continue;
 			/* Nobody read it lately: the run kept for readers goes (written to, it stays). */
 			free(t->rrun);
