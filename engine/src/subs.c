@@ -33,7 +33,10 @@ static uint64_t ready_hash(uint64_t sub, const char *name)
 }
 
 /* Add (sub, topic) to the ready set, or refresh its offset (an entry keeps the first message that
- * made it ready: @p first and its priority). Caller holds s_mu. */
+ * made it ready: @p first and its priority). A deletion (@p first == @p next_offset: no message)
+ * replaces whatever the entry said, and the first message after a deletion replaces the deletion:
+ * offsets start again at 0, so the entry must name the recreated topic's first message, not the
+ * old one's. Caller holds s_mu. */
 static void ready_add(eng_db *db, uint64_t sub, const char *topic_name, uint64_t next_offset,
 		      uint64_t first, int first_prio)
 {
@@ -41,8 +44,13 @@ static void ready_add(eng_db *db, uint64_t sub, const char *topic_name, uint64_t
 	uint64_t h = ready_hash(sub, topic_name);
 	ready_node *r = (ready_node *)hmap_find(&db->ready_map, h, ready_eq, &k);
 	if (r) {
-		if (next_offset > r->next_offset)
+		if (first >= next_offset || r->first_offset >= r->next_offset) {
 			r->next_offset = next_offset;
+			r->first_offset = first;
+			r->first_priority = first_prio;
+		} else if (next_offset > r->next_offset) {
+			r->next_offset = next_offset;
+		}
 		return;
 	}
 	uint32_t cap = db->cfg.ready_max ? db->cfg.ready_max : 65536;

@@ -359,6 +359,30 @@ static void test_subscriptions_ready_set(void **state)
 		assert_int_equal(rd[i].first_priority, 7);
 		assert_int_equal(rd[i].next_offset, 8);
 	}
+	/* A deletion not yet taken, then the topic recreated: the entry names the new topic's first
+	 * message and its priority (offsets start again at 0), not the deletion or the old messages. */
+	assert_int_equal(tu_append(f->db, "chatbot/s1", "token", "t", &off), 0);
+	assert_int_equal(eng_topic_delete(f->db, "chatbot/s1"), 0);
+	eng_msg_in p9 = {"token", "n", 1, NULL, 1, 9};
+	assert_int_equal(tu_append_n(f->db, "chatbot/s1", &p9, 1, ENG_NO_EXPECT, NULL), 0);
+	n = eng_ready_take(f->db, rd, 16);
+	assert_int_equal(n, 3); /* the prompt-only parent subscriber (3) hears of the deletion only */
+	for (size_t i = 0; i < n; i++) {
+		int deletion_only = rd[i].sub == 3;
+		assert_int_equal(rd[i].first_offset, 0);
+		assert_int_equal(rd[i].first_priority, deletion_only ? ENG_PRIORITY_NONE : 9);
+		assert_int_equal(rd[i].next_offset, deletion_only ? 0 : 1);
+	}
+	/* Messages, then a deletion before the entry is taken: the entry says the topic is empty. */
+	assert_int_equal(tu_append(f->db, "chatbot/s1", "token", "t", &off), 0);
+	assert_int_equal(eng_topic_delete(f->db, "chatbot/s1"), 0);
+	n = eng_ready_take(f->db, rd, 16);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(rd[i].next_offset, 0);
+		assert_int_equal(rd[i].first_offset, 0);
+		assert_int_equal(rd[i].first_priority, ENG_PRIORITY_NONE);
+	}
 	/* A prompt in another topic wakes the parent subscriber only. */
 	assert_int_equal(tu_append(f->db, "chatbot/s2", "prompt", "p", &off), 0);
 	n = eng_ready_take(f->db, rd, 16);
