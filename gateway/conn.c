@@ -762,6 +762,10 @@ next_recv(struct conn *c, void *buf, size_t len, int flags)
 	return -1;
 }
 
+/* Set on the service thread (the only one that may touch C); recv() on any other thread, from a
+ * library or a helper thread, must not read the connection table it does not own. */
+static __thread int on_service_thread;
+
 /*
  * The recv() libwebsockets calls (see the top of this file). Service thread for the sockets
  * registered here; any other call is the plain system call.
@@ -769,8 +773,11 @@ next_recv(struct conn *c, void *buf, size_t len, int flags)
 ssize_t
 recv(int fd, void *buf, size_t len, int flags)
 {
-	struct conn *c = fd >= 0 && (size_t)fd < C.nfd ? C.byfd[fd] : NULL;
+	struct conn *c;
 
+	if (!on_service_thread)
+		return sys_recv(fd, buf, len, flags);
+	c = fd >= 0 && (size_t)fd < C.nfd ? C.byfd[fd] : NULL;
 	if (!c || (flags & MSG_PEEK))
 		return sys_recv(fd, buf, len, flags);
 	switch (c->mode) {
@@ -798,6 +805,8 @@ gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen
 	struct peer *p;
 	uint8_t addr[16], key[16];
 	int proxy;
+
+	on_service_thread = 1; /* gw_conn_accept runs on it, before any socket is registered */
 	char msg[128];
 
 	if (!C.scratch)
