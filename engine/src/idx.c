@@ -530,9 +530,11 @@ void idx_cursor_close(idx_cursor *c)
  * without holding RocksDB's write queue during the fdatasync. A synced write leads its write
  * group through the sync, so every other writer (the host's unsynced eng_meta_write on its event
  * loop, once per pop) queued behind it for the whole sync; SyncWAL syncs the files while writes
- * go on. The entries are visible to readers before they are durable, which no reader of
- * offsets can tell (they are read at a topic's first sight; a crash of the process keeps the
- * written WAL, and nothing is answered before the sync).
+ * go on. The entries are visible to readers before they are durable: another thread's
+ * eng_offset_get or eng_meta_get may see one whose sync is still running. Nothing is answered to
+ * a client before the sync, a crash of the process keeps the written WAL, and a power loss in
+ * that window reverts the entry, which to a consumer means a redelivery (at least once), never a
+ * loss.
  *
  * Callers on several threads share syncs (as RocksDB's own group commit did for sync=true
  * writes): a write whose ticket a finished sync covers returns without one, and while a sync
