@@ -1504,17 +1504,26 @@ refill(struct gw_group *g)
 	g->tokens_us = now;
 }
 
-/* Has @p gt a delivered, unacknowledged entry (one its count record must keep)? */
+/* Has @p gt a delivered, unacknowledged entry, or a count loaded after a restart and not handed
+ * out again yet (both of which its count record must keep)? */
 static int
 dcounts_any(const struct gw_gtopic *gt)
 {
+	if (gt->n_dcounts)
+		return 1;
 	for (uint32_t i = 0; i < gt->n_win; i++)
 		if (gt->win[i].delivery && gt->win[i].state != GW_E_ACKED)
 			return 1;
 	return 0;
 }
 
-/* Append @p gt's record value: its delivered, unacknowledged entries. @return how many. */
+/*
+ * Append @p gt's record value: its delivered, unacknowledged entries, and the counts loaded after a
+ * restart that no pop has handed out again yet (dcounts_apply moves a count into its entry when it
+ * does, so none is written twice). Leaving the loaded ones out would reset them at the next crash:
+ * a pop that took only some of a topic's messages would rewrite the record without the others.
+ * @return how many.
+ */
 static size_t
 dcounts_value(const struct gw_gtopic *gt, struct gw_buf *b)
 {
@@ -1528,6 +1537,14 @@ dcounts_value(const struct gw_gtopic *gt, struct gw_buf *b)
 		if (n++)
 			gw_buf_putc(b, ',');
 		gw_buf_printf(b, "%llu:%u", (unsigned long long)e->offset, e->delivery);
+	}
+	for (uint32_t i = 0; i < gt->n_dcounts; i++) {
+		if (gt->dcounts[i].offset < gt->committed)
+			continue; /* acknowledged since the restart */
+		if (n++)
+			gw_buf_putc(b, ',');
+		gw_buf_printf(b, "%llu:%u", (unsigned long long)gt->dcounts[i].offset,
+			      gt->dcounts[i].delivery);
 	}
 	return n;
 }
@@ -1830,9 +1847,11 @@ on_house(struct ev_loop *loop, ev_timer *t, int revents)
 				    (gt->committed != gt->stored && gt->marked) ||
 				    now - gt->last_used_ms <= IDLE_EVICT_MS)
 					continue;
-				if (gt->dc_stored) {
+				if (gt->dc_stored && !gt->n_dcounts) {
 					/*
-					 * Its count record goes with the state, not as soon as nothing is
+					 * Its count record goes with the state (kept while it holds counts
+					 * loaded after a restart and not handed out again: the next load
+					 * needs them), not as soon as nothing is
 					 * in flight: the next pop of a busy topic rewrites it anyway, and a
 					 * delete per acknowledged pop cost as much as the writes. Until
 					 * then it may list acknowledged offsets, which a restart never
