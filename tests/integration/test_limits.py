@@ -39,6 +39,27 @@ def read_all(s, timeout=5):
     return out
 
 
+def trickle_head(s, rounds):
+    """Slowloris: a request line, then a header byte every 0.25 s that never ends the head, for
+    @rounds bytes or until the server answers or closes. Returns what the server sent."""
+    s.sendall(b"GET /healthz HTTP/1.1\r\n")
+    s.settimeout(0.25)
+    reply = b""
+    for _ in range(rounds):
+        try:
+            s.sendall(b"X")
+        except OSError:
+            break
+        try:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        except socket.timeout:
+            pass
+    return reply + read_all(s, 2)
+
+
 # Connection: close, so each probe's connection is gone (and its count given back) when it returns.
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
@@ -159,22 +180,7 @@ class Heads(LimitsCase):
         s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
         t0 = time.time()
         try:
-            s.sendall(b"GET /healthz HTTP/1.1\r\n")
-            reply = b""
-            s.settimeout(0.25)
-            for i in range(40):  # a header byte every 0.25 s: never done
-                try:
-                    s.sendall(b"X")
-                except OSError:
-                    break
-                try:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    reply += chunk
-                except socket.timeout:
-                    pass
-            reply += read_all(s, 2)
+            reply = trickle_head(s, 40)
         finally:
             s.close()
         st, _, body = parse(reply)
@@ -282,22 +288,7 @@ class KeptAlive(LimitsCase):
             self.assertEqual(responses(s, 1)[0][0], 200)
             time.sleep(1.5)  # idle, but within keepalive_s: the header clock has not started
             t0 = time.time()
-            s.sendall(b"GET /healthz HTTP/1.1\r\n")
-            s.settimeout(0.25)
-            reply = b""
-            for i in range(20):  # a header byte every 0.25 s: never done
-                try:
-                    s.sendall(b"X")
-                except OSError:
-                    break
-                try:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    reply += chunk
-                except socket.timeout:
-                    pass
-            reply += read_all(s, 2)
+            reply = trickle_head(s, 20)
         finally:
             s.close()
         st, _, body = parse(reply)
