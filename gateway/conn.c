@@ -794,6 +794,17 @@ recv(int fd, void *buf, size_t len, int flags)
 	}
 }
 
+/* A new connection over a connection limit: 503/429 on plain HTTP; a TLS one is only closed (its
+ * bytes are encrypted and lws has not run the handshake). */
+static void
+refuse_new(struct gw *gw, int fd, int tls, unsigned status, const char *msg)
+{
+	if (tls)
+		close(fd);
+	else
+		refuse_fd(gw, fd, status, "too_many_connections", msg);
+}
+
 /* ---- API ------------------------------------------------------------------------------------------------ */
 
 void
@@ -805,10 +816,9 @@ gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen
 	struct peer *p;
 	uint8_t addr[16], key[16];
 	int proxy;
-
-	on_service_thread = 1; /* gw_conn_accept runs on it, before any socket is registered */
 	char msg[128];
 
+	on_service_thread = 1; /* gw_conn_accept runs on it, before any socket is registered */
 	if (!C.scratch)
 		C.scratch = xmalloc(cfg->max_header_bytes);
 	C.gw = gw;
@@ -816,10 +826,7 @@ gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen
 		gw->m.limit_hits[GW_LIMIT_CONNECTIONS]++;
 		snprintf(msg, sizeof(msg), "the gateway has limits.max_connections (%u) open; retry later",
 			 cfg->max_connections);
-		if (tls)
-			close(fd);
-		else
-			refuse_fd(gw, fd, 503, "too_many_connections", msg);
+		refuse_new(gw, fd, tls, 503, msg);
 		return;
 	}
 	peer_addr(sa, salen, addr);
@@ -832,10 +839,7 @@ gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen
 		gw->m.limit_hits[GW_LIMIT_CONNECTIONS_IP]++;
 		snprintf(msg, sizeof(msg), "limits.max_connections_per_ip (%u) reached from this address",
 			 cfg->max_connections_per_ip);
-		if (tls)
-			close(fd);
-		else
-			refuse_fd(gw, fd, 429, "too_many_connections", msg);
+		refuse_new(gw, fd, tls, 429, msg);
 		return;
 	}
 	p->n++;
