@@ -538,6 +538,18 @@ gt_gone(struct gw_gtopic *gt)
 	gw_gtopic_drop(gt);
 }
 
+/* Read a decimal number of at most @p max digits at *@p p (moved past it). @return its digits. */
+static size_t
+read_decimal(const char **p, const char *end, size_t max, uint64_t *v)
+{
+	size_t n = 0;
+
+	*v = 0;
+	while (*p < end && **p >= '0' && **p <= '9' && n++ < max)
+		*v = *v * 10 + (uint64_t)(*(*p)++ - '0');
+	return n;
+}
+
 /* Read the gap record of a topic seen for the first time (at @p stored). */
 static void
 gaps_load(struct gw_gtopic *gt, uint64_t stored)
@@ -552,11 +564,9 @@ gaps_load(struct gw_gtopic *gt, uint64_t stored)
 		return;
 	gt->gaps_stored = 1;
 	for (p = val, end = p + len; p < end;) {
-		uint64_t v = 0;
-		size_t n = 0;
+		uint64_t v;
+		size_t n = read_decimal(&p, end, 20, &v);
 
-		while (p < end && *p >= '0' && *p <= '9' && n++ < 20)
-			v = v * 10 + (uint64_t)(*p++ - '0');
 		if (n && v >= stored) {
 			gt->acked_above = xrealloc(gt->acked_above,
 						   (gt->n_acked_above + 1) * sizeof(*gt->acked_above));
@@ -581,17 +591,14 @@ dcounts_load(struct gw_gtopic *gt, uint64_t stored)
 	dcount_key(gt->g, gt->name, key, sizeof(key));
 	if (eng_meta_get(gt->g->gw->db, key, &val, &len))
 		return;
-	gt->dc_stored = 1; /* dropped by the housekeeping once nothing is in flight */
+	gt->dc_stored = 1; /* deleted with the topic's consumer state (see on_house) */
 	for (p = val, end = p + len; p < end;) {
-		uint64_t off = 0, cnt = 0;
-		size_t n = 0, m = 0;
+		uint64_t off, cnt;
+		size_t n = read_decimal(&p, end, 20, &off), m;
 
-		while (p < end && *p >= '0' && *p <= '9' && n++ < 20)
-			off = off * 10 + (uint64_t)(*p++ - '0');
 		if (p < end && *p == ':')
 			p++;
-		while (p < end && *p >= '0' && *p <= '9' && m++ < 10)
-			cnt = cnt * 10 + (uint64_t)(*p++ - '0');
+		m = read_decimal(&p, end, 10, &cnt);
 		if (n && m && off >= stored && cnt && cnt <= UINT32_MAX) {
 			gt->dcounts = xrealloc(gt->dcounts, (gt->n_dcounts + 1) * sizeof(*gt->dcounts));
 			gt->dcounts[gt->n_dcounts++] = (struct gw_dcount){ off, (uint32_t)cnt };
