@@ -39,15 +39,15 @@ def read_all(s, timeout=5):
     return out
 
 
-def trickle_head(s, rounds):
-    """Slowloris: a request line, then a header byte every 0.25 s that never ends the head, for
-    @rounds bytes or until the server answers or closes. Returns what the server sent."""
-    s.sendall(b"GET /healthz HTTP/1.1\r\n")
-    s.settimeout(0.25)
+def trickle(s, start, byte, rounds, every):
+    """Slowloris: send @start, then @byte every @every seconds, for @rounds bytes or until the
+    server answers or closes. Returns what the server sent."""
+    s.sendall(start)
+    s.settimeout(every)
     reply = b""
     for _ in range(rounds):
         try:
-            s.sendall(b"X")
+            s.sendall(byte)
         except OSError:
             break
         try:
@@ -58,6 +58,11 @@ def trickle_head(s, rounds):
         except socket.timeout:
             pass
     return reply + read_all(s, 2)
+
+
+def trickle_head(s, rounds):
+    """A request line, then a header byte every 0.25 s that never ends the head."""
+    return trickle(s, b"GET /healthz HTTP/1.1\r\n", b"X", rounds, 0.25)
 
 
 # Connection: close, so each probe's connection is gone (and its count given back) when it returns.
@@ -379,23 +384,9 @@ class Bodies(LimitsCase):
         s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
         t0 = time.time()
         try:
-            s.sendall(b"POST /v1/topics/chatbot/slow/messages HTTP/1.1\r\nHost: x\r\n"
-                      b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"data\":\"")
-            reply = b""
-            s.settimeout(0.4)
-            for i in range(30):
-                try:
-                    s.sendall(b"a")
-                except OSError:
-                    break
-                try:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    reply += chunk
-                except socket.timeout:
-                    pass
-            reply += read_all(s, 2)
+            reply = trickle(s, b"POST /v1/topics/chatbot/slow/messages HTTP/1.1\r\nHost: x\r\n"
+                               b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+                               b"{\"data\":\"", b"a", 30, 0.4)
         finally:
             s.close()
         st, _, body = parse(reply)
