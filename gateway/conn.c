@@ -54,7 +54,7 @@
 #define _GNU_SOURCE /* syscall() */
 /* With _FORTIFY_SOURCE, glibc declares recv() as an inline wrapper, which cannot be defined here. */
 #undef _FORTIFY_SOURCE
-#include "conn.h"
+#include "conn_int.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -63,9 +63,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "headcheck.h"
 #include "log.h"
-#include "wsmask.h"
 #include "xalloc.h"
 
 #define LINGER_S 2.0       /* read-and-drop time after a refusal, before the close */
@@ -79,36 +77,6 @@ struct peer {
 	uint8_t addr[16];      /* IPv6, or IPv4 mapped (::ffff:a.b.c.d) */
 	uint32_t n;            /* admitted connections open from it */
 	struct peer *next;     /* hash chain */
-};
-
-enum conn_mode {
-	MODE_FIRST = 0, /* reading the first head; lws does not have the socket yet */
-	MODE_REQUEST,   /* lws reads the checked request: at most `allow` more bytes */
-	MODE_NEXT,      /* a transaction completed: lws paused, reading the next head here */
-	MODE_OPEN,      /* no request boundary known: lws reads freely, closes after the transaction */
-	MODE_WS,        /* a plain WebSocket: lws reads freely up to the first unmasked frame */
-	MODE_TLS,       /* a TLS connection: lws's alone (only the counts are ours) */
-	MODE_CLOSING,   /* served its last request: lws reads EOF, or it is closed from `arm` */
-};
-
-/* An admitted connection, from accept until lws destroys its wsi (or we close it first). */
-struct conn {
-	struct conn *prev, *next; /* MODE_FIRST: C.unadopted */
-	struct peer *peer;     /* its count on its client address */
-	struct lws *wsi;       /* NULL until lws adopted it */
-	int fd;
-	enum conn_mode mode;
-	uint64_t allow;        /* MODE_REQUEST: bytes of the checked request lws may still read */
-	unsigned paused : 1;   /* we paused lws's reading (RXFLOW_CONN) */
-	unsigned lowat : 1;    /* SO_RCVLOWAT was raised: lower it before lws reads again */
-	unsigned bad_ws : 1;   /* MODE_WS: an unmasked frame was found; lws reads nothing more */
-	ev_io io;              /* MODE_FIRST, MODE_NEXT: the socket is readable */
-	ev_timer tm;           /* MODE_FIRST, MODE_NEXT: idle or header timeout */
-	ev_timer arm;          /* MODE_NEXT, MODE_CLOSING: acts once lws's call has returned */
-	size_t len;            /* bytes of the head seen so far (peeked, still in the socket) */
-	char *held;            /* bytes pipelined behind an unfinished request (request_recv) */
-	size_t held_len;
-	struct gw_wsmask ws;   /* MODE_WS: the client's frame boundaries */
 };
 
 /* A refused connection lingering before its close. */
@@ -297,25 +265,27 @@ reason_phrase(unsigned status)
 	}
 }
 
-/*
- * Answer @p status on socket @p fd (nothing else writes to it now), then linger: shut our side, drop
- * what the client still sends for LINGER_S, close. Takes ownership of @p fd.
- */
-static void
-refuse_fd(struct gw *gw, int fd, unsigned status, const char *code, const char *msg)
+int
+conn_refusal(char *out, size_t outsz, unsigned status, const char *code, const char *msg)
 {
-	char body[300], resp[600];
-	struct refused *l;
+	char body[300];
 	int bl, n;
 
 	bl = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n", code, msg);
-	n = snprintf(resp, sizeof(resp),
+	n = snprintf(out, outsz,
 		     "HTTP/1.1 %u %s\r\nserver: litegate\r\ncontent-type: application/json\r\n"
 		     "content-length: %d\r\nconnection: close\r\n%s\r\n%s",
 		     status, reason_phrase(status), bl,
 		     status == 429 || status == 503 ? "retry-after: 1\r\n" : "", body);
-	gw->m.http_errors++;
-	if (send(fd, resp, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 || C.n_linger >= LINGER_MAX) {
+	return n < (int)outsz ? n : (int)outsz - 1;
+}
+
+void
+conn_linger(struct gw *gw, int fd)
+{
+	struct refused *l;
+
+	if (C.n_linger >= LINGER_MAX) {
 		close(fd);
 		return;
 	}
@@ -333,6 +303,24 @@ refuse_fd(struct gw *gw, int fd, unsigned status, const char *code, const char *
 		C.lingering->prev = l;
 	C.lingering = l;
 	C.n_linger++;
+}
+
+/*
+ * Answer @p status on plain socket @p fd (nothing else writes to it now), then linger. Takes
+ * ownership of @p fd.
+ */
+static void
+refuse_fd(struct gw *gw, int fd, unsigned status, const char *code, const char *msg)
+{
+	char resp[600];
+	int n = conn_refusal(resp, sizeof(resp), status, code, msg);
+
+	gw->m.http_errors++;
+	if (send(fd, resp, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		close(fd);
+		return;
+	}
+	conn_linger(gw, fd);
 }
 
 /* ---- Connections ----------------------------------------------------------------------------------- */
@@ -358,8 +346,8 @@ conn_new(struct gw *gw, int fd, struct peer *peer, enum conn_mode mode)
 	return c;
 }
 
-static void
-watchers_stop(struct gw *gw, struct conn *c)
+void
+conn_stop_watchers(struct gw *gw, struct conn *c)
 {
 	ev_io_stop(gw->loop, &c->io);
 	ev_timer_stop(gw->loop, &c->tm);
@@ -388,7 +376,7 @@ unadopted_unlink(struct conn *c)
 static void
 conn_free(struct gw *gw, struct conn *c)
 {
-	watchers_stop(gw, c);
+	conn_stop_watchers(gw, c);
 	if (c->mode == MODE_FIRST)
 		unadopted_unlink(c);
 	if (c->wsi && c->fd >= 0 && (size_t)c->fd < C.nfd && C.byfd[c->fd] == c)
@@ -399,8 +387,8 @@ conn_free(struct gw *gw, struct conn *c)
 	free(c);
 }
 
-static void
-set_timer(struct gw *gw, struct conn *c, double secs)
+void
+conn_set_timer(struct gw *gw, struct conn *c, double secs)
 {
 	ev_timer_stop(gw->loop, &c->tm);
 	ev_timer_set(&c->tm, secs, 0);
@@ -408,8 +396,8 @@ set_timer(struct gw *gw, struct conn *c, double secs)
 }
 
 /* Pause or resume lws's reading of @p c's socket (our reason bit only). */
-static void
-lws_reading(struct conn *c, int on)
+void
+conn_lws_reading(struct conn *c, int on)
 {
 	if (!c->wsi || c->paused == !on)
 		return;
@@ -422,7 +410,7 @@ lws_reading(struct conn *c, int on)
  * Close a connection whose wsi lws has, from one of our watchers (never from inside an lws
  * callback): lws closes it now, and its WSI_DESTROY frees @p c. Touch nothing of @p c after.
  */
-static void
+void
 conn_kill(struct conn *c)
 {
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_SYNC);
@@ -440,9 +428,13 @@ conn_refuse(struct gw *gw, struct conn *c, unsigned status, const char *code, co
 		refuse_fd(gw, fd, status, code, msg);
 		return;
 	}
+	if (c->tls) {
+		conn_tls_refuse(gw, c, status, code, msg, 0);
+		return;
+	}
 	/* lws has the socket and nothing of its own left to send (the transaction completed): answer
 	 * on a duplicate that lingers, and let lws close its descriptor. */
-	watchers_stop(gw, c);
+	conn_stop_watchers(gw, c);
 	fd = dup(c->fd);
 	if (fd >= 0)
 		refuse_fd(gw, fd, status, code, msg);
@@ -451,8 +443,9 @@ conn_refuse(struct gw *gw, struct conn *c, unsigned status, const char *code, co
 	conn_kill(c);
 }
 
-/* The head is complete (or the connection is TLS): lws takes the socket. */
-static void
+/* The head is complete (or the connection is TLS): lws takes the socket, and recv() or SSL_read()
+ * find the connection by it. */
+static int
 hand_over(struct gw *gw, struct conn *c)
 {
 	struct lws *wsi;
@@ -462,12 +455,10 @@ hand_over(struct gw *gw, struct conn *c)
 	if (!wsi) {
 		c->fd = -1;
 		conn_free(gw, c);
-		return;
+		return -1;
 	}
 	c->wsi = wsi;
 	lws_set_opaque_user_data(wsi, c);
-	if (c->mode == MODE_TLS)
-		return;
 	if ((size_t)c->fd >= C.nfd) {
 		size_t n = C.nfd ? C.nfd : 1024;
 
@@ -478,35 +469,54 @@ hand_over(struct gw *gw, struct conn *c)
 		C.nfd = n;
 	}
 	C.byfd[c->fd] = c;
+	return 0;
 }
 
-static void
-too_large(struct gw *gw, struct conn *c, const char *buf, size_t len)
+void
+conn_too_large(struct gw *gw, const char *buf, size_t len, struct gw_head_verdict *v, char *msg,
+	       size_t msgsz)
 {
 	const struct gw_config *cfg = gw->cfg;
-	char msg[128];
 
 	gw->m.limit_hits[GW_LIMIT_HEADER_BYTES]++;
 	if (!memchr(buf, '\n', len)) {
-		snprintf(msg, sizeof(msg), "request line longer than limits.max_header_bytes (%u)",
+		snprintf(msg, msgsz, "request line longer than limits.max_header_bytes (%u)",
 			 cfg->max_header_bytes);
-		conn_refuse(gw, c, 414, "uri_too_long", msg);
+		v->status = 414;
+		v->code = "uri_too_long";
 	} else {
-		snprintf(msg, sizeof(msg), "request headers larger than limits.max_header_bytes (%u)",
+		snprintf(msg, msgsz, "request headers larger than limits.max_header_bytes (%u)",
 			 cfg->max_header_bytes);
-		conn_refuse(gw, c, 431, "headers_too_large", msg);
+		v->status = 431;
+		v->code = "headers_too_large";
 	}
+	v->message = msg;
 }
 
-/* A whole, acceptable head of @p head_len bytes waits in the socket: let lws read that request. */
-static void
-head_accepted(struct gw *gw, struct conn *c, size_t head_len)
+int
+conn_head_verdict(struct gw *gw, const char *buf, size_t len, size_t *head_len,
+		  struct gw_head_verdict *v)
+{
+	int rc = gw_head_check(buf, len, head_len, v);
+
+	if (rc == 0 && *head_len < len && gw_head_is_event_stream(buf, len)) {
+		/* Bytes after an event-stream request: a browser never sends them (docs/api.md). */
+		rc = -1;
+		v->status = 400;
+		v->code = "bad_request";
+		v->message = "nothing may follow an event-stream request on its connection";
+	}
+	if (rc < 0 && v->status == 431)
+		gw->m.limit_hits[GW_LIMIT_HEADER_BYTES]++;
+	return rc;
+}
+
+void
+conn_request_start(struct conn *c, const char *buf, size_t head_len)
 {
 	struct gw_head_body b;
 
-	watchers_stop(gw, c);
-	gw_head_body(C.scratch, head_len, &b);
-	c->len = 0;
+	gw_head_body(buf, head_len, &b);
 	c->allow = head_len;
 	c->mode = MODE_REQUEST;
 	if (b.kind == GW_BODY_LENGTH && b.length <= UINT64_MAX - head_len)
@@ -514,11 +524,20 @@ head_accepted(struct gw *gw, struct conn *c, size_t head_len)
 	else if (b.kind == GW_BODY_UNBOUNDED || b.kind == GW_BODY_LENGTH)
 		c->mode = MODE_OPEN;
 	/* GW_BODY_UPGRADE: the head alone; ws.c's ESTABLISHED switches to MODE_WS. */
+}
+
+/* A whole, acceptable head of @p head_len bytes waits in the socket: let lws read that request. */
+static void
+head_accepted(struct gw *gw, struct conn *c, size_t head_len)
+{
+	conn_stop_watchers(gw, c);
+	c->len = 0;
+	conn_request_start(c, C.scratch, head_len);
 	if (!c->wsi) {
 		unadopted_unlink(c);
 		hand_over(gw, c);
 	} else {
-		lws_reading(c, 1);
+		conn_lws_reading(c, 1);
 	}
 }
 
@@ -557,19 +576,10 @@ on_head_read(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	if (!c->len && c->mode == MODE_NEXT) /* the first byte of a kept-alive request */
-		set_timer(gw, c, gw->cfg->header_timeout_s);
+		conn_set_timer(gw, c, gw->cfg->header_timeout_s);
 	c->len = (size_t)n;
-	rc = gw_head_check(C.scratch, c->len, &head_len, &v);
-	if (rc == 0 && head_len < c->len && gw_head_is_event_stream(C.scratch, c->len)) {
-		/* Bytes after an event-stream request: a browser never sends them (docs/api.md). */
-		rc = -1;
-		v.status = 400;
-		v.code = "bad_request";
-		v.message = "nothing may follow an event-stream request on its connection";
-	}
+	rc = conn_head_verdict(gw, C.scratch, c->len, &head_len, &v);
 	if (rc < 0) {
-		if (v.status == 431)
-			gw->m.limit_hits[GW_LIMIT_HEADER_BYTES]++;
 		conn_refuse(gw, c, v.status, v.code, v.message);
 		return;
 	}
@@ -578,7 +588,10 @@ on_head_read(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	if (c->len >= cap) {
-		too_large(gw, c, C.scratch, c->len);
+		char msg[128];
+
+		conn_too_large(gw, C.scratch, c->len, &v, msg, sizeof(msg));
+		conn_refuse(gw, c, v.status, v.code, v.message);
 		return;
 	}
 	{
@@ -598,8 +611,9 @@ on_head_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (!c->len) {
-		/* Nothing came: a new connection that never spoke, or a kept-alive one left idle. */
+	if (!(c->tls ? c->held_len : c->len)) {
+		/* Nothing came: a new connection that never spoke (or, on TLS, never finished its
+		 * handshake), or a kept-alive one left idle. */
 		gw->m.limit_hits[c->mode == MODE_NEXT ? GW_LIMIT_KEEPALIVE_IDLE : GW_LIMIT_HEADER_TIMEOUT]++;
 		if (c->wsi) {
 			conn_kill(c);
@@ -617,7 +631,8 @@ on_head_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 /*
  * MODE_NEXT, once lws_http_transaction_completed() has returned: lws set its keep-alive timeout
- * there; ours replace it (they answer and count), then the next head is awaited.
+ * there; ours replace it (they answer and count), then the next head is awaited. (TLS: also
+ * MODE_WS, when bytes after the upgrade were read already.)
  */
 static void
 on_next_arm(struct ev_loop *loop, ev_timer *w, int revents)
@@ -631,8 +646,17 @@ on_next_arm(struct ev_loop *loop, ev_timer *w, int revents)
 		conn_kill(c);
 		return;
 	}
+	if (c->tls && c->mode == MODE_WS) {
+		conn_tls_resume(gw, c);
+		return;
+	}
 	if (c->mode != MODE_NEXT)
 		return; /* next_recv() already took the next request: lws has set its own timeouts */
+	if (c->tls) {
+		lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+		conn_tls_resume(gw, c);
+		return;
+	}
 	if (c->held_len) {
 		conn_refuse(gw, c, 400, "bad_request",
 			    "a request was pipelined behind one still in progress (a publish, a delete or "
@@ -641,7 +665,7 @@ on_next_arm(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
 	c->len = 0;
-	set_timer(gw, c, gw->cfg->keepalive_s);
+	conn_set_timer(gw, c, gw->cfg->keepalive_s);
 	ev_io_start(gw->loop, &c->io);
 }
 
@@ -672,7 +696,7 @@ ws_recv(struct conn *c, uint8_t *buf, size_t len, int flags)
 		return n;
 	/* What follows is dropped: the connection ends with 1002 (ws.c) and lws reads no more. */
 	c->bad_ws = 1;
-	lws_reading(c, 0);
+	conn_lws_reading(c, 0);
 	C.gw->m.ws_unmasked++;
 	gw_ws_unmasked(c->wsi);
 	if (!ok) {
@@ -751,20 +775,33 @@ next_recv(struct conn *c, void *buf, size_t len, int flags)
 		n = sys_recv(c->fd, C.scratch, C.gw->cfg->max_header_bytes, MSG_PEEK | MSG_DONTWAIT);
 		if (n == 0)
 			return 0; /* the client closed an idle connection: lws closes it */
+		/* (A refusal's limit hit is counted again by on_head_read: no counting here.) */
 		if (n > 0 && gw_head_check(C.scratch, (size_t)n, &head_len, &v) == 0 &&
 		    !(head_len < (size_t)n && gw_head_is_event_stream(C.scratch, (size_t)n))) {
 			head_accepted(C.gw, c, head_len);
 			return recv(c->fd, buf, len, flags);
 		}
 	}
-	lws_reading(c, 0);
+	conn_lws_reading(c, 0);
 	errno = EAGAIN;
 	return -1;
 }
 
-/* Set on the service thread (the only one that may touch C); recv() on any other thread, from a
- * library or a helper thread, must not read the connection table it does not own. */
-static __thread int on_service_thread;
+/* Set on the service thread (the only one that may touch C); recv() or SSL_read() on any other
+ * thread, from a library or a helper thread, must not read the connection table it does not own. */
+__thread int conn_on_service_thread;
+
+struct gw *
+conn_gw(void)
+{
+	return C.gw;
+}
+
+struct conn *
+conn_by_fd(int fd)
+{
+	return fd >= 0 && (size_t)fd < C.nfd ? C.byfd[fd] : NULL;
+}
 
 /*
  * The recv() libwebsockets calls (see the top of this file). Service thread for the sockets
@@ -775,10 +812,10 @@ recv(int fd, void *buf, size_t len, int flags)
 {
 	struct conn *c;
 
-	if (!on_service_thread)
+	if (!conn_on_service_thread)
 		return sys_recv(fd, buf, len, flags);
-	c = fd >= 0 && (size_t)fd < C.nfd ? C.byfd[fd] : NULL;
-	if (!c || (flags & MSG_PEEK))
+	c = conn_by_fd(fd);
+	if (!c || c->tls || (flags & MSG_PEEK))
 		return sys_recv(fd, buf, len, flags);
 	switch (c->mode) {
 	case MODE_REQUEST:
@@ -818,7 +855,7 @@ gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen
 	int proxy;
 	char msg[128];
 
-	on_service_thread = 1; /* gw_conn_accept runs on it, before any socket is registered */
+	conn_on_service_thread = 1; /* gw_conn_accept runs on it, before any socket is registered */
 	if (!C.scratch)
 		C.scratch = xmalloc(cfg->max_header_bytes);
 	C.gw = gw;
@@ -847,14 +884,17 @@ gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen
 	gw->m.conns_total++;
 	c = conn_new(gw, fd, p, tls ? MODE_TLS : MODE_FIRST);
 	if (tls) {
-		hand_over(gw, c);
+		/* The handshake and then the first head must be done within timeouts.header_s. */
+		c->tls = 1;
+		if (!hand_over(gw, c))
+			conn_set_timer(gw, c, cfg->header_timeout_s);
 		return;
 	}
 	c->next = C.unadopted;
 	if (C.unadopted)
 		C.unadopted->prev = c;
 	C.unadopted = c;
-	set_timer(gw, c, cfg->header_timeout_s);
+	conn_set_timer(gw, c, cfg->header_timeout_s);
 	ev_io_start(gw->loop, &c->io);
 }
 
@@ -890,7 +930,14 @@ gw_conn_ws_established(struct lws *wsi)
 		return;
 	c->mode = MODE_WS;
 	gw_wsmask_init(&c->ws);
-	lws_reading(c, 1);
+	if (c->tls) {
+		/* Frames the client sent right behind its upgrade may be held already (conn_tls.c):
+		 * no socket event would bring lws to them. */
+		if (c->held_off < c->held_len)
+			ev_timer_start(C.gw->loop, &c->arm);
+		return;
+	}
+	conn_lws_reading(c, 1);
 }
 
 void

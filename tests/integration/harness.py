@@ -45,9 +45,11 @@ def main():
 TLS_CONTEXT = None
 
 
-def connect(port, timeout):
-    """A client socket to the gateway on loopback: TCP, wrapped in TLS when TLS_CONTEXT is set."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def connect(port, timeout, src=None):
+    """A client socket to the gateway on loopback (from address @src if given): TCP, wrapped in TLS
+    when TLS_CONTEXT is set."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                 source_address=(src, 0) if src else None)
     if TLS_CONTEXT is not None:
         try:
             s = TLS_CONTEXT.wrap_socket(s, server_hostname="127.0.0.1")

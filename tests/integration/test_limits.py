@@ -7,6 +7,7 @@ Retry-After, 431, 503 with Retry-After, WebSocket 1009) and is counted in /metri
 import json
 import re
 import socket
+import ssl
 import time
 
 import harness
@@ -15,8 +16,7 @@ from harness import TestCase, WSClosed
 
 def raw(port, data, timeout=5, src=None):
     """Send @data on a fresh connection and read until the server closes or times out."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                 source_address=(src, 0) if src else None)
+    s = harness.connect(port, timeout, src)
     try:
         if data:
             s.sendall(data)
@@ -34,7 +34,7 @@ def read_all(s, timeout=5):
             if not chunk:
                 break
             out += chunk
-    except (socket.timeout, ConnectionResetError):
+    except (socket.timeout, ConnectionResetError, ssl.SSLError):
         pass
     return out
 
@@ -171,7 +171,7 @@ class Heads(LimitsCase):
         st, _, body = parse(raw(self.gw.port, b"GET /v1/topics/chatbot/" + b"x" * 3000 + b" HTTP/1.1\r\n\r\n"))
         self.assertEqual((st, body["error"]["code"]), (414, "uri_too_long"))
         # A head split over many packets is fine while it is complete and in time.
-        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+        s = harness.connect(self.gw.port, 5)
         try:
             for piece in (b"GET /hea", b"lthz HTTP/1.1\r", b"\nHost: x\r\n", b"\r", b"\n"):
                 s.sendall(piece)
@@ -182,7 +182,7 @@ class Heads(LimitsCase):
         self.assertEqual(self.metric("litegate_limit_exceeded_total", "max_header_bytes"), 3)
 
     def test_slowloris_head_gets_408_and_silence_is_closed(self):
-        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+        s = harness.connect(self.gw.port, 5)
         t0 = time.time()
         try:
             reply = trickle_head(s, 40)
@@ -198,7 +198,7 @@ class Heads(LimitsCase):
         self.assertEqual(self.metric("litegate_limit_exceeded_total", "header_timeout"), 2)
 
     def test_idle_keep_alive_is_closed_and_counted(self):
-        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
+        s = harness.connect(self.gw.port, 10)
         try:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             self.assertEqual(harness.read_http_response(s)[0], 200)
@@ -252,7 +252,7 @@ class KeptAlive(LimitsCase):
 
     def second(self, data):
         """A good request, then @data on the same connection: the responses to both."""
-        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
+        s = harness.connect(self.gw.port, 10)
         try:
             s.sendall(self.GET)
             first = responses(s, 1)
@@ -287,7 +287,7 @@ class KeptAlive(LimitsCase):
                 self.assertEqual((st, body["error"]["code"]), (status, code))
 
     def test_slow_second_head_gets_408(self):
-        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
+        s = harness.connect(self.gw.port, 10)
         try:
             s.sendall(self.GET)
             self.assertEqual(responses(s, 1)[0][0], 200)
@@ -302,7 +302,7 @@ class KeptAlive(LimitsCase):
         self.assertEqual(self.metric("litegate_limit_exceeded_total", "header_timeout"), 1)
 
     def test_keep_alive_and_pipelining_still_work(self):
-        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
+        s = harness.connect(self.gw.port, 10)
         try:
             for i in range(30):  # one request at a time
                 s.sendall(self.GET)
@@ -336,7 +336,7 @@ class KeptAlive(LimitsCase):
         self.gw.publish("chatbot/pipe-sse", {"data": "a"})
         sse = b"GET /v1/topics/chatbot/pipe-sse/events HTTP/1.1\r\nHost: x\r\n\r\n"
         # Alone behind a request: the stream is served, and an idle stream costs no CPU.
-        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+        s = harness.connect(self.gw.port, 5)
         try:
             s.sendall(self.GET + sse)
             s.settimeout(5)
@@ -361,7 +361,7 @@ class KeptAlive(LimitsCase):
         finally:
             s.close()
         # With bytes behind it: refused with 400 before lws reads any of it.
-        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+        s = harness.connect(self.gw.port, 5)
         try:
             s.sendall(self.GET + sse + self.GET)
             got = responses(s, 2)

@@ -2,7 +2,9 @@
 self-signed certificate made at run time by the openssl CLI and Python's ssl module as the client.
 
 Every client of the harness speaks TLS here (harness.TLS_CONTEXT): publishing, history, SSE,
-WebSocket and a chunked NDJSON upload all run over it, with authorization on top in one test.
+WebSocket and a chunked NDJSON upload all run over it, with authorization on top in one test. The
+request-head limits of test_limits.py (Heads, KeptAlive) and the WebSocket frame checks of
+test_badinput.py run again here, unchanged, over TLS (over_tls).
 """
 
 import json
@@ -17,6 +19,8 @@ import unittest
 import warnings
 
 import harness
+import test_badinput
+import test_limits
 from harness import Gateway, TestCase, WSClosed
 
 CERT_DIR = None
@@ -182,6 +186,85 @@ class Https(TestCase):
         raw.close()
         self.assertEqual(self.gw.http("GET", "/healthz")[0], 200)
         self.gw.publish("chatbot/after", {"data": 1})
+
+
+def over_tls(base, *names):
+    """@base's tests (only @names, if given) against a gateway with TLS on: the same assertions,
+    every client speaking TLS."""
+    class OverTls(base):
+        def setUp(self):
+            self.CONFIG = dict(base.CONFIG, **tls_config())
+            super().setUp()
+    for attr in dir(base):
+        if attr.startswith("test") and names and attr not in names:
+            setattr(OverTls, attr, None)  # not callable: unittest does not collect it
+    OverTls.__name__ = OverTls.__qualname__ = base.__name__ + "OverTls"
+    return OverTls
+
+
+HeadsOverTls = over_tls(test_limits.Heads)
+KeptAliveOverTls = over_tls(test_limits.KeptAlive)
+WebSocketFramesOverTls = over_tls(test_badinput.BadInput, "test_unmasked_client_frames_close_with_1002",
+                                  "test_websocket_garbage_and_oversized_frames")
+
+
+class TlsHeads(test_limits.LimitsCase):
+    """What only TLS has: a handshake to wait for, and bytes OpenSSL decrypted ahead of lws."""
+    CONFIG = {"limits": {"max_header_bytes": 2048}, "timeouts": {"header_s": 1, "keepalive_s": 3}}
+
+    def setUp(self):
+        self.CONFIG = dict(TlsHeads.CONFIG, **tls_config())
+        super().setUp()
+
+    def test_a_handshake_that_never_ends_is_closed_and_counted(self):
+        for hello in (b"", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"):
+            s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+            t0 = time.time()
+            try:
+                s.sendall(hello)
+                self.assertEqual(test_limits.read_all(s, 5), b"")
+            finally:
+                s.close()
+            self.assertLess(time.time() - t0, 3)  # header_s 1, and lws's 1 s tick
+        self.assertEqual(self.metric("litegate_limit_exceeded_total", "header_timeout"), 2)
+
+    def test_pipelined_requests_are_served_in_order_behind_a_publish(self):
+        s = harness.connect(self.gw.port, 10)
+        try:
+            body = json.dumps({"data": "p"}).encode()
+            post = (b"POST /v1/topics/chatbot/tp/messages HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            get = b"GET /v1/topics/chatbot/tp HTTP/1.1\r\nHost: x\r\n\r\n"
+            # One write, so OpenSSL decrypts all of it at once: lws gets each request after the
+            # previous one's reply, the publish's durable ack included.
+            s.sendall(post + get + post + get + test_limits.KeptAlive.GET)
+            got = test_limits.responses(s, 5)
+            self.assertEqual([r[0] for r in got], [200] * 5)
+            self.assertEqual((got[0][2]["first_offset"], got[1][2]["next_offset"]), (0, 1))
+            self.assertEqual((got[2][2]["first_offset"], got[3][2]["next_offset"]), (1, 2))
+            # A bad head pipelined behind good ones is refused in its turn.
+            s.sendall(get + b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n")
+            got = test_limits.responses(s, 2)
+            self.assertEqual([r[0] for r in got], [200, 400])
+            self.assertEqual(test_limits.read_all(s, 3), b"")
+        finally:
+            s.close()
+
+    def test_frames_sent_with_the_upgrade_are_read(self):
+        s = harness.connect(self.gw.port, 10)
+        try:
+            s.sendall(b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" +
+                      test_badinput.ws_frame(1, b'{"op":"ping","req":7}'))
+            data = b""
+            while b'"pong"' not in data:
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, data)
+                data += chunk
+            self.assertTrue(data.startswith(b"HTTP/1.1 101 "), data[:60])
+            self.assertIn(b'"req":7', data)
+        finally:
+            s.close()
 
 
 class HttpsWithAuth(TestCase):
