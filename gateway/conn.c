@@ -30,10 +30,9 @@
  * the transaction completes (request_recv() says what happens to bytes that come meanwhile); a
  * client's EOF still reaches lws at once, as before.
  *
- * Not covered (docs/security.md): TLS connections (OpenSSL reads the socket with read(), and their
- * bytes are encrypted until lws has run the handshake) meet lws's own limits: a header buffer of
- * twice max_header_bytes and timeouts.header_s, past which lws closes without a reply. HTTP/2
- * streams have no HTTP/1 head at all. A request whose end is not known from its head
+ * TLS connections are registered here too (counts, timers, the socket table), but their bytes are
+ * encrypted: conn_tls.c applies the same checks to what SSL_read() decrypts, through conn_int.h.
+ * HTTP/2 streams have no HTTP/1 head at all. A request whose end is not known from its head
  * (Transfer-Encoding, an Upgrade other than websocket, a malformed Content-Length) is read by lws
  * freely (MODE_OPEN), and its connection is closed after its transaction.
  *

@@ -5,7 +5,8 @@
  * refused, and the accounting that ends when lws destroys the connection.
  *
  * conn.c also defines recv() for the process: libwebsockets reads plain sockets with it (see
- * conn.c for why and how).
+ * conn.c for why and how); conn_tls.c defines SSL_read() and SSL_pending(), through which it reads
+ * TLS connections, for the same checks on their decrypted bytes.
  *
  * Service thread only.
  */
@@ -19,7 +20,7 @@
 /**
  * @brief Take a socket main.c just accepted: refuse it when a connection limit is reached (503 or
  *        429 with Retry-After on plain HTTP, a close on TLS), else read its first request head (plain
- *        HTTP) or hand it to lws at once (TLS). Takes ownership of @p fd.
+ *        HTTP) or hand it to lws at once (TLS: its heads are read as lws reads, conn_tls.c). Takes ownership of @p fd.
  */
 void gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen);
 

@@ -432,9 +432,11 @@ run(struct gw *gw, const struct gw_config *cfg)
 	info.max_http_header_pool = (unsigned short)(cfg->max_header_pool > 65535 ? 65535 : cfg->max_header_pool);
 	info.pt_serv_buf_size = 65536; /* one read takes up to 64 KiB of a streamed body */
 	gw_tls_setup(cfg, &info); /* tls.c: HTTPS/WSS when configured */
-	/* conn.c reads each connection's first head; later ones meet lws's own buffer and timeout. */
+	/* conn.c and conn_tls.c check every HTTP/1 head before lws reads it, and time it out with a
+	 * JSON 408; lws's own buffer and timeout are a backstop that must not act first (its clock for
+	 * a TLS head starts after the handshake, ours at the accept). */
 	info.max_http_header_data2 = gw_conn_lws_header_bytes(cfg);
-	info.timeout_secs_ah_idle = cfg->header_timeout_s;
+	info.timeout_secs_ah_idle = cfg->header_timeout_s + 1;
 	listen_fd = open_listener(cfg->listen_host, cfg->listen_port);
 	if (listen_fd >= 0)
 		gw->ctx = lws_create_context(&info);
