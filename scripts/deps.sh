@@ -4,7 +4,7 @@
 set -euo pipefail
 level=${1:-build}
 pkgs=(build-essential cmake ninja-build pkg-config curl librocksdb-dev libwebsockets-dev libwebsockets-evlib-ev
-      libev-dev libjansson-dev libssl-dev libcurl4-openssl-dev)
+      libev-dev libjansson-dev libssl-dev libnghttp2-dev libcurl4-openssl-dev)
 case "$level" in
   test|bench) pkgs+=(libcmocka-dev python3 curl clang libclang-rt-14-dev openssl) ;; # openssl: test keys and certs
 esac

@@ -390,6 +390,39 @@ WSMASK = {
 }
 
 
+# ---- h2tap: a client's bytes on an HTTP/2 connection, from the preface ----------------------------
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\0\0\0\x04\0\0\0\0\0"  # and empty SETTINGS
+
+
+def h2_frame(ftype, flags, sid, payload):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
+
+
+def hp_lit(name, value, prefix=0x00):
+    """HPACK literal with a new name (0x00 without indexing, 0x40 with incremental indexing)."""
+    return bytes([prefix, len(name)]) + name + bytes([len(value)]) + value
+
+
+GET_SSE = b"\x82\x87\x84" + hp_lit(b":path", b"/v1/topics/chatbot/a/events") + hp_lit(b"last-event-id", b"41")
+POST = (b"\x83\x87" + hp_lit(b":path", b"/v1/topics/chatbot/a/messages") +
+        hp_lit(b"idempotency-key", b"k-1", 0x40) + hp_lit(b"litegate-expected-offset", b"3"))
+H2TAP = {
+    "sse_get": H2_PREFACE + h2_frame(1, 0x5, 1, GET_SSE),
+    "post_body_end": H2_PREFACE + h2_frame(1, 0x4, 1, POST) + h2_frame(0, 0, 1, b"hello") +
+                     h2_frame(0, 0x1, 1, b""),
+    "dynamic_ref": H2_PREFACE + h2_frame(1, 0x4, 1, POST) + h2_frame(1, 0x5, 3, b"\x83\x87\x84\xbe"),
+    "padded_priority_continuation": H2_PREFACE + h2_frame(1, 0x8 | 0x20, 1, b"\x02" + b"\0\0\0\0\x10" +
+                                                          GET_SSE[:5] + b"\0\0") +
+                                    h2_frame(9, 0x4, 1, GET_SSE[5:]) + h2_frame(0, 0x9, 1, b"\x01ab\0"),
+    "reset": H2_PREFACE + h2_frame(1, 0x5, 1, GET_SSE) + h2_frame(3, 0, 1, b"\0\0\0\x08"),
+    "trailers": H2_PREFACE + h2_frame(1, 0x4, 1, POST) + h2_frame(0, 0, 1, b"x") +
+                h2_frame(1, 0x5, 1, hp_lit(b"x-sum", b"1", 0x40)) + h2_frame(1, 0x5, 3, b"\x82\x87\x84\xbe"),
+    "get_with_body": H2_PREFACE + h2_frame(1, 0x4, 1, b"\x82\x87\x84") + h2_frame(0, 0x1, 1, b"x"),
+    "ping_window_goaway": H2_PREFACE + h2_frame(6, 0, 0, b"\0" * 8) + h2_frame(8, 0, 0, b"\0\0\x10\0") +
+                          h2_frame(7, 0, 0, b"\0" * 8),
+}
+
+
 def main():
     for name, s in ROUTES.items():
         write("route", name, s)
@@ -413,6 +446,8 @@ def main():
         write("headcheck", name, s)
     for name, b in WSMASK.items():
         write("wsmask", name, b)
+    for name, b in H2TAP.items():
+        write("h2tap", name, b)
     return 0
 
 
