@@ -333,6 +333,7 @@ conn_new(struct gw *gw, int fd, struct peer *peer, enum conn_mode mode)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
 
+	c->ref = REF_CONN;
 	c->fd = fd;
 	c->peer = peer;
 	c->mode = mode;
@@ -382,6 +383,7 @@ conn_free(struct gw *gw, struct conn *c)
 		C.byfd[c->fd] = NULL;
 	if (c->peer)
 		release(gw, c->peer);
+	conn_h2_conn_gone(c);
 	free(c->held);
 	free(c);
 }
@@ -649,6 +651,10 @@ on_next_arm(struct ev_loop *loop, ev_timer *w, int revents)
 		conn_tls_resume(gw, c);
 		return;
 	}
+	if (c->mode == MODE_H2) {
+		conn_h2_events(gw, c);
+		return;
+	}
 	if (c->mode != MODE_NEXT)
 		return; /* next_recv() already took the next request: lws has set its own timeouts */
 	if (c->tls) {
@@ -797,6 +803,14 @@ conn_gw(void)
 }
 
 struct conn *
+conn_of(struct lws *wsi)
+{
+	struct conn *c = lws_get_opaque_user_data(wsi);
+
+	return c && c->ref == REF_CONN ? c : NULL;
+}
+
+struct conn *
 conn_by_fd(int fd)
 {
 	return fd >= 0 && (size_t)fd < C.nfd ? C.byfd[fd] : NULL;
@@ -900,7 +914,7 @@ gw_conn_accept(struct gw *gw, int fd, const struct sockaddr *sa, socklen_t salen
 void
 gw_conn_http_dropped(struct lws *wsi, const void *reason)
 {
-	struct conn *c = lws_get_opaque_user_data(wsi);
+	struct conn *c = conn_of(wsi);
 
 	/* lws_bind_protocol() passes its caller's name: this is the keep-alive path of
 	 * lws_http_transaction_completed(), about to wait for the next request. (h2 streams and
@@ -923,7 +937,7 @@ gw_conn_http_dropped(struct lws *wsi, const void *reason)
 void
 gw_conn_ws_established(struct lws *wsi)
 {
-	struct conn *c = lws_get_opaque_user_data(wsi);
+	struct conn *c = conn_of(wsi);
 
 	if (!c || (c->mode != MODE_REQUEST && c->mode != MODE_OPEN))
 		return;
@@ -940,14 +954,27 @@ gw_conn_ws_established(struct lws *wsi)
 }
 
 void
+gw_conn_wsi_created(struct lws *wsi)
+{
+	if (C.gw && C.gw->cfg->tls_cert && C.gw->cfg->tls_http2)
+		conn_h2_wsi_created(wsi);
+}
+
+void
 gw_conn_destroyed(struct lws *wsi)
 {
-	struct conn *c = lws_get_opaque_user_data(wsi);
+	enum conn_ref *ref;
 
-	if (!c || !C.gw)
+	if (!C.gw)
+		return;
+	conn_h2_wsi_destroyed(wsi);
+	if (!(ref = lws_get_opaque_user_data(wsi)))
 		return;
 	lws_set_opaque_user_data(wsi, NULL);
-	conn_free(C.gw, c);
+	if (*ref == REF_H2STREAM)
+		conn_h2_ref_destroyed(ref);
+	else
+		conn_free(C.gw, (struct conn *)ref);
 }
 
 void

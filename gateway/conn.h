@@ -35,6 +35,10 @@ void gw_conn_http_dropped(struct lws *wsi, const void *reason);
  *  unmasked ones (gw_ws_unmasked() is called on the first). */
 void gw_conn_ws_established(struct lws *wsi);
 
+/** @brief LWS_CALLBACK_WSI_CREATE (any wsi): with HTTP/2 on, a new stream is matched with its
+ *  connection's frame tap (conn_h2.c). */
+void gw_conn_wsi_created(struct lws *wsi);
+
 /** @brief LWS_CALLBACK_WSI_DESTROY (any wsi): if it is a connection we handed to lws, release its
  *  counts. */
 void gw_conn_destroyed(struct lws *wsi);

@@ -25,9 +25,15 @@ enum conn_mode {
 };
 
 struct peer;
+struct gw_h2tap;
+
+/* What a wsi's opaque user data points at: its connection (a network wsi) or, for an HTTP/2
+ * stream, its match with the frame tap (conn_h2.c). Both structs start with this. */
+enum conn_ref { REF_CONN = 0x434f4e4e, REF_H2STREAM = 0x48325354 };
 
 /* An admitted connection, from accept until lws destroys its wsi (or we close it first). */
 struct conn {
+	enum conn_ref ref;     /* REF_CONN */
 	struct conn *prev, *next; /* MODE_FIRST: the unadopted list */
 	struct peer *peer;     /* its count on its client address */
 	struct lws *wsi;       /* NULL until lws adopted it */
@@ -50,6 +56,7 @@ struct conn {
 	char *held;
 	size_t held_len, held_off;
 	void *ssl;             /* TLS: lws's SSL object, known from its first SSL_read */
+	struct gw_h2tap *h2;   /* MODE_H2: the client's frames, followed (conn_h2.c) */
 	struct gw_wsmask ws;   /* MODE_WS: the client's frame boundaries */
 };
 
@@ -58,6 +65,8 @@ extern __thread int conn_on_service_thread;
 
 /* conn.c */
 struct gw *conn_gw(void);
+/* The connection of network wsi @p wsi, NULL if it has none (or @p wsi is an h2 stream). */
+struct conn *conn_of(struct lws *wsi);
 struct conn *conn_by_fd(int fd);
 void conn_set_timer(struct gw *gw, struct conn *c, double secs);
 void conn_stop_watchers(struct gw *gw, struct conn *c);
@@ -86,5 +95,16 @@ void conn_tls_refuse(struct gw *gw, struct conn *c, unsigned status, const char 
 /* MODE_NEXT or MODE_WS on TLS, from `arm`: if bytes lws must see next are held already, make lws
  * read now (no socket event would tell it). May destroy @p c. */
 void conn_tls_resume(struct gw *gw, struct conn *c);
+
+/* conn_h2.c */
+void conn_h2_wsi_created(struct lws *wsi);
+/* Any wsi is being destroyed (before its opaque data is looked at). */
+void conn_h2_wsi_destroyed(struct lws *wsi);
+/* An h2 stream's opaque data (REF_H2STREAM), at its wsi's destruction. */
+void conn_h2_ref_destroyed(void *opaque);
+/* @p c is being freed: its tap too, and its streams' refs let go of it. */
+void conn_h2_conn_gone(struct conn *c);
+/* The tap of @p c has END_STREAM or RST_STREAM events: hand them to http.c (from `arm`). */
+void conn_h2_events(struct gw *gw, struct conn *c);
 
 #endif /* GW_CONN_INT_H */

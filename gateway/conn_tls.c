@@ -42,7 +42,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "h2tap.h"
 #include "log.h"
+#include "tls.h"
 #include "xalloc.h"
 
 static struct {
@@ -221,6 +223,27 @@ ws_read(struct gw *gw, struct conn *c, SSL *ssl, uint8_t *buf, int num)
 	return ok ? (int)ok : discard(ssl);
 }
 
+/* MODE_H2: lws gets every byte; the tap follows them first. */
+static int
+h2_read(struct gw *gw, struct conn *c, SSL *ssl, uint8_t *buf, int num)
+{
+	int n = real.read(ssl, buf, num);
+
+	if (n <= 0 || !c->h2)
+		return n;
+	if (gw_h2tap_feed(c->h2, buf, (size_t)n)) {
+		/* lws must not read these bytes (a stream it would abort on, or headers the tap
+		 * lost track of): 0 with nothing queued reads as SSL_ERROR_SYSCALL, and lws closes. */
+		gw->m.h2_refused++;
+		LOG_WARN("h2: closing a connection whose frames cannot be followed (or that sent a "
+			 "body on a GET-like stream without content-length)");
+		return 0;
+	}
+	if (gw_h2tap_has_changed(c->h2))
+		ev_timer_start(gw->loop, &c->arm); /* END_STREAM or RST_STREAM: conn_h2_events */
+	return n;
+}
+
 static int
 alpn_is_h2(const SSL *ssl)
 {
@@ -244,6 +267,7 @@ SSL_read(SSL *ssl, void *buf, int num)
 	if (c->mode == MODE_TLS && alpn_is_h2(ssl)) {
 		conn_stop_watchers(gw, c);
 		c->mode = MODE_H2;
+		c->h2 = gw_h2tap_new(4 * (size_t)gw->cfg->max_header_bytes, GW_H2_HEADER_TABLE_SIZE);
 	}
 	switch (c->mode) {
 	case MODE_TLS:
@@ -256,6 +280,8 @@ SSL_read(SSL *ssl, void *buf, int num)
 		return ws_read(gw, c, ssl, buf, num);
 	case MODE_CLOSING:
 		return 0; /* served its last request: lws closes (or `arm` does) */
+	case MODE_H2:
+		return h2_read(gw, c, ssl, buf, num);
 	default:
 		return real.read(ssl, buf, num);
 	}

@@ -157,5 +157,13 @@ gw_h2_writeable(struct lws *wsi, struct gw_http_pss *pss)
 	if (!reply)
 		return 1; /* stream data is out: the stream's own WRITEABLE may go on */
 	/* The response is out (END_STREAM): the stream ends, at once or once its body is read. */
-	return lws_http_transaction_completed(wsi) ? -1 : 0;
+	if (lws_http_transaction_completed(wsi))
+		return -1;
+	/* A body without Content-Length stays "unread" to lws (it expects 100 MB): the stream would
+	 * wait in LRS_DISCARD_BODY until the connection closes. Close it after a grace second, once
+	 * lws has surely parsed the client's last frames on it (DATA for a stream it no longer knows
+	 * costs the connection a GOAWAY). */
+	if (pss->h2_open_body)
+		lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, 1);
+	return 0;
 }

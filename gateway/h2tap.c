@@ -404,6 +404,12 @@ gw_h2tap_next_changed(struct gw_h2tap *t)
 	return NULL;
 }
 
+struct gw_h2stream *
+gw_h2tap_streams(struct gw_h2tap *t)
+{
+	return t->streams;
+}
+
 int
 gw_h2tap_has_changed(const struct gw_h2tap *t)
 {

@@ -76,6 +76,9 @@ struct gw_h2stream *gw_h2tap_next_changed(struct gw_h2tap *t);
 /** @brief Whether any stream is `changed`: gw_h2tap_feed() set end_stream or reset. */
 int gw_h2tap_has_changed(const struct gw_h2tap *t);
 
+/** @brief Every stream not forgotten, in stream order (follow `next`). */
+struct gw_h2stream *gw_h2tap_streams(struct gw_h2tap *t);
+
 /** @brief Drop @p s (its wsi is gone). */
 void gw_h2tap_forget(struct gw_h2tap *t, struct gw_h2stream *s);
 

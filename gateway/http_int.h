@@ -54,6 +54,9 @@ struct gw_http_pss {
 	int64_t auth_exp;              /* the request's token exp (auth.c), 0 without one: ends an SSE */
 	uint64_t body_deadline_us;     /* a Content-Length body must be in by then (gw_mono_us); 0 = none */
 	struct gw_h2out h2;            /* HTTP/2 streams only (h2.c) */
+	uint64_t h2_body_in;           /* h2_open_body: body bytes lws delivered so far */
+	unsigned h2_open_body : 1;     /* an h2 publish without Content-Length: its end comes from the tap */
+	unsigned h2_body_ended : 1;    /* ... and was handled (lws never reports it) */
 };
 
 /* The protocol's user pointer is the gateway. */

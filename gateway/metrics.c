@@ -63,6 +63,9 @@ gw_metrics_render(const struct gw_metrics *m, const eng_stats *es, struct gw_buf
 	counter(out, "litegate_ws_unmasked_frames_total",
 		"WebSockets closed with 1002 because the client sent an unmasked frame.", "counter",
 		m->ws_unmasked);
+	counter(out, "litegate_h2_connections_refused_total",
+		"HTTP/2 connections closed because their frames could not be followed, or a body came "
+		"on a GET-like stream without content-length.", "counter", m->h2_refused);
 	counter(out, "litegate_connections", "Open client connections.", "gauge", m->conns_open);
 	counter(out, "litegate_connections_total", "Client connections accepted.", "counter",
 		m->conns_total);

@@ -69,6 +69,7 @@ struct gw_metrics {
 	uint64_t dead_lettered;     /* messages moved to a dead-letter topic */
 	uint64_t ready_overflows;   /* ENG_READY_OVERFLOW entries taken: a subscriber re-checked all */
 	uint64_t ws_unmasked;       /* WebSockets closed with 1002 for an unmasked client frame */
+	uint64_t h2_refused;        /* h2 connections closed: frames the tap cannot follow (conn_tls.c) */
 	uint64_t publish_rate_limited; /* publishes refused by publish_limits (429 rate_limited) */
 	struct gw_hist publish_latency;  /* request headers to durable ack */
 	struct gw_hist delivery_latency; /* store time to the write that carries the event */

@@ -23,6 +23,7 @@
 
 #include "chunked.h"
 #include "conn.h"
+#include "h2conn.h"
 #include "pubrate.h"
 #include "log.h"
 #include "pubparse.h"
@@ -642,25 +643,25 @@ gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 		gw_error_set(&e, 400, "bad_request", "Content-Length and Transfer-Encoding together");
 		return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
 	}
-	if (!has_cl && gw_is_h2(wsi)) {
+	if (!has_cl && gw_is_h2(wsi) && gw_h2_request_followed(wsi) != 1) {
 		/*
-		 * HTTP/2 has no chunked framing: a body ends with the stream's END_STREAM. lws 4.1.6
-		 * does not report that END_STREAM when no Content-Length was given (it waits for a
-		 * 100 MB body), so such a request could never be answered: refuse it at once.
+		 * HTTP/2 has no chunked framing: a body ends with the stream's END_STREAM, which lws
+		 * 4.1.6 does not report when no Content-Length was given (it waits for a 100 MB body).
+		 * The frame tap reports it (http.c); a stream it does not follow could never be
+		 * answered: refuse it at once.
 		 */
 		gw_error_set(&e, 411, "length_required",
-			     "over HTTP/2 a publish needs a Content-Length; stream NDJSON of unknown "
-			     "length over HTTP/1.1 (chunked) or WebSocket");
+			     "this HTTP/2 stream's end cannot be seen: send a Content-Length");
 		return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
 	}
-	if (!has_te && !has_cl) {
+	if (!has_te && !has_cl && !gw_is_h2(wsi)) {
 		gw_error_set(&e, 400, "bad_request",
 			     "a publish needs a body: Content-Length or Transfer-Encoding: chunked");
 		return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
 	}
 	/* A conditional publish: Litegate-Expected-Offset: N, or ?expected_offset=N (one value). */
-	has_eo = lws_hdr_custom_length(wsi, "litegate-expected-offset:", 25) >= 0;
-	if (has_eo && (lws_hdr_custom_copy(wsi, eo, sizeof(eo), "litegate-expected-offset:", 25) < 0 ||
+	has_eo = gw_hdr_custom_length(wsi, GW_H2H_EXPECTED_OFFSET) >= 0;
+	if (has_eo && (gw_hdr_custom_copy(wsi, eo, sizeof(eo), GW_H2H_EXPECTED_OFFSET) < 0 ||
 		       gw_parse_u64(eo, strlen(eo), &eo_val))) {
 		gw_error_set(&e, 400, "bad_request",
 			     "Litegate-Expected-Offset must be an offset (a non-negative integer)");
@@ -677,12 +678,12 @@ gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 	}
 	{
 		char key[ENG_KEY_MAX + 2];
-		int n = lws_hdr_custom_length(wsi, "idempotency-key:", 16);
+		int n = gw_hdr_custom_length(wsi, GW_H2H_IDEMPOTENCY_KEY);
 
 		/* Present but too long for the buffer, or empty, is as malformed as a bad character. */
 		if (n >= 0)
 			n = n > 0 && n <= ENG_KEY_MAX
-				    ? lws_hdr_custom_copy(wsi, key, sizeof(key), "idempotency-key:", 16)
+				    ? gw_hdr_custom_copy(wsi, key, sizeof(key), GW_H2H_IDEMPOTENCY_KEY)
 				    : 0;
 		if (n == 0 || (n > 0 && !gw_name_key_ok(key, (size_t)n))) {
 			gw_error_set(&e, 400, "bad_request", "Idempotency-Key must be 1 to 128 of [A-Za-z0-9_.:-]");

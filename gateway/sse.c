@@ -16,6 +16,7 @@
 
 #include "auth.h"
 #include "groups.h"
+#include "h2conn.h"
 #include "log.h"
 #include "progress.h"
 
@@ -27,13 +28,14 @@ sse_of(struct gw_sub *sub)
 	return (struct gw_sse *)((char *)sub - offsetof(struct gw_sse, sub));
 }
 
-/* "Last-Event-ID" is not a header lws 4.1 knows: read it as a custom header, before
- * lws_http_mark_sse() detaches the header table. Returns 1 and sets *id when present. */
+/* "Last-Event-ID" is not a header lws 4.1 knows: read it as a custom header (h2conn.h: on HTTP/2
+ * from the frame tap), before lws_http_mark_sse() detaches the header table. Returns 1 and sets *id
+ * when present. */
 static int
 last_event_id(struct lws *wsi, uint64_t *id, int *bad)
 {
 	char v[64];
-	int n = lws_hdr_custom_copy(wsi, v, sizeof(v), "last-event-id:", 14);
+	int n = gw_hdr_custom_copy(wsi, v, sizeof(v), GW_H2H_LAST_EVENT_ID);
 
 	*bad = 0;
 	if (n <= 0)

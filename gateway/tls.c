@@ -74,7 +74,7 @@ gw_tls_setup(const struct gw_config *cfg, struct lws_context_creation_info *info
 		/* lws's own values but more streams (a page with several event streams, fetches
 		 * and static files on one connection). [0] = 1: use these. */
 		info->http2_settings[0] = 1;
-		info->http2_settings[H2SET_HEADER_TABLE_SIZE] = 65536;
+		info->http2_settings[H2SET_HEADER_TABLE_SIZE] = GW_H2_HEADER_TABLE_SIZE;
 		info->http2_settings[H2SET_ENABLE_PUSH] = 0;
 		info->http2_settings[H2SET_MAX_CONCURRENT_STREAMS] = GW_H2_MAX_STREAMS;
 		info->http2_settings[H2SET_INITIAL_WINDOW_SIZE] = 0; /* lws grants each stream 256 KiB */

@@ -16,6 +16,9 @@
 
 /* SETTINGS_MAX_CONCURRENT_STREAMS we advertise: streams open at once on one HTTP/2 connection. */
 #define GW_H2_MAX_STREAMS 128
+/* SETTINGS_HEADER_TABLE_SIZE we advertise: the largest HPACK table a client may encode against
+ * (conn_tls.c's frame tap decodes with one of that size). */
+#define GW_H2_HEADER_TABLE_SIZE 65536
 /* Bytes per DATA frame of a static file: SETTINGS_MAX_FRAME_SIZE's floor, which lws 4.1.6 does
  * not enforce itself (main.c). */
 #define GW_H2_STATIC_PACKET 16384

@@ -742,6 +742,10 @@ gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
 		/* A static file or a 404 of ours finished: conn.c reads the next request's head. */
 		gw_conn_http_dropped(wsi, in);
 		break;
+	case LWS_CALLBACK_WSI_CREATE:
+		/* Every new wsi, HTTP/2 streams included: conn.c matches streams with its frame tap. */
+		gw_conn_wsi_created(wsi);
+		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
 		/* Every wsi's last callback, whatever its protocol: conn.c releases its counts. */
 		gw_conn_destroyed(wsi);
