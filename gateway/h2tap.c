@@ -2,9 +2,10 @@
  * h2tap.c - the client's HTTP/2 frames, followed for what lws 4.1.6 loses (h2tap.h).
  *
  * A streaming parser: bytes come in whatever pieces TLS records cut them into. The 9-byte frame
- * header is gathered first; HEADERS and CONTINUATION payloads are gathered whole (they are at most
- * FRAME_MAX, the SETTINGS_MAX_FRAME_SIZE the gateway announces) and their header block fragments
- * joined until END_HEADERS, then decoded at once; DATA and RST_STREAM are only counted. Every
+ * header is gathered first; the header block fragments of HEADERS and CONTINUATION frames (their
+ * payload without pad length, priority and padding) are joined in a buffer that grows as needed,
+ * until END_HEADERS, then decoded at once; DATA and RST_STREAM are only counted. Between requests a
+ * tap holds no buffer: an idle connection costs the stream records and HPACK's table. Every
  * header block is decoded, trailers and blocks of streams already forgotten included: HPACK's
  * dynamic table is shared by the whole connection, so skipping one would put the decoder out of
  * step with the client's encoder (and with lws's decoder).
@@ -18,6 +19,7 @@
 #define PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define PREFACE_LEN 24
 #define FRAME_MAX 16384     /* SETTINGS_MAX_FRAME_SIZE announced (tls.c): lws refuses larger */
+#define BLOCK_KEEP 4096     /* a block buffer larger than this is freed after its block */
 #define STREAMS_MAX 4096    /* far over lws's concurrent streams: past it, not a client we serve */
 
 enum { T_DATA = 0x0, T_HEADERS = 0x1, T_RST_STREAM = 0x3, T_CONTINUATION = 0x9 };
@@ -33,10 +35,9 @@ struct gw_h2tap {
 	uint32_t len, sid;             /* the current frame */
 	uint8_t type, flags;
 	size_t got;                    /* of its payload, bytes passed */
-	uint8_t pad;                   /* DATA: its pad length (PADDED) */
-	uint8_t frame[FRAME_MAX];      /* HEADERS, CONTINUATION: the payload gathered */
+	uint8_t pad;                   /* DATA, HEADERS: its pad length (PADDED) */
 	uint8_t *block;                /* the header block being joined */
-	size_t block_len;
+	size_t block_len, block_cap;
 	uint32_t block_sid;            /* nonzero: a block is open, CONTINUATION must come next */
 	struct gw_h2stream *block_stream;
 	int block_end_stream;
@@ -59,8 +60,7 @@ gw_h2tap_new(size_t max_block, uint32_t table_size)
 	if (!t)
 		return NULL;
 	t->max_block = max_block;
-	t->block = malloc(max_block);
-	if (!t->block || nghttp2_hd_inflate_new(&t->inflater) ||
+	if (nghttp2_hd_inflate_new(&t->inflater) ||
 	    nghttp2_hd_inflate_change_table_size(t->inflater, table_size)) {
 		gw_h2tap_free(t);
 		return NULL;
@@ -218,6 +218,11 @@ decode_block(struct gw_h2tap *t)
 	t->block_len = 0;
 	t->block_sid = 0;
 	t->block_stream = NULL;
+	if (t->block_cap > BLOCK_KEEP) {
+		free(t->block);
+		t->block = NULL;
+		t->block_cap = 0;
+	}
 	return 0;
 }
 
@@ -226,9 +231,52 @@ block_append(struct gw_h2tap *t, const uint8_t *p, size_t n)
 {
 	if (n > t->max_block - t->block_len)
 		return -1;
+	if (t->block_len + n > t->block_cap) {
+		size_t cap = t->block_cap ? t->block_cap : 256;
+		uint8_t *b;
+
+		while (cap < t->block_len + n)
+			cap *= 2;
+		if (cap > t->max_block)
+			cap = t->max_block;
+		if (!(b = realloc(t->block, cap)))
+			return -1;
+		t->block = b;
+		t->block_cap = cap;
+	}
 	memcpy(t->block + t->block_len, p, n);
 	t->block_len += n;
 	return 0;
+}
+
+/* The bytes of a HEADERS frame before its block fragment: pad length, priority. */
+static size_t
+headers_prefix(const struct gw_h2tap *t)
+{
+	return (t->flags & F_PADDED ? 1 : 0) + (t->flags & F_PRIORITY ? 5 : 0);
+}
+
+/* @p k payload bytes of a HEADERS or CONTINUATION frame, from offset t->got: keep the fragment. */
+static int
+block_bytes(struct gw_h2tap *t, const uint8_t *p, size_t k)
+{
+	size_t from = 0, to = t->len;
+
+	if (t->type == T_HEADERS) {
+		if ((t->flags & F_PADDED) && !t->got && k) {
+			t->pad = p[0];
+			if (headers_prefix(t) + t->pad > t->len)
+				return -1;
+		}
+		from = headers_prefix(t);
+		to = t->len - t->pad;
+	}
+	/* the part of [got, got + k) inside [from, to) */
+	if (from < t->got)
+		from = t->got;
+	if (to > t->got + k)
+		to = t->got + k;
+	return from < to ? block_append(t, p + (from - t->got), to - from) : 0;
 }
 
 static int
@@ -256,7 +304,7 @@ frame_start(struct gw_h2tap *t)
 		return -1; /* a header block must not be interleaved (RFC 9113 6.10) */
 	switch (t->type) {
 	case T_HEADERS:
-		if (!t->sid)
+		if (!t->sid || t->len < headers_prefix(t))
 			return -1;
 		s = find(t, t->sid);
 		if (!s && t->sid > t->max_sid && (t->sid & 1) && !(s = open_stream(t, t->sid)))
@@ -287,24 +335,10 @@ static int
 frame_end(struct gw_h2tap *t)
 {
 	struct gw_h2stream *s;
-	size_t off = 0, padlen = 0;
 
 	switch (t->type) {
 	case T_HEADERS:
-		if (t->flags & F_PADDED) {
-			if (!t->len)
-				return -1;
-			padlen = t->frame[0];
-			off = 1;
-		}
-		if (t->flags & F_PRIORITY)
-			off += 5;
-		if (off + padlen > t->len || block_append(t, t->frame + off, t->len - off - padlen))
-			return -1;
-		return t->flags & F_END_HEADERS ? decode_block(t) : 0;
 	case T_CONTINUATION:
-		if (block_append(t, t->frame, t->len))
-			return -1;
 		return t->flags & F_END_HEADERS ? decode_block(t) : 0;
 	case T_DATA:
 		if ((t->flags & F_PADDED) && (!t->len || (size_t)t->pad + 1 > t->len))
@@ -358,8 +392,8 @@ gw_h2tap_feed(struct gw_h2tap *t, const uint8_t *p, size_t n)
 		}
 		k = t->len - t->got;
 		k = k < n ? k : n;
-		if (t->type == T_HEADERS || t->type == T_CONTINUATION)
-			memcpy(t->frame + t->got, p, k);
+		if ((t->type == T_HEADERS || t->type == T_CONTINUATION) && block_bytes(t, p, k))
+			goto fail;
 		else if (t->type == T_DATA && k && !t->got)
 			t->pad = p[0];
 		t->got += k;
