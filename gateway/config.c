@@ -647,7 +647,7 @@ static int
 load_tls(struct gw_config *cfg, json_t *obj, char *err, size_t errsz)
 {
 	const char *key, *cert = NULL, *pkey = NULL;
-	int http2 = 0;
+	int http2 = 1;
 	json_t *v;
 
 	if (json_is_null(obj)) {

@@ -115,7 +115,7 @@ struct gw_config {
 	/* TLS (main.c): config group "tls"; both set = HTTPS and WSS on the listening port. */
 	char *tls_cert;             /* PEM certificate (chain) file */
 	char *tls_key;              /* PEM private key file */
-	int tls_http2;              /* "tls.http2": offer h2 by ALPN as well as http/1.1 (default 0) */
+	int tls_http2;              /* "tls.http2": offer h2 by ALPN as well as http/1.1 (default 1) */
 
 	/* Test seam (config group "testing", never in production configs): passed to the engine's
 	 * fault-injecting I/O layer, so tests can see 507 and the degraded /healthz. */

@@ -44,7 +44,9 @@ def setUpModule():
     CERT_DIR = tempfile.mkdtemp(prefix="litegate-tls-")
     cert, _ = make_cert(CERT_DIR)
     ctx = ssl.create_default_context(cafile=cert)  # verifies the chain and the IP in the SAN
-    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    # The harness's clients speak HTTP/1.1: they offer only that, as an HTTP/1.1-only client does
+    # (h2 is on by default; the Http2 cases speak it with curl and a raw client).
+    ctx.set_alpn_protocols(["http/1.1"])
     harness.TLS_CONTEXT = ctx
 
 
@@ -71,7 +73,12 @@ class Https(TestCase):
         self.assertEqual(st, 200)
         self.assertIn("max-age=", hdrs.get("strict-transport-security", ""))
 
-    def test_alpn_is_http11_and_tls12_is_the_floor(self):
+    def test_alpn_offers_h2_then_http11_and_tls12_is_the_floor(self):
+        h2 = ssl.create_default_context(cafile=os.path.join(CERT_DIR, "gw.crt"))
+        h2.set_alpn_protocols(["h2", "http/1.1"])
+        with h2.wrap_socket(socket.create_connection(("127.0.0.1", self.gw.port), timeout=5),
+                            server_hostname="127.0.0.1") as s:
+            self.assertEqual(s.selected_alpn_protocol(), "h2")  # the default
         s = harness.connect(self.gw.port, 5)
         try:
             self.assertEqual(s.selected_alpn_protocol(), "http/1.1")
@@ -387,20 +394,14 @@ class H2Raw:
 
 @unittest.skipUnless(curl_available(), "curl with HTTP/2 (nghttp2) is not installed")
 class Http2(TestCase):
-    """"tls": {"http2": true}: h2 by ALPN, every HTTP API on h2 streams, spoken by curl --http2.
+    """TLS's default: h2 by ALPN, every HTTP API on h2 streams, spoken by curl --http2 and H2Raw.
 
-    The harness's own clients speak HTTP/1.1 only, so they offer only http/1.1 here (and still get
-    it: ALPN keeps HTTP/1.1 on the same port)."""
+    The harness's own clients speak HTTP/1.1 only, so they offer only http/1.1 (and still get it:
+    ALPN keeps HTTP/1.1 on the same port)."""
 
     def setUp(self):
-        self.CONFIG = tls_config()
-        self.CONFIG["tls"]["http2"] = True
+        self.CONFIG = tls_config()  # h2 is the default
         self.CONFIG["limits"] = {"max_body_bytes": 65536}
-        saved = harness.TLS_CONTEXT
-        ctx = ssl.create_default_context(cafile=os.path.join(CERT_DIR, "gw.crt"))
-        ctx.set_alpn_protocols(["http/1.1"])
-        harness.TLS_CONTEXT = ctx
-        self.addCleanup(setattr, harness, "TLS_CONTEXT", saved)
         super().setUp()
         self.base = "https://127.0.0.1:%d" % self.gw.port
 
@@ -623,10 +624,11 @@ class Http2(TestCase):
 
 
 class Http2Off(TestCase):
-    """The default: ALPN offers http/1.1 only, so an h2-capable client uses HTTP/1.1."""
+    """"http2": false: ALPN offers http/1.1 only, so an h2-capable client uses HTTP/1.1."""
 
     def setUp(self):
         self.CONFIG = tls_config()
+        self.CONFIG["tls"]["http2"] = False
         super().setUp()
 
     @unittest.skipUnless(curl_available(), "curl with HTTP/2 (nghttp2) is not installed")
