@@ -95,6 +95,7 @@ static struct {
 	struct conn *unadopted;/* MODE_FIRST connections, for shutdown */
 	struct refused *lingering;
 	size_t n_linger;
+	size_t n_tls_refusing;   /* TLS connections over a limit, handshaking before their refusal */
 	char *scratch;         /* one peek's worth (max_header_bytes), service thread only */
 } C;
 
@@ -384,6 +385,9 @@ conn_free(struct gw *gw, struct conn *c)
 	if (c->peer)
 		release(gw, c->peer);
 	conn_h2_conn_gone(c);
+	if (c->refusal)
+		C.n_tls_refusing--;
+	free(c->refusal_msg);
 	free(c->held);
 	free(c);
 }
@@ -614,8 +618,11 @@ on_head_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	if (!(c->tls ? c->held_len : c->len)) {
 		/* Nothing came: a new connection that never spoke (or, on TLS, never finished its
-		 * handshake), or a kept-alive one left idle. */
-		gw->m.limit_hits[c->mode == MODE_NEXT ? GW_LIMIT_KEEPALIVE_IDLE : GW_LIMIT_HEADER_TIMEOUT]++;
+		 * handshake), or a kept-alive one left idle. (A connection refused at its handshake's
+		 * end was counted as what it exceeded.) */
+		if (!c->refusal)
+			gw->m.limit_hits[c->mode == MODE_NEXT ? GW_LIMIT_KEEPALIVE_IDLE
+							       : GW_LIMIT_HEADER_TIMEOUT]++;
 		if (c->wsi) {
 			conn_kill(c);
 		} else {
@@ -844,15 +851,33 @@ recv(int fd, void *buf, size_t len, int flags)
 	}
 }
 
-/* A new connection over a connection limit: 503/429 on plain HTTP; a TLS one is only closed (its
- * bytes are encrypted and lws has not run the handshake). */
+/*
+ * A new connection over a connection limit: 503/429 with Retry-After, its only reply. On TLS that
+ * needs the handshake first: lws runs it, and conn_tls.c answers at the first read instead of
+ * reading a request. Such a connection counts in no limit; at most LINGER_MAX are handshaking at
+ * once (past it, and when the handshake does not end within timeouts.header_s, the connection is
+ * closed without a reply).
+ */
 static void
 refuse_new(struct gw *gw, int fd, int tls, unsigned status, const char *msg)
 {
-	if (tls)
-		close(fd);
-	else
+	struct conn *c;
+
+	if (!tls) {
 		refuse_fd(gw, fd, status, "too_many_connections", msg);
+		return;
+	}
+	if (C.n_tls_refusing >= LINGER_MAX) {
+		close(fd);
+		return;
+	}
+	c = conn_new(gw, fd, NULL, MODE_TLS);
+	c->tls = 1;
+	c->refusal = status;
+	c->refusal_msg = xstrdup(msg);
+	C.n_tls_refusing++;
+	if (!hand_over(gw, c))
+		conn_set_timer(gw, c, gw->cfg->header_timeout_s);
 }
 
 /* ---- API ------------------------------------------------------------------------------------------------ */

@@ -56,6 +56,8 @@ struct conn {
 	char *held;
 	size_t held_len, held_off;
 	void *ssl;             /* TLS: lws's SSL object, known from its first SSL_read */
+	unsigned refusal;      /* TLS over a connection limit: this status is its only reply */
+	char *refusal_msg;
 	struct gw_h2tap *h2;   /* MODE_H2: the client's frames, followed (conn_h2.c) */
 	struct gw_wsmask ws;   /* MODE_WS: the client's frame boundaries */
 };

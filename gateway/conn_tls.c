@@ -7,7 +7,8 @@
  * unmasked client frames on wss:. conn.c reads plain sockets before lws does; a TLS socket carries
  * ciphertext, and lws reads it with SSL_read() (lws_ssl_capable_read in tls/openssl/openssl-ssl.c).
  *
- * How: this file defines SSL_read() and SSL_pending() for the process, as conn.c defines recv():
+ * How: this file defines SSL_read() and SSL_pending() for the process (and SSL_accept(), to answer
+ * a connection over a connection limit once its handshake is done), as conn.c defines recv():
  * libwebsockets.so imports them from libssl, a definition in the executable comes first in symbol
  * lookup, and the real ones are found with dlsym(RTLD_NEXT). For a TLS connection registered in
  * conn.c, on the service thread:
@@ -50,6 +51,7 @@
 static struct {
 	int (*read)(SSL *, void *, int);
 	int (*pending)(const SSL *);
+	int (*accept)(SSL *);
 } real;
 
 __attribute__((constructor)) static void
@@ -57,8 +59,10 @@ real_resolve(void)
 {
 	real.read = (int (*)(SSL *, void *, int))dlsym(RTLD_NEXT, "SSL_read");
 	real.pending = (int (*)(const SSL *))dlsym(RTLD_NEXT, "SSL_pending");
-	if (!real.read || !real.pending) {
-		fprintf(stderr, "litegate: cannot find OpenSSL's SSL_read/SSL_pending: %s\n", dlerror());
+	real.accept = (int (*)(SSL *))dlsym(RTLD_NEXT, "SSL_accept");
+	if (!real.read || !real.pending || !real.accept) {
+		fprintf(stderr, "litegate: cannot find OpenSSL's SSL_read/SSL_pending/SSL_accept: %s\n",
+			dlerror());
 		abort();
 	}
 }
@@ -254,6 +258,43 @@ alpn_is_h2(const SSL *ssl)
 	return len == 2 && !memcmp(p, "h2", 2);
 }
 
+/*
+ * A connection over a connection limit (conn.c's refuse_new), as soon as its handshake is done
+ * (SSL_accept below), before the client sent anything: HTTP/1.1 gets the JSON 429/503; an h2 connection gets a GOAWAY (ENHANCE_YOUR_CALM,
+ * nothing processed) whose debug data says why, after a SETTINGS frame as the server's preface.
+ */
+static void
+refuse_connection(struct gw *gw, struct conn *c, SSL *ssl)
+{
+	uint8_t f[9 + 9 + 8 + 128];
+	size_t n = strlen(c->refusal_msg), len;
+
+	if (!alpn_is_h2(ssl)) {
+		conn_tls_refuse(gw, c, c->refusal, "too_many_connections", c->refusal_msg, 1);
+		return;
+	}
+	n = n > 128 ? 128 : n;
+	len = 8 + n;
+	memset(f, 0, 18 + 8);
+	f[3] = 0x4;                 /* SETTINGS, empty */
+	f[9] = (uint8_t)(len >> 16); /* GOAWAY, stream 0 */
+	f[10] = (uint8_t)(len >> 8);
+	f[11] = (uint8_t)len;
+	f[12] = 0x7;
+	f[25] = 0xb;                /* last stream 0, ENHANCE_YOUR_CALM */
+	memcpy(f + 26, c->refusal_msg, n);
+	gw->m.http_errors++;
+	conn_stop_watchers(gw, c);
+	if (SSL_write(ssl, f, (int)(26 + n)) > 0) {
+		int fd;
+
+		SSL_shutdown(ssl);
+		if ((fd = dup(c->fd)) >= 0)
+			conn_linger(gw, fd);
+	}
+	c->mode = MODE_CLOSING;
+}
+
 /* The SSL_read() libwebsockets calls (see the top of this file). */
 int
 SSL_read(SSL *ssl, void *buf, int num)
@@ -285,6 +326,24 @@ SSL_read(SSL *ssl, void *buf, int num)
 	default:
 		return real.read(ssl, buf, num);
 	}
+}
+
+/* lws runs the handshake with SSL_accept(): once it is done, a connection over a limit is
+ * answered, and closed from `arm` (outside lws's call). */
+int
+SSL_accept(SSL *ssl)
+{
+	int n = real.accept(ssl);
+	struct conn *c;
+
+	if (n == 1 && (c = tls_conn(ssl)) && c->refusal && c->mode == MODE_TLS) {
+		struct gw *gw = conn_gw();
+
+		c->ssl = ssl;
+		refuse_connection(gw, c, ssl);
+		ev_timer_start(gw->loop, &c->arm);
+	}
+	return n;
 }
 
 /* What lws may read without a socket event: OpenSSL's decrypted bytes and, for the current

@@ -275,6 +275,46 @@ class TlsHeads(test_limits.LimitsCase):
             s.close()
 
 
+class TlsConnectionLimits(test_limits.LimitsCase):
+    """A TLS connection over a connection limit gets its 429 (or an h2 GOAWAY) after the handshake."""
+    CONFIG = {"limits": {"max_connections_per_ip": 2, "per_ip_loopback": True}}
+
+    def setUp(self):
+        self.CONFIG = dict(TlsConnectionLimits.CONFIG, **tls_config())
+        super().setUp()
+
+    def test_over_the_per_address_limit(self):
+        held = [harness.connect(self.gw.port, 5) for _ in range(2)]
+        try:
+            time.sleep(0.2)
+            st, hdrs, body = test_limits.parse(test_limits.raw(self.gw.port, b""))
+            self.assertEqual((st, body["error"]["code"], hdrs["retry-after"]), (429, "too_many_connections", "1"))
+            h2 = H2Raw(self.gw.port)
+            try:
+                f = h2.read_frame()
+                while f is not None and f[0] != 0x7:
+                    f = h2.read_frame()
+                self.assertIsNotNone(f, "no GOAWAY")
+                self.assertEqual(int.from_bytes(f[3][4:8], "big"), 0xb)  # ENHANCE_YOUR_CALM
+                self.assertIn(b"max_connections_per_ip", f[3][8:])
+            finally:
+                h2.close()
+        finally:
+            for s in held:
+                s.close()
+        self.assertEqual(self.metric("litegate_limit_exceeded_total", "max_connections_per_ip"), 2)
+        # The refused connections held no count: two connections from the address work again.
+        time.sleep(0.5)
+        again = [harness.connect(self.gw.port, 5) for _ in range(2)]
+        try:
+            for s in again:
+                s.sendall(test_limits.KeptAlive.GET)
+                self.assertEqual(harness.read_http_response(s)[0], 200)
+        finally:
+            for s in again:
+                s.close()
+
+
 class HttpsWithAuth(TestCase):
     def setUp(self):
         secret = "tls-secret-0123456789abcdef0123456789"
