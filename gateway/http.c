@@ -587,7 +587,9 @@ gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 			return gw_http_fail(gw, wsi, &e, 0);
 		}
 		rc = route_request(gw, wsi, pss);
-		if (!rc && pss && pss->kind == GW_HK_PUB && gw_is_h2(wsi) &&
+		/* (On HTTP/1.1 a reply written at once may have ended the transaction and freed @p pss:
+		 * only h2 streams, whose replies are queued, are looked at again.) */
+		if (!rc && gw_is_h2(wsi) && pss && pss->kind == GW_HK_PUB &&
 		    lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0) {
 			pss->h2_open_body = 1;
 			rc = h2_body_end(gw, wsi, pss); /* it may have ended with its HEADERS */
