@@ -391,12 +391,16 @@ class H2Raw:
     def send(self, ftype, flags, sid, payload=b""):
         self.sock.sendall(self.frame(ftype, flags, sid, payload))
 
-    def request(self, sid, method, path, end_stream=True):
+    def request(self, sid, method, path, body=None):
+        """HEADERS, and a DATA frame ending the stream in the same write when @body is given."""
         def lit(b):
             return bytes([len(b)]) + b
         hdrs = [(b":method", method), (b":scheme", b"https"), (b":authority", b"127.0.0.1"), (b":path", path)]
         block = b"".join(b"\x10" + lit(k) + lit(v) for k, v in hdrs)
-        self.send(0x1, 0x4 | (0x1 if end_stream else 0), sid, block)
+        out = self.frame(0x1, 0x4 | (0x1 if body is None else 0), sid, block)
+        if body is not None:
+            out += self.frame(0x0, 0x1, sid, body)
+        self.sock.sendall(out)
 
     def read_frame(self, timeout=5):
         """The next frame as (type, flags, sid, payload); SETTINGS are acknowledged. None at EOF."""
@@ -596,8 +600,7 @@ class Http2(TestCase):
         # lws 4.1.6 asserts (the whole process aborts) on DATA for a GET without content-length.
         c = H2Raw(self.gw.port)
         try:
-            c.request(1, b"GET", b"/healthz", end_stream=False)
-            c.send(0x0, 0x1, 1, b"x")
+            c.request(1, b"GET", b"/healthz", body=b"x")
             frames = []
             while (f := c.read_frame()) is not None:
                 frames.append(f)
