@@ -423,6 +423,29 @@ H2TAP = {
 }
 
 
+# ---- h2preface: the bytes of one write on the server's side of an HTTP/2 connection ----------------
+def h2_settings(*params, flags=0, sid=0):
+    return h2_frame(4, flags, sid, b"".join(i.to_bytes(2, "big") + v.to_bytes(4, "big") for i, v in params))
+
+
+# What lws 4.1.6 writes with the gateway's settings (tls.c): ids 1, 2, 3, 4, 6 and 8 = 1.
+LWS_PREFACE = h2_settings((1, 65536), (2, 0), (3, 128), (4, 0), (6, 4096), (8, 1))
+H2PREFACE = {
+    "lws_preface": LWS_PREFACE,
+    "lws_preface_then_frames": LWS_PREFACE + h2_settings(flags=1) + h2_frame(8, 0, 0, b"\x00\x04\x00\x00")
+                               + h2_settings((8, 1)),
+    "connect_zero": h2_settings((3, 100), (8, 0)),
+    "connect_twice": h2_settings((8, 0x80000000), (8, 2)),
+    "empty": h2_settings(),
+    "ack": h2_settings((8, 1), flags=1),
+    "stream_1": h2_settings((8, 1), sid=1),
+    "reserved_bit": h2_settings((8, 1), sid=0x80000000),
+    "partial_param": h2_frame(4, 0, 0, b"\x00\x08\x00\x00\x00"),
+    "truncated": LWS_PREFACE[:-3],
+    "headers": h2_frame(1, 4, 1, b"\x88"),
+}
+
+
 def main():
     for name, s in ROUTES.items():
         write("route", name, s)
@@ -448,6 +471,8 @@ def main():
         write("wsmask", name, b)
     for name, b in H2TAP.items():
         write("h2tap", name, b)
+    for name, b in H2PREFACE.items():
+        write("h2preface", name, b)
     return 0
 
 
