@@ -10,8 +10,10 @@
  * stream close, and WebSocket refused (HTTP/1.1 only; browsers open a separate connection).
  *
  * lws 4.1.6 quirks that shape the settings here (roles/h2/ops-h2.c, http2.c):
- *  - vhost http2_settings[] reaches only settings 1..5, so SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC
- *    8441, WebSocket over h2) is always advertised: ws.c refuses such upgrades;
+ *  - vhost http2_settings[] reaches only settings 1..5, and lws writes
+ *    SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441, WebSocket over h2) = 1 in every server preface:
+ *    h2settings.c rewrites it to 0 on its way into OpenSSL, so browsers open WebSockets on
+ *    HTTP/1.1 (ws.c refuses them on h2);
  *  - DATA frames are written as given, never split to the peer's frame size: static files use a
  *    protocol whose tx_packet_size keeps them at 16384 bytes (main.c).
  */

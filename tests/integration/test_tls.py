@@ -372,8 +372,10 @@ def curl_available():
 
 class H2Raw:
     """A bare HTTP/2 client (stdlib only) for what curl cannot do: reset a stream, send a body on a
-    GET. Header blocks are literal, never indexed, without Huffman (RFC 7541 6.2.3); the server's
-    header blocks are not decoded, only its frames followed."""
+    GET, read the server's preface. Header blocks are literal, never indexed, without Huffman (RFC
+    7541 6.2.3); the server's header blocks are not decoded, only its frames followed. The server's
+    first SETTINGS frame is kept as server_settings (id -> value), and preface_first says whether
+    it was the first frame the server sent (RFC 9113 3.4)."""
 
     def __init__(self, port):
         ctx = ssl.create_default_context(cafile=os.path.join(CERT_DIR, "gw.crt"))
@@ -382,6 +384,9 @@ class H2Raw:
         self.sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
         assert self.sock.selected_alpn_protocol() == "h2"
         self.buf = b""
+        self.frames = 0
+        self.server_settings = None
+        self.preface_first = False
         self.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + self.frame(0x4, 0, 0))
 
     @staticmethod
@@ -415,7 +420,13 @@ class H2Raw:
             ftype, flags = self.buf[3], self.buf[4]
             sid = int.from_bytes(self.buf[5:9], "big") & 0x7fffffff
             payload, self.buf = self.buf[9:9 + n], self.buf[9 + n:]
+            self.frames += 1
             if ftype == 0x4 and not flags & 0x1:
+                if self.server_settings is None:
+                    self.preface_first = self.frames == 1
+                    self.server_settings = {int.from_bytes(payload[i:i + 2], "big"):
+                                            int.from_bytes(payload[i + 2:i + 6], "big")
+                                            for i in range(0, len(payload) - 5, 6)}
                 self.send(0x4, 0x1, 0)
                 continue
             return ftype, flags, sid, payload
@@ -658,6 +669,22 @@ class Http2(TestCase):
         self.assertLess(time.time() - t0, 4)
         code, body = self.request("-X", "DELETE", self.base + "/v1/topics/chatbot/g1")
         self.assertEqual((code, json.loads(body)), (200, {"topic": "chatbot/g1", "deleted": True}))
+
+    def test_settings_do_not_offer_websocket_over_h2(self):
+        # lws 4.1.6 writes SETTINGS_ENABLE_CONNECT_PROTOCOL (0x8) = 1 (RFC 8441) in every server
+        # preface; h2settings.c rewrites it to 0, so browsers open their WebSockets on HTTP/1.1.
+        c = H2Raw(self.gw.port)
+        try:
+            c.request(1, b"GET", b"/healthz")  # the connection goes on: a request is answered
+            self.assertEqual(json.loads(c.data_until(1, b"}")), {"status": "ok"})
+            self.assertTrue(c.preface_first, "the server's first frame is its SETTINGS")
+            self.assertEqual(c.server_settings.get(0x8, 0), 0, c.server_settings)
+            # The rest of lws's settings are as tls.c set them.
+            self.assertEqual(c.server_settings.get(0x3), 128, c.server_settings)  # MAX_CONCURRENT_STREAMS
+        finally:
+            c.close()
+        code, body = self.request(self.base + "/healthz")
+        self.assertEqual((code, json.loads(body)), (200, {"status": "ok"}))
 
     def test_websocket_stays_on_http11(self):
         ws = self.gw.ws()  # the harness offers http/1.1 only: a WSS upgrade works as before
