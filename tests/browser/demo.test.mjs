@@ -14,6 +14,13 @@
 // chat deleted and re-created, litegate.js on its own): they run after the worker is stopped and
 // play the worker themselves, POSTing known tokens.
 //
+// Two tests run the page over HTTPS with "tls": {"http2": true} on a gateway of their own (a
+// self-signed certificate made with the openssl CLI, which Chromium is told to ignore): the page,
+// its fetches and its EventSource must come over h2, a WebSocket beside them over HTTP/1.1 (the
+// gateway does not offer WebSocket over h2), and a stream cut by the network (the browser's own
+// reconnect, with Last-Event-ID) or by the drop control (litegate.js's, with ?last_event_id=) must
+// bring every offset once, as seen on the wire through the DevTools protocol.
+//
 // Environment:
 //   LITEGATE_BIN         gateway binary (default: <repo>/build/gateway/litegate)
 //   LITEGATE_WORKER_BIN  worker binary (default: <repo>/build/worker/litegate-worker)
@@ -34,6 +41,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -57,16 +65,25 @@ const CHROMIUM_ARGS = [
 
 // ---- the gateway process ----------------------------------------------------------------------
 
-const gw = {
-  port: 0,
-  dataDir: '',
-  configFile: null,
-  proc: null,
-  starts: 0,
-  base: '',    // http://127.0.0.1:PORT, the API
-  pageBase: '', // where the page is served (the gateway itself, unless it does not serve it)
-  staticServer: null,
-};
+function newGateway(name) {
+  return {
+    name,         // names its logs in ARTIFACTS
+    port: 0,
+    dataDir: '',
+    configFile: null,
+    proc: null,
+    starts: 0,
+    base: '',    // http://127.0.0.1:PORT, the API (for the test and the worker)
+    pageBase: '', // where the page is served (the gateway itself, unless it does not serve it)
+    pageGateway: '', // the gateway the page talks to: '' for its own origin
+    staticServer: null,
+  };
+}
+
+// The gateway every helper below talks to: a plain-HTTP one; the HTTP/2 tests point `gw` at their
+// own TLS gateway while they run.
+let gw = newGateway('gateway');
+const gateways = [gw]; // every gateway started, killed if the run ends without its hooks
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -87,9 +104,9 @@ const GAP_PARENT = { name: 'gaptest', max_retained: 5 };
 /**
  * The config the gateway runs on: a copy of the default config (or the built-in defaults' parents)
  * plus the gap test's parent, with relative paths made absolute. --listen and --data-dir override
- * the rest.
+ * the rest. `extra` replaces top-level fields.
  */
-async function makeConfig(tmp) {
+async function makeConfig(tmp, extra = {}) {
   const src = process.env.LITEGATE_CONFIG || path.join(repo, 'conf/litegate.json');
   const cfg = fs.existsSync(src)
     ? JSON.parse(await fsp.readFile(src, 'utf8'))
@@ -111,6 +128,7 @@ async function makeConfig(tmp) {
   cfg.parents = cfg.parents.filter((x) => x.name !== GAP_PARENT.name).concat([GAP_PARENT]);
   if ('listen' in cfg) cfg.listen = `127.0.0.1:${gw.port}`;
   if ('data_dir' in cfg) cfg.data_dir = gw.dataDir;
+  Object.assign(cfg, extra);
   const file = path.join(tmp, 'litegate.json');
   await fsp.writeFile(file, JSON.stringify(cfg, null, 2));
   return file;
@@ -121,7 +139,7 @@ async function startGateway() {
   if (gw.configFile) args.push('--config', gw.configFile);
   args.push('--listen', `127.0.0.1:${gw.port}`, '--data-dir', gw.dataDir);
   gw.starts += 1;
-  const log = fs.createWriteStream(path.join(ARTIFACTS, `gateway-${gw.starts}.log`));
+  const log = fs.createWriteStream(path.join(ARTIFACTS, `${gw.name}-${gw.starts}.log`));
   const proc = spawn(BIN, args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout.pipe(log);
   proc.stderr.pipe(log);
@@ -175,12 +193,15 @@ function startStaticServer() {
 
 const wk = { proc: null, starts: 0, logPath: '' };
 
-/** Start `litegate-worker` (demo model) on the gateway and wait until its group is defined. */
-async function startWorker() {
+/**
+ * Start `litegate-worker` (demo model, `tps` tokens a second) on the gateway and wait until its
+ * group is defined.
+ */
+async function startWorker(tps = WORKER_TPS) {
   wk.starts += 1;
   wk.logPath = path.join(ARTIFACTS, `worker-${wk.starts}.log`);
   const log = fs.createWriteStream(wk.logPath);
-  const args = ['--gateway', gw.base, '--tokens-per-second', String(WORKER_TPS), '--seed', String(WORKER_SEED)];
+  const args = ['--gateway', gw.base, '--tokens-per-second', String(tps), '--seed', String(WORKER_SEED)];
   const proc = spawn(WORKER_BIN, args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout.pipe(log);
   proc.stderr.pipe(log);
@@ -347,7 +368,7 @@ const sessionId = (name) => `t-${name}-${Date.now().toString(36)}${Math.floor(Ma
 
 function chatUrl(session) {
   const q = new URLSearchParams({ s: session });
-  if (gw.pageBase !== gw.base) q.set('gateway', gw.base);
+  if (gw.pageGateway) q.set('gateway', gw.pageGateway);
   return `${gw.pageBase}/?${q}`;
 }
 
@@ -517,6 +538,7 @@ before(async () => {
     console.warn(`# the gateway does not serve web-demo/ at / (GET /litegate.js: ${probe && probe.status}); serving it from the test, cross-origin`);
     gw.staticServer = await startStaticServer();
     gw.pageBase = `http://127.0.0.1:${gw.staticServer.address().port}`;
+    gw.pageGateway = gw.base;
   }
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -535,13 +557,15 @@ after(async () => {
 // If the run ends without the hooks above (an uncaught error, process.exit), kill the worker and
 // the gateway rather than leave them running.
 process.on('exit', () => {
-  for (const p of [wk.proc, gw.proc]) if (p && p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  for (const p of [wk.proc, ...gateways.map((g) => g.proc)]) {
+    if (p && p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  }
 });
 
-async function newContext() {
+async function newContext(options = {}) {
   // Each context is a fresh profile (its own localStorage); the browser's user data dir is a
   // temporary one made by playwright for this run.
-  return browser.newContext({ viewport: { width: 1100, height: 720 } });
+  return browser.newContext({ viewport: { width: 1100, height: 720 }, ...options });
 }
 
 // ---- tests ------------------------------------------------------------------------------------
@@ -562,7 +586,7 @@ describe('with the real model worker', () => {
     const context = await newContext();
     try {
       const page = await context.newPage();
-      await page.goto(`${gw.pageBase}/${gw.pageBase !== gw.base ? `?gateway=${encodeURIComponent(gw.base)}` : ''}`);
+      await page.goto(`${gw.pageBase}/${gw.pageGateway ? `?gateway=${encodeURIComponent(gw.pageGateway)}` : ''}`);
       await page.getByTestId('new-chat').click();
       const session = new URL(page.url()).searchParams.get('s');
       assert.match(session, /^[0-9a-f]{16}$/, 'New chat puts a session id in the URL');
@@ -830,7 +854,7 @@ describe('with a scripted token stream', () => {
           onGap: (g) => got.gaps.push(g),
           onState: (s, info) => got.states.push([s, info]),
         });
-      }, { topic, base: gw.pageBase === gw.base ? '' : gw.base });
+      }, { topic, base: gw.pageGateway });
       await page.waitForFunction(() => window.__client.msgs.length === 5);
       let got = await page.evaluate(() => window.__client);
       assert.deepEqual(got.gaps, [{ from: 0, to: 15 }]);
@@ -859,6 +883,238 @@ describe('with a scripted token stream', () => {
 
       await page.evaluate(() => window.__sub.close());
       assert.equal(await page.evaluate(() => window.__sub.state), 'closed');
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+// ---- over HTTP/2 --------------------------------------------------------------------------------
+
+/** A self-signed certificate for 127.0.0.1, made with the openssl CLI (as test_tls.py does). */
+function makeCert(dir) {
+  const cert = path.join(dir, 'gw.crt');
+  const key = path.join(dir, 'gw.key');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  return { cert, key };
+}
+
+/**
+ * A loopback TCP relay to the gateway on `port`. With `tlsOptions` it takes plain TCP and speaks
+ * TLS to the gateway (so that the worker and the test's own requests, plain HTTP, reach a TLS-only
+ * gateway); without, it passes the bytes as they are (the browser's TLS goes through untouched).
+ * cut() resets every connection it carries, as a network failure would.
+ */
+function relay(port, tlsOptions = null) {
+  const sockets = new Set();
+  const srv = net.createServer((client) => {
+    const up = tlsOptions ? tls.connect({ host: '127.0.0.1', port, ...tlsOptions }) : net.connect(port, '127.0.0.1');
+    const end = () => {
+      for (const s of [client, up]) {
+        s.destroy();
+        sockets.delete(s);
+      }
+    };
+    for (const s of [client, up]) {
+      sockets.add(s);
+      s.on('error', end);
+      s.on('close', end);
+    }
+    client.pipe(up);
+    up.pipe(client);
+  });
+  srv.cut = () => {
+    for (const s of sockets) {
+      if (s instanceof tls.TLSSocket) s.destroy();
+      else s.resetAndDestroy(); // RST, as a failing network
+    }
+  };
+  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve(srv)));
+}
+
+/**
+ * Open a chat page watched through the DevTools protocol: the protocol of every response ("h2",
+ * "http/1.1"), every message its EventSources received on the wire (each one's id is its topic
+ * offset, before litegate.js drops any offset it has seen) and the status of every WebSocket
+ * handshake (101 is HTTP/1.1; WebSocket over h2, RFC 8441, would answer 200).
+ */
+async function openWatchedChat(context, session) {
+  const page = await context.newPage();
+  const wire = { responses: [], events: [], wsHandshakes: [] };
+  const cdp = await context.newCDPSession(page);
+  cdp.on('Network.responseReceived', (e) => wire.responses.push({
+    requestId: e.requestId, url: e.response.url, type: e.type, protocol: e.response.protocol,
+  }));
+  cdp.on('Network.eventSourceMessageReceived', (e) => wire.events.push({ requestId: e.requestId, event: e.eventName, id: e.eventId }));
+  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => wire.wsHandshakes.push(e.response.status));
+  await cdp.send('Network.enable');
+  page.on('pageerror', (e) => console.error('page error:', e));
+  page.on('console', (m) => { if (m.type() === 'error') console.error('page console:', m.text()); });
+  await page.goto(chatUrl(session));
+  await page.locator('[data-testid="conn-state"][data-state="live"]').waitFor({ timeout: 10000 });
+  await record(page);
+  return { page, wire };
+}
+
+/** The page's event streams so far: the protocol and the offsets each got on the wire, in order. */
+function wireStreams(wire) {
+  return wire.responses.filter((r) => r.type === 'EventSource').map((r) => ({
+    protocol: r.protocol,
+    url: r.url,
+    offsets: wire.events.filter((e) => e.requestId === r.requestId && /^\d+$/.test(e.id)).map((e) => Number(e.id)),
+  }));
+}
+
+/**
+ * No offset reached the page twice, whatever stream brought it: each stream after the first starts
+ * right after the last offset the page had (a reconnect with Last-Event-ID or ?last_event_id=).
+ */
+function checkWireOnce(wire) {
+  const streams = wireStreams(wire);
+  const summary = JSON.stringify(streams.map((s) => ({ url: s.url, offsets: s.offsets.length ? [s.offsets[0], s.offsets.at(-1)] : [] })));
+  let last = -1;
+  for (const [i, s] of streams.entries()) {
+    if (i > 0 && s.offsets.length) {
+      assert.equal(s.offsets[0], last + 1, `event stream ${i + 1} resumed at offset ${s.offsets[0]}, not right after ${last}: ` +
+        `a reconnect's start point (Last-Event-ID over h2?) did not reach the gateway; streams (first, last offset): ${summary}`);
+    }
+    for (const o of s.offsets) {
+      assert.ok(o > last, `offset ${o} reached the page again after ${last}; streams: ${summary}`);
+      last = o;
+    }
+  }
+  return streams;
+}
+
+/** Open a WebSocket to the page's own origin, ping, and return the answer. */
+const wsPing = (page) => page.evaluate(() => new Promise((resolve, reject) => {
+  const ws = new WebSocket(`wss://${location.host}/v1/ws`);
+  const timer = setTimeout(() => reject(new Error('no answer to a ping within 5 s')), 5000);
+  ws.onopen = () => ws.send(JSON.stringify({ op: 'ping', req: 1 }));
+  ws.onmessage = (e) => {
+    clearTimeout(timer);
+    ws.close();
+    resolve(JSON.parse(e.data));
+  };
+  ws.onerror = () => {
+    clearTimeout(timer);
+    reject(new Error('the WebSocket failed'));
+  };
+}));
+
+// The page over HTTPS with "tls": {"http2": true}: Chromium picks h2 by ALPN for the page, its
+// scripts, its fetches and its EventSource. The gateway is its own (TLS, its own data dir) and so
+// is the worker, which (like the test's own requests) reaches it through a plain-to-TLS relay; the
+// browser reaches it through a relay that can cut its connections.
+describe('over HTTP/2 (TLS, "http2": true)', () => {
+  const H2_WORKER_TPS = 12; // two drops fit in one answer
+  let plain;
+  let apiRelay;
+  let pageRelay;
+  let servesPage = false; // the page must come from the gateway itself, over its h2
+
+  before(async () => {
+    assert.ok(fs.existsSync(WORKER_BIN), `worker binary ${WORKER_BIN} not found: build it first, or set LITEGATE_WORKER_BIN`);
+    const dir = path.join(tmpRoot, 'h2');
+    await fsp.mkdir(path.join(dir, 'data'), { recursive: true });
+    const { cert, key } = makeCert(dir);
+    plain = gw;
+    gw = newGateway('gateway-h2');
+    gateways.push(gw);
+    gw.port = await freePort();
+    gw.dataDir = path.join(dir, 'data');
+    apiRelay = await relay(gw.port, { ca: fs.readFileSync(cert), ALPNProtocols: ['http/1.1'] });
+    pageRelay = await relay(gw.port);
+    gw.base = `http://127.0.0.1:${apiRelay.address().port}`;
+    gw.pageBase = `https://127.0.0.1:${pageRelay.address().port}`;
+    // A short retry: the browser's own reconnect after a network cut comes quickly.
+    gw.configFile = await makeConfig(dir, { tls: { cert, key, http2: true }, sse_retry_ms: 300 });
+    await startGateway();
+    const probe = await fetch(`${gw.base}/litegate.js`).catch(() => null);
+    servesPage = !!(probe && probe.ok);
+    if (servesPage) await startWorker(H2_WORKER_TPS);
+  });
+
+  after(async () => {
+    try {
+      const r = await stopWorker();
+      if (r) assert.deepEqual(r, { code: 0, signal: null }, `the worker exits 0 on SIGTERM (see ${wk.logPath})`);
+    } finally {
+      await stopGateway();
+      for (const r of [apiRelay, pageRelay]) {
+        if (!r) continue;
+        r.cut();
+        r.close();
+      }
+      if (plain) gw = plain;
+    }
+  });
+
+  test('the page, its event stream and an answer come over h2; a WebSocket beside them uses HTTP/1.1', async (t) => {
+    if (!servesPage) return t.skip('the gateway does not serve web-demo/ (static_root)');
+    const context = await newContext({ ignoreHTTPSErrors: true });
+    try {
+      const session = sessionId('h2');
+      const { page, wire } = await openWatchedChat(context, session);
+      const prompt = 'Does HTTP/2 carry the answer?';
+      const exp = await ask(page, prompt);
+      await expectDone(page, session, prompt, exp);
+      await checkProgress(page, exp.text);
+
+      // The page, its scripts and style, the prompt's POST (a fetch) and the event stream: h2.
+      const nav = await page.evaluate(() => performance.getEntriesByType('navigation').map((e) => e.nextHopProtocol));
+      assert.deepEqual(nav, ['h2'], 'the page came over h2');
+      const res = await page.evaluate(() => performance.getEntriesByType('resource')
+        .map((e) => ({ name: e.name, type: e.initiatorType, protocol: e.nextHopProtocol })));
+      for (const r of res) assert.equal(r.protocol, 'h2', `${r.name} (${r.type}) came over h2`);
+      for (const f of ['/app.js', '/litegate.js', '/style.css']) {
+        assert.ok(res.some((r) => new URL(r.name).pathname === f), `${f} was loaded: ${JSON.stringify(res)}`);
+      }
+      assert.ok(res.some((r) => r.type === 'fetch' && r.name.endsWith(`/v1/topics/chatbot/${session}/messages`)),
+        `the prompt was posted with fetch: ${JSON.stringify(res)}`);
+      const streams = checkWireOnce(wire);
+      assert.deepEqual(streams.map((s) => s.protocol), ['h2'], 'one event stream, over h2');
+      assert.equal(streams[0].offsets.length, exp.tokens.length + 2, 'the prompt, every token and the end reached the page once');
+
+      // The gateway does not offer WebSocket over h2 (h2settings.c), so Chromium opens it on a
+      // connection of its own, HTTP/1.1: its handshake is a 101.
+      assert.deepEqual(await wsPing(page), { type: 'pong', req: 1 });
+      assert.deepEqual(wire.wsHandshakes, [101], 'the WebSocket handshake was HTTP/1.1 (101 Switching Protocols)');
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('dropped mid-answer over h2, by a network cut and by the drop control: every token once', async (t) => {
+    if (!servesPage) return t.skip('the gateway does not serve web-demo/ (static_root)');
+    const context = await newContext({ ignoreHTTPSErrors: true });
+    try {
+      const session = sessionId('h2drop');
+      const { page, wire } = await openWatchedChat(context, session);
+      const prompt = 'Does a stream over HTTP/2 survive two drops?';
+      const exp = await ask(page, prompt, 5);
+
+      // A network cut: the browser's EventSource reconnects by itself, with Last-Event-ID.
+      pageRelay.cut();
+      await page.locator('[data-testid="conn-state"][data-state="reconnecting"]').waitFor();
+      const cut = await expectResumed(page);
+      assert.ok(cut.down.offset < exp.tokens.length, `cut mid-answer (at offset ${cut.down.offset})`);
+      await waitTokens(page, (await lastAnswer(page)).tokens + 2);
+
+      // The drop control: litegate.js opens a new EventSource with ?last_event_id=.
+      const since = (await recStates(page)).length;
+      await page.getByTestId('drop').click();
+      await page.locator('[data-testid="conn-state"][data-state="reconnecting"]').waitFor();
+      const drop = await expectResumed(page, since);
+      assert.ok(drop.down.offset < exp.tokens.length, `dropped mid-answer (at offset ${drop.down.offset})`);
+      t.diagnostic(`cut after offset ${cut.down.offset} (${cut.up.text}), dropped after ${drop.down.offset} (${drop.up.text})`);
+
+      await expectDone(page, session, prompt, exp);
+      await checkProgress(page, exp.text);
+      const streams = checkWireOnce(wire);
+      assert.deepEqual(streams.map((s) => s.protocol), ['h2', 'h2', 'h2'], 'three event streams, each over h2');
     } finally {
       await context.close();
     }
