@@ -992,7 +992,7 @@ gw_conn_destroyed(struct lws *wsi)
 
 	if (!C.gw)
 		return;
-	conn_h2_wsi_destroyed(wsi);
+	conn_h2_settle();
 	if (!(ref = lws_get_opaque_user_data(wsi)))
 		return;
 	lws_set_opaque_user_data(wsi, NULL);

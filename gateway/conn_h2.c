@@ -121,17 +121,10 @@ conn_h2_ref_destroyed(void *opaque)
 }
 
 void
-conn_h2_wsi_destroyed(struct lws *wsi)
+conn_h2_settle(void)
 {
 	if (H.n)
 		drain();
-	for (size_t i = 0; i < H.n; i++) {
-		if (H.created[i] == wsi) { /* not matched: forget it was queued */
-			memmove(H.created + i, H.created + i + 1, (H.n - i - 1) * sizeof(*H.created));
-			H.n--;
-			break;
-		}
-	}
 }
 
 void

@@ -100,8 +100,10 @@ void conn_tls_resume(struct gw *gw, struct conn *c);
 
 /* conn_h2.c */
 void conn_h2_wsi_created(struct lws *wsi);
-/* Any wsi is being destroyed (before its opaque data is looked at). */
-void conn_h2_wsi_destroyed(struct lws *wsi);
+/* Match the queued stream wsis now: any wsi is being destroyed, and the queue (that wsi too, if
+ * it is in it) must be matched while every wsi in it is alive. drain() empties it, so no queued
+ * pointer outlives its wsi. */
+void conn_h2_settle(void);
 /* An h2 stream's opaque data (REF_H2STREAM), at its wsi's destruction. */
 void conn_h2_ref_destroyed(void *opaque);
 /* @p c is being freed: its tap too, and its streams' refs let go of it. */

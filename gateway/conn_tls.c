@@ -239,8 +239,8 @@ h2_read(struct gw *gw, struct conn *c, SSL *ssl, uint8_t *buf, int num)
 		/* lws must not read these bytes (a stream it would abort on, or headers the tap
 		 * lost track of): 0 with nothing queued reads as SSL_ERROR_SYSCALL, and lws closes. */
 		gw->m.h2_refused++;
-		LOG_WARN("h2: closing a connection whose frames cannot be followed (or that sent a "
-			 "body on a GET-like stream without content-length)");
+		LOG_DEBUG("h2: closing a connection whose frames cannot be followed (or that sent a "
+			  "body on a GET-like stream without content-length)");
 		return 0;
 	}
 	if (gw_h2tap_has_changed(c->h2))
