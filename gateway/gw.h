@@ -49,7 +49,11 @@ struct gw_sub {
 	unsigned stall_armed : 1;  /* a stall timeout is running (set when output waits) */
 	unsigned registered : 1;
 	unsigned expired : 1;      /* its token expired (auth.c): a last error, then the stream ends */
+	unsigned stalled : 1;      /* HTTP/2: the stall clock ran out; the stream ends at its next
+				    * WRITEABLE (subs.c) */
 	ev_timer expire_w;         /* runs until the token's expiry while registered (auth.c) */
+	ev_timer stall_w;          /* HTTP/2 only: the stall clock (lws 4.1.6 keeps none on an SSE
+				    * stream), running while stall_armed (subs.c) */
 };
 
 struct gw {
@@ -97,11 +101,16 @@ void gw_sub_unregister(struct gw *gw, struct gw_sub *sub);
 struct gw_sub *gw_sub_find(struct gw *gw, uint64_t id);
 /** @brief Ask for a WRITEABLE on @p sub and arm its stall timeout if none runs. */
 void gw_sub_want_write(struct gw *gw, struct gw_sub *sub);
-/** @brief Start @p sub's stall timeout if none runs, without asking for WRITEABLE (an HTTP/2
- *  stream waiting for the peer's window: the peer's WINDOW_UPDATE brings WRITEABLE). */
+/**
+ * @brief Start @p sub's stall timeout if none runs, without asking for WRITEABLE (an HTTP/2
+ *        stream waiting for the peer's window: the peer's WINDOW_UPDATE brings WRITEABLE).
+ *        When it runs out the stream is dropped and counted in litegate_stalled_dropped_total:
+ *        HTTP/1.1 closes the connection (lws's timeout); HTTP/2 ends the stream (subs.c).
+ */
 void gw_sub_arm_stall(struct gw *gw, struct gw_sub *sub);
-/** @brief Called at the top of a stream's WRITEABLE: output drained, so the stall clock stops. */
-void gw_sub_wrote(struct gw_sub *sub);
+/** @brief The peer took output (a WRITEABLE with room, or an HTTP/2 stream's queued bytes moved):
+ *  the stall clock stops. No effect once an HTTP/2 stream has stalled. */
+void gw_sub_wrote(struct gw *gw, struct gw_sub *sub);
 /** @brief The engine's notify fd fired: run completions, then wake every ready subscriber. */
 void gw_engine_notify(struct gw *gw);
 /** @brief Heartbeat tick: every stream owes a heartbeat at its next WRITEABLE. */
@@ -115,6 +124,9 @@ void gw_pubs_shutdown(struct gw *gw);
 /* Per-transport reactions to a ready entry (sse.c, ws.c). */
 void gw_sse_on_ready(struct gw *gw, struct gw_sub *sub, const eng_ready *r);
 void gw_ws_on_ready(struct gw *gw, struct gw_sub *sub, const eng_ready *r);
+/** @brief An HTTP/2 SSE stream's stall clock ran out (subs.c): drop what waits for the peer's
+ *  window and end the stream at its next WRITEABLE (sse.c). */
+void gw_sse_stalled(struct gw_sub *sub);
 
 /* ---- HTTP replies (reply.c) -------------------------------------------------------------------- */
 /* Headers for one response are built in front of its body in a single LWS_PRE-prefixed buffer, so

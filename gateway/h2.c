@@ -77,6 +77,7 @@ gw_h2_push(struct lws *wsi, struct gw_h2out *o)
 			return -1;
 		o->head = 0;
 		o->off = o->buf.mark;
+		o->sent += o->buf.mark;
 		if (end)
 			o->final = 0;
 	}
@@ -100,6 +101,7 @@ gw_h2_push(struct lws *wsi, struct gw_h2out *o)
 								 : LWS_WRITE_HTTP) < 0)
 			return -1;
 		o->off += n;
+		o->sent += n;
 		budget -= n;
 		if (last) {
 			o->final = 0;
@@ -148,11 +150,19 @@ int
 gw_h2_writeable(struct lws *wsi, struct gw_http_pss *pss)
 {
 	struct gw_h2out *o = &pss->h2;
+	uint64_t sent = o->sent;
 	int reply = o->reply, rc;
 
 	if (!gw_h2out_pending(o))
 		return 1;
-	if ((rc = gw_h2_push(wsi, o)) != 0)
+	rc = gw_h2_push(wsi, o);
+	if (rc >= 0 && o->sent != sent && pss->kind == GW_HK_SSE) {
+		/* The peer opened its window: a slow reader, not a stalled one (subs.c). */
+		gw_sub_wrote(gw_from_wsi(wsi), &pss->sse.sub);
+		if (rc)
+			gw_sub_arm_stall(gw_from_wsi(wsi), &pss->sse.sub);
+	}
+	if (rc != 0)
 		return rc < 0 ? -1 : 0;
 	if (!reply)
 		return 1; /* stream data is out: the stream's own WRITEABLE may go on */

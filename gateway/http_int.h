@@ -32,6 +32,7 @@ struct gw_sse {
 struct gw_h2out {
 	struct gw_buf buf;             /* LWS_PRE in front; [off, len) waits */
 	size_t off;
+	uint64_t sent;                 /* bytes handed to lws so far (progress, for the stall clock) */
 	unsigned head : 1;             /* buf starts with a HEADERS block not sent yet */
 	unsigned final : 1;            /* END_STREAM goes with the last byte (or alone) */
 	unsigned reply : 1;            /* a whole response: the transaction ends once it is out */
@@ -100,6 +101,8 @@ int gw_h2_data(struct lws *wsi, struct gw_h2out *o, const void *data, size_t len
 int gw_h2_push(struct lws *wsi, struct gw_h2out *o);
 /** @brief Whether anything waits in @p o. */
 int gw_h2out_pending(const struct gw_h2out *o);
+/** @brief Drop what waits in @p o and free its buffer (at the stream's end, or when what waits
+ *  will never leave). */
 void gw_h2out_free(struct gw_h2out *o);
 /**
  * @brief At the top of the protocol's WRITEABLE on an h2 stream: send what waits.

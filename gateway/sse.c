@@ -304,13 +304,15 @@ gw_sse_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 	size_t budget = gw->cfg->max_unsent_bytes;
 	int more = 0;
 
-	if (sse->sub.closing || !gw->db)
-		return end_stream(wsi); /* shutting down: EventSource reconnects with its last id */
+	/* Shutting down, or (HTTP/2) stalled: EventSource reconnects with its last id. */
+	if (sse->sub.closing || sse->sub.stalled || !gw->db)
+		return end_stream(wsi);
 	if (gw_is_h2(wsi)) {
 		lws_fileofs_t allow = lws_get_peer_write_allowance(wsi);
 
 		/* The peer's window is spent: read nothing now. Its WINDOW_UPDATE brings WRITEABLE
-		 * back; the stall clock keeps running meanwhile, so a peer that never reads goes. */
+		 * back; the stall clock keeps running meanwhile, so a peer that never opens its
+		 * window goes (subs.c). */
 		if (allow <= 0) {
 			gw_sub_arm_stall(gw, &sse->sub);
 			return 0;
@@ -318,7 +320,7 @@ gw_sse_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 		if ((size_t)allow < budget)
 			budget = (size_t)allow;
 	}
-	gw_sub_wrote(&sse->sub);
+	gw_sub_wrote(gw, &sse->sub);
 	b = gw_scratch();
 	if (sse->sub.expired) {
 		/* The token expired (auth.c): say so in a last event, end the stream at the next turn. */
@@ -359,6 +361,19 @@ gw_sse_on_ready(struct gw *gw, struct gw_sub *sub, const eng_ready *r)
 	/* A next_offset below ours means the topic was re-created: the read path sends the reset. */
 	if ((r->flags & ENG_READY_OVERFLOW) || r->next_offset != sse->next)
 		gw_sub_want_write(gw, sub);
+}
+
+void
+gw_sse_stalled(struct gw_sub *sub)
+{
+	struct gw_sse *sse = sse_of(sub);
+	struct gw_http_pss *pss = (struct gw_http_pss *)((char *)sse - offsetof(struct gw_http_pss, sse));
+
+	/* What waits for the window would never leave: drop it, so the next WRITEABLE reaches
+	 * gw_sse_writeable(), which ends the stream. A client sees a cut event at worst, which an
+	 * EventSource discards, and reconnects with its last complete id. */
+	gw_h2out_free(&pss->h2);
+	lws_callback_on_writable(sub->wsi);
 }
 
 void

@@ -161,6 +161,8 @@ gw_sub_unregister(struct gw *gw, struct gw_sub *sub)
 	sub->registered = 0;
 	if (ev_is_active(&sub->expire_w))
 		ev_timer_stop(gw->loop, &sub->expire_w); /* auth.c: gw_sub_expire_at() */
+	if (ev_is_active(&sub->stall_w))
+		ev_timer_stop(gw->loop, &sub->stall_w);
 	if (gw->db)
 		eng_unsub_all(gw->db, sub->id);
 }
@@ -178,17 +180,48 @@ gw_sub_find(struct gw *gw, uint64_t id)
 	return NULL;
 }
 
+/* After an HTTP/2 stream's stall, the time its END_STREAM gets to leave before lws drops it. */
+#define H2_STALL_END_S 1.0
+
+/*
+ * An HTTP/2 stream's stall clock. lws 4.1.6 keeps no timeout on an SSE stream (lws_http_mark_sse
+ * makes it "immortal", and every lws_set_timeout() on one logs an error), and its timeout would
+ * drop the stream without END_STREAM, so the clock is ours.
+ * When it runs out, the stream ends at its next WRITEABLE with END_STREAM (an empty DATA frame,
+ * which no flow-control window holds back), so the client learns it is over. A peer that does not
+ * even read the connection never gives that WRITEABLE: H2_STALL_END_S later, lws drops the stream
+ * without a word. Either way only the stream goes, never the connection, and the close is counted
+ * as a stall (gw_sse_close(): stall_armed stays set).
+ */
+static void
+on_h2_stall(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct gw_sub *sub = w->data;
+
+	(void)revents;
+	if (!sub->stalled) {
+		sub->stalled = 1;
+		gw_sse_stalled(sub); /* the only stream on HTTP/2: WebSocket is HTTP/1.1 only */
+		ev_timer_set(w, H2_STALL_END_S, 0);
+		ev_timer_start(loop, w);
+		return;
+	}
+	lws_set_timeout(sub->wsi, PENDING_TIMEOUT_LAGGING, LWS_TO_KILL_ASYNC);
+}
+
 void
 gw_sub_arm_stall(struct gw *gw, struct gw_sub *sub)
 {
-	/* lws 4.1.6 refuses timeouts on an immortal HTTP/2 stream (an SSE one): there the peer's
-	 * flow-control window bounds what waits, and a stalled stream costs no buffer (sse.c). */
-	if (gw_is_h2(sub->wsi))
+	if (sub->stall_armed)
 		return;
-	if (!sub->stall_armed) {
-		lws_set_timeout(sub->wsi, PENDING_TIMEOUT_LAGGING, (int)gw->cfg->stall_timeout_s);
-		sub->stall_armed = 1;
+	sub->stall_armed = 1;
+	if (gw_is_h2(sub->wsi)) {
+		ev_timer_init(&sub->stall_w, on_h2_stall, (double)gw->cfg->stall_timeout_s, 0);
+		sub->stall_w.data = sub;
+		ev_timer_start(gw->loop, &sub->stall_w);
+		return;
 	}
+	lws_set_timeout(sub->wsi, PENDING_TIMEOUT_LAGGING, (int)gw->cfg->stall_timeout_s);
 }
 
 void
@@ -204,12 +237,15 @@ gw_sub_want_write(struct gw *gw, struct gw_sub *sub)
 }
 
 void
-gw_sub_wrote(struct gw_sub *sub)
+gw_sub_wrote(struct gw *gw, struct gw_sub *sub)
 {
-	if (sub->stall_armed) {
+	if (!sub->stall_armed || sub->stalled)
+		return;
+	sub->stall_armed = 0;
+	if (gw_is_h2(sub->wsi))
+		ev_timer_stop(gw->loop, &sub->stall_w);
+	else
 		lws_set_timeout(sub->wsi, NO_PENDING_TIMEOUT, 0);
-		sub->stall_armed = 0;
-	}
 }
 
 void

@@ -532,7 +532,7 @@ writeable(struct gw_ws_conn *c, struct lws *wsi)
 	struct gw_buf *b;
 	int more = 0;
 
-	gw_sub_wrote(&c->sub);
+	gw_sub_wrote(gw, &c->sub);
 	if (c->close_code) {
 		lws_close_reason(wsi, (enum lws_close_status)c->close_code, NULL, 0);
 		return -1;

@@ -19,6 +19,7 @@ import time
 import unittest
 import warnings
 
+import h2raw
 import harness
 import test_badinput
 import test_limits
@@ -691,6 +692,79 @@ class Http2(TestCase):
         ws.send({"op": "ping", "req": 1})
         self.assertEqual(ws.recv(), {"type": "pong", "req": 1})
         ws.close()
+
+    # -- what curl cannot do: a raw h2 client (h2raw.py) -------------------------------------------
+
+    def h2(self, rcvbuf=None, **settings):
+        conn = h2raw.H2Conn(self.gw.port, os.path.join(CERT_DIR, "gw.crt"),
+                            {getattr(h2raw, "SETTINGS_" + k.upper()): v for k, v in settings.items()},
+                            rcvbuf=rcvbuf)
+        self.addCleanup(conn.close)
+        return conn
+
+    def healthz_on(self, conn, open_window=True):
+        """GET /healthz on another stream of @conn (its window opened by hand when the client's
+        initial window is tiny)."""
+        sid = conn.request("GET", "/healthz")
+        if open_window:
+            conn.window_update(sid, 65535)
+        self.assertEqual(conn.response(sid), (200, b'{"status":"ok"}\n'))
+
+    def test_a_stream_whose_window_stays_shut_is_dropped_after_stall_s(self):
+        # timeouts.stall_s is 3 (harness). The client lets 100 bytes through, then never opens its
+        # window: the gateway ends the stream with END_STREAM, counts it, and the connection lives.
+        self.gw.publish("chatbot/st", [{"data": "x" * 2000} for _ in range(5)])
+        conn = self.h2(initial_window_size=100)
+        sid = conn.request("GET", "/v1/topics/chatbot/st/events?from=0")
+        st = conn.streams[sid]
+        conn.pump(lambda: st.headers is not None)
+        self.assertEqual(st.headers[":status"], "200")
+        t0 = time.time()
+        conn.pump(lambda: st.ended or st.reset is not None, timeout=12)
+        self.assertTrue(st.ended)
+        self.assertGreater(time.time() - t0, 2)  # not before stall_s
+        self.assertEqual(len(st.data), 100)
+        self.assertEqual(self.metric("litegate_stalled_dropped_total"), 1)
+        self.assertEqual(self.metric("litegate_sse_connections"), 0)
+        self.healthz_on(conn)
+        self.assertIsNone(conn.goaway)
+        # A slow reader is not a stalled one: 100 bytes a second, for longer than stall_s, and the
+        # stream (one event is 2 KB: it waits in the gateway's queue meanwhile) stays.
+        slow = self.h2(initial_window_size=100)
+        sid = slow.request("GET", "/v1/topics/chatbot/st/events?from=0")
+        st = slow.streams[sid]
+        for _ in range(6):
+            slow.pump_for(1)
+            slow.window_update(sid, 100)
+            slow.window_update(0, 100)
+        slow.pump_for(0.5)
+        self.assertFalse(st.ended or st.reset is not None)
+        self.assertGreater(len(st.data), 600)
+        self.assertEqual(self.metric("litegate_stalled_dropped_total"), 1)
+        self.assertEqual(self.metric("litegate_sse_connections"), 1)
+
+    def test_a_stream_on_a_connection_nobody_reads_is_dropped_after_stall_s(self):
+        # The client opens every window wide, then stops reading the socket: no WRITEABLE comes any
+        # more, so the END_STREAM cannot leave either, and the stream is dropped without it.
+        conn = self.h2(rcvbuf=4096, initial_window_size=2 ** 31 - 1)
+        conn.window_update(0, 2 ** 31 - 1 - 65535)
+        sid = conn.request("GET", "/v1/topics/chatbot/nr/events")
+        st = conn.streams[sid]
+        conn.pump(lambda: st.headers is not None)
+        payload = "y" * 2000
+        for i in range(0, 3000, 25):  # about 6 MB, far more than the socket buffers hold
+            self.gw.publish("chatbot/nr", [{"data": [j, payload]} for j in range(i, i + 25)])
+        deadline = time.time() + 15
+        while self.metric("litegate_sse_connections") and time.time() < deadline:
+            time.sleep(0.25)
+        self.assertEqual(self.metric("litegate_sse_connections"), 0)
+        self.assertEqual(self.metric("litegate_stalled_dropped_total"), 1)
+        # The connection itself lives: once the client reads again, it gets what was written
+        # (the stream cut short, with no END_STREAM) and a new stream works.
+        conn.pump_for(1)
+        self.assertFalse(st.ended)
+        self.assertIsNone(conn.goaway)
+        self.healthz_on(conn, open_window=False)
 
 
 class Http2Off(TestCase):
