@@ -166,7 +166,10 @@ gw_h2_writeable(struct lws *wsi, struct gw_http_pss *pss)
 		return rc < 0 ? -1 : 0;
 	if (!reply)
 		return 1; /* stream data is out: the stream's own WRITEABLE may go on */
-	/* The response is out (END_STREAM): the stream ends, at once or once its body is read. */
+	/* The response is out (END_STREAM), its last DATA frame handed to lws. */
+	if (pss->kind == GW_HK_PULL)
+		gw_pull_sent(gw_from_wsi(wsi), pss);
+	/* The stream ends, at once or once its body is read. */
 	if (lws_http_transaction_completed(wsi))
 		return -1;
 	/* A body without Content-Length stays "unread" to lws (it expects 100 MB): the stream would

@@ -88,6 +88,9 @@ int gw_pull_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, enum 
 int gw_pull_body(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const char *in, size_t len);
 int gw_pull_body_done(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss);
 int gw_pull_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss);
+/** @brief HTTP/2: the queued response's last DATA frame was handed to lws (h2.c). A pop's
+ *  messages count as delivered from here, as they do once written on HTTP/1.1. */
+void gw_pull_sent(struct gw *gw, struct gw_http_pss *pss);
 void gw_pull_detach(struct gw *gw, struct gw_http_pss *pss);
 
 /* h2.c: writing on HTTP/2 streams of this protocol. Each returns -1 on an error (close). */

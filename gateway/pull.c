@@ -57,7 +57,8 @@ struct gw_pull_req {
 	unsigned flags;                 /* GW_REPLY_CLOSE */
 	unsigned body_done : 1;
 	unsigned reply_ready : 1;
-	unsigned replied : 1;
+	unsigned replied : 1;           /* the reply was written (HTTP/1.1) or queued (HTTP/2) */
+	unsigned sent : 1;              /* ... and handed to lws whole: a pop's messages are delivered */
 	unsigned empty_done : 1;        /* lws's BODY_COMPLETION of an empty body was seen */
 	struct gw_waiter w;             /* pop */
 	ev_timer wait_w;                /* pop: the end of wait_ms */
@@ -620,6 +621,16 @@ gw_pull_body_done(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 	return 0;
 }
 
+/* The whole reply is with lws: a pop's hand-outs are final (delivered), and it is timed. */
+static void
+reply_sent(struct gw *gw, struct gw_pull_req *req)
+{
+	req->sent = 1;
+	gw_waiter_done(&req->w);
+	if (req->op == P_POP)
+		gw_hist_observe(&gw->m.pop_latency, (double)(gw_mono_us() - req->t0_us) / 1e6);
+}
+
 int
 gw_pull_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 {
@@ -630,19 +641,26 @@ gw_pull_writeable(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 		return 0;
 	req->replied = 1;
 	if (gw_is_h2(wsi)) {
-		gw_h2_reply(wsi, &req->reply); /* leaves from the next WRITEABLE (h2.c) */
-	} else if (gw_reply_write(wsi, &req->reply)) {
-		return -1; /* the detach hands a pop's messages back */
-	}
-	gw_waiter_done(&req->w);
-	if (req->op == P_POP)
-		gw_hist_observe(&gw->m.pop_latency, (double)(gw_mono_us() - req->t0_us) / 1e6);
-	if (gw_is_h2(wsi))
+		/* It leaves from the next WRITEABLEs, within the peer's window (h2.c), and counts as
+		 * sent once its last DATA frame is handed to lws (gw_pull_sent()): a stream that ends
+		 * before (a reset, a client that never opens its window) hands its messages back. */
+		gw_h2_reply(wsi, &req->reply);
 		return 0;
+	}
+	if (gw_reply_write(wsi, &req->reply))
+		return -1; /* the detach hands a pop's messages back */
+	reply_sent(gw, req);
 	if (flags & GW_REPLY_CLOSE)
 		return -1;
 	/* May rebind the wsi and free the pss (through DROP_PROTOCOL): touch nothing after it. */
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+void
+gw_pull_sent(struct gw *gw, struct gw_http_pss *pss)
+{
+	if (pss->pull && pss->pull->replied && !pss->pull->sent)
+		reply_sent(gw, pss->pull);
 }
 
 void
@@ -660,7 +678,7 @@ gw_pull_detach(struct gw *gw, struct gw_http_pss *pss)
 	if (req->commits)
 		req->commits->ctx = NULL; /* the last commit frees it */
 	gw_buf_free(&req->pending);
-	if (req->replied)
+	if (req->sent)
 		gw_waiter_done(&req->w);
 	else
 		gw_waiter_release(&req->w);

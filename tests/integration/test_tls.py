@@ -767,6 +767,34 @@ class Http2(TestCase):
         self.healthz_on(conn, open_window=False)
 
 
+    def test_a_pop_counts_its_messages_once_its_reply_is_sent(self):
+        st, _, _ = self.gw.http("PUT", "/v1/groups/w", {"parent": "chatbot", "max_inflight_per_topic": 10,
+                                                      "invisible_ms": 30000})
+        self.assertEqual(st, 201)
+        self.gw.publish("chatbot/pc", [{"data": 1}, {"data": 2}])
+        # A client whose window is shut gets the reply's HEADERS (not flow-controlled), never its
+        # DATA, and goes away: the messages were never delivered, so they are handed back at once.
+        conn = self.h2(initial_window_size=0)
+        body = json.dumps({"max": 10}).encode()
+        sid = conn.request("POST", "/v1/groups/w/pop", [("content-type", "application/json"),
+                                                        ("content-length", str(len(body)))], body)
+        stream = conn.streams[sid]
+        conn.pump(lambda: stream.headers is not None)
+        self.assertEqual((stream.headers[":status"], stream.data), ("200", b""))
+        conn.close()
+        time.sleep(0.3)
+        st, _, popped = self.gw.http("POST", "/v1/groups/w/pop", {"max": 10})
+        self.assertEqual(st, 200)
+        self.assertEqual([(m["offset"], m["delivery"]) for m in popped["messages"]], [(0, 1), (1, 1)])
+        self.assertEqual(self.metric("litegate_messages_popped_total"), 2)
+        # A reply that does leave counts: these are in flight now (30 s), not handed out again.
+        self.gw.publish("chatbot/pc2", [{"data": 3}])
+        code, body = self.post_json("/v1/groups/w/pop", {"max": 10})
+        self.assertEqual([m["offset"] for m in json.loads(body)["messages"]], [0])
+        code, body = self.post_json("/v1/groups/w/pop", {"max": 10})
+        self.assertEqual((code, json.loads(body)["messages"]), (200, []))
+        self.assertEqual(self.metric("litegate_messages_popped_total"), 3)
+
 class Http2Off(TestCase):
     """"http2": false: ALPN offers http/1.1 only, so an h2-capable client uses HTTP/1.1."""
 
