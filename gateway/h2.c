@@ -15,6 +15,18 @@
  * send DATA for a stream lws no longer knows, which lws 4.1.6 answers with GOAWAY for the whole
  * connection (every other stream on it too). From WRITEABLE, lws_http_transaction_completed()
  * keeps a stream whose body is unread until the body is in (LRS_DISCARD_BODY), then ends it.
+ *
+ * Such a stream (a request refused before its body was in: 413, 400, 401...) would otherwise cost
+ * for as long as its client likes: lws reads and drops the rest of the body, re-opening the
+ * client's window as it goes, up to the Content-Length, and a client that stops sending without
+ * ending or resetting the stream holds one of the connection's streams until lws's body timeout.
+ * lws cannot send RST_STREAM(NO_ERROR), the RFC 9113 8.1 way to tell a client to stop. So the
+ * stream gets H2_LINGER_S: a client that saw its complete response has stopped or reset by then
+ * (curl does), and its body's last frames in flight are still read. Then the stream is closed. A
+ * client still sending after that loses its connection (lws 4.1.6 answers DATA for a stream it
+ * closed with GOAWAY): the price of a refused body sent on regardless (HTTP/1.1 closes the
+ * connection at once). A body without Content-Length waits there too once answered, as lws never
+ * sees it end (the frame tap does: http.c), and goes the same way.
  */
 #include "http_int.h"
 
@@ -22,6 +34,7 @@
 
 #define H2_FRAME_MAX 16384        /* SETTINGS_MAX_FRAME_SIZE's initial value (RFC 9113 6.5.2) */
 #define H2_WRITE_MAX (256 * 1024) /* bytes per WRITEABLE: other streams get their turn */
+#define H2_LINGER_S 1.0           /* a stream answered before its body was in: see above */
 
 int
 gw_is_h2(struct lws *wsi)
@@ -42,6 +55,8 @@ out_reset(struct gw_h2out *o)
 void
 gw_h2out_free(struct gw_h2out *o)
 {
+	if (o->loop && ev_is_active(&o->linger_w))
+		ev_timer_stop(o->loop, &o->linger_w);
 	gw_buf_free(&o->buf);
 	out_reset(o);
 }
@@ -146,6 +161,28 @@ gw_h2_reply(struct lws *wsi, const struct gw_buf *out)
 	return 0;
 }
 
+static void
+on_linger_end(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	/* The body is still not over (else lws would have ended the stream and stopped this). */
+	lws_set_timeout((struct lws *)w->data, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+}
+
+/* The response is out but the request body is not: the stream ends with the body or after
+ * H2_LINGER_S, whichever comes first (see the top of this file). */
+static void
+linger(struct lws *wsi, struct gw_h2out *o)
+{
+	o->loop = gw_from_wsi(wsi)->loop;
+	if (ev_is_active(&o->linger_w))
+		return;
+	ev_timer_init(&o->linger_w, on_linger_end, H2_LINGER_S, 0);
+	o->linger_w.data = wsi;
+	ev_timer_start(o->loop, &o->linger_w);
+}
+
 int
 gw_h2_writeable(struct lws *wsi, struct gw_http_pss *pss)
 {
@@ -169,14 +206,12 @@ gw_h2_writeable(struct lws *wsi, struct gw_http_pss *pss)
 	/* The response is out (END_STREAM), its last DATA frame handed to lws. */
 	if (pss->kind == GW_HK_PULL)
 		gw_pull_sent(gw_from_wsi(wsi), pss);
-	/* The stream ends, at once or once its body is read. */
+	/* The stream ends now, or waits in LRS_DISCARD_BODY until its body is in or its grace is
+	 * over (linger()). Two kinds wait there: a request answered before its body was in, and one
+	 * whose body had no Content-Length (h2_open_body: lws takes it for 100 MB long and never
+	 * sees it end, though the frame tap saw its END_STREAM). */
 	if (lws_http_transaction_completed(wsi))
 		return -1;
-	/* A body without Content-Length stays "unread" to lws (it expects 100 MB): the stream would
-	 * wait in LRS_DISCARD_BODY until the connection closes. Close it after a grace second, once
-	 * lws has surely parsed the client's last frames on it (DATA for a stream it no longer knows
-	 * costs the connection a GOAWAY). */
-	if (pss->h2_open_body)
-		lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, 1);
+	linger(wsi, o);
 	return 0;
 }

@@ -36,6 +36,9 @@ struct gw_h2out {
 	unsigned head : 1;             /* buf starts with a HEADERS block not sent yet */
 	unsigned final : 1;            /* END_STREAM goes with the last byte (or alone) */
 	unsigned reply : 1;            /* a whole response: the transaction ends once it is out */
+	ev_timer linger_w;             /* a response is out but the request body is not: the end of
+				        * the stream's grace (h2.c) */
+	struct ev_loop *loop;          /* linger_w's, once armed */
 };
 
 enum gw_hkind {
@@ -104,14 +107,14 @@ int gw_h2_data(struct lws *wsi, struct gw_h2out *o, const void *data, size_t len
 int gw_h2_push(struct lws *wsi, struct gw_h2out *o);
 /** @brief Whether anything waits in @p o. */
 int gw_h2out_pending(const struct gw_h2out *o);
-/** @brief Drop what waits in @p o and free its buffer (at the stream's end, or when what waits
- *  will never leave). */
+/** @brief Drop what waits in @p o, free its buffer and stop its linger timer (at the stream's end,
+ *  or when what waits will never leave). */
 void gw_h2out_free(struct gw_h2out *o);
 /**
  * @brief At the top of the protocol's WRITEABLE on an h2 stream: send what waits.
  * @return 1 when nothing waits (the caller goes on), else the callback's return value: 0 (still
- *         waiting, or a response was finished and the stream lives on until its body is read) or
- *         -1 (close the stream).
+ *         waiting, or a response was finished and the stream lives on until its body is read or
+ *         a grace period ends) or -1 (close the stream).
  */
 int gw_h2_writeable(struct lws *wsi, struct gw_http_pss *pss);
 

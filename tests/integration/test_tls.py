@@ -795,6 +795,33 @@ class Http2(TestCase):
         self.assertEqual((code, json.loads(body)["messages"]), (200, []))
         self.assertEqual(self.metric("litegate_messages_popped_total"), 3)
 
+    def test_a_refused_body_stops_costing_and_the_connection_stays(self):
+        # 128 publishes (the connection's SETTINGS_MAX_CONCURRENT_STREAMS, tls.h) each announce a
+        # 1 MB body, over limits.max_body_bytes: each is answered 413 at once. Their client then
+        # stops sending without a word (no END_STREAM, no RST_STREAM): lws would keep each stream
+        # until timeouts.body_s, and a 129th stream would cost the connection a GOAWAY. Each is
+        # closed a second after its answer instead, so the connection has room for more.
+        conn = self.h2()
+        headers = [("content-type", "application/json"), ("content-length", "1000000")]
+        sids = [conn.request("POST", "/v1/topics/chatbot/big/messages", headers, b"[" * 100,
+                             end_stream=False) for _ in range(128)]
+        for sid in sids:
+            status, body = conn.response(sid)
+            self.assertEqual((status, json.loads(body)["error"]["code"]), (413, "too_large"))
+        conn.pump_for(2.5)
+        self.assertIsNone(conn.goaway)
+        self.healthz_on(conn)
+        # A client that sends its body on after the early answer, but ends it within the grace
+        # period, is read to the end: the stream ends with its body, the connection stays.
+        sid = conn.request("POST", "/v1/topics/chatbot/big/messages",
+                           [("content-type", "application/json"), ("content-length", "100000")],
+                           b"x" * 100000)
+        self.assertEqual(conn.response(sid)[0], 413)
+        conn.pump_for(1.5)
+        self.assertIsNone(conn.goaway)
+        self.healthz_on(conn)
+        self.assertEqual(self.gw.http("GET", "/v1/topics/chatbot/big")[0], 404)  # nothing stored
+
 class Http2Off(TestCase):
     """"http2": false: ALPN offers http/1.1 only, so an h2-capable client uses HTTP/1.1."""
 
