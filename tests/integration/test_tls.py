@@ -766,7 +766,6 @@ class Http2(TestCase):
         self.assertIsNone(conn.goaway)
         self.healthz_on(conn, open_window=False)
 
-
     def test_a_pop_counts_its_messages_once_its_reply_is_sent(self):
         st, _, _ = self.gw.http("PUT", "/v1/groups/w", {"parent": "chatbot", "max_inflight_per_topic": 10,
                                                       "invisible_ms": 30000})
@@ -821,6 +820,26 @@ class Http2(TestCase):
         self.assertIsNone(conn.goaway)
         self.healthz_on(conn)
         self.assertEqual(self.gw.http("GET", "/v1/topics/chatbot/big")[0], 404)  # nothing stored
+
+    def test_pull_bodies_need_a_content_length(self):
+        st, _, _ = self.gw.http("PUT", "/v1/groups/w", {"parent": "chatbot"})
+        self.assertEqual(st, 201)
+        self.gw.publish("chatbot/cl", [{"data": 1}])
+        # Without a Content-Length lws 4.1.6 cannot tell where an h2 body ends: 411, and nothing
+        # ran (an empty body would have popped with the defaults).
+        for args in (["-T", "-"], []):
+            code, body = self.request("-X", "POST", "-H", "content-type: application/json", *args,
+                                      self.base + "/v1/groups/w/pop", data=b'{"max": 1}')
+            self.assertEqual((code, json.loads(body)["error"]["code"]), (411, "length_required"), args)
+        code, body = self.request("-X", "PUT", "-H", "content-type: application/json", "-T", "-",
+                                  self.base + "/v1/groups/w", data=b'{"parent": "agent"}')
+        self.assertEqual(code, 411)
+        self.assertEqual(self.gw.http("GET", "/v1/groups/w")[2]["parent"], "chatbot")
+        # With one (0 for none), as browsers send it.
+        code, body = self.request("-X", "POST", "-H", "content-length: 0", self.base + "/v1/groups/w/pop")
+        self.assertEqual(code, 200, body)
+        self.assertEqual([(m["offset"], m["delivery"]) for m in json.loads(body)["messages"]], [(0, 1)])
+
 
 class Http2Off(TestCase):
     """"http2": false: ALPN offers http/1.1 only, so an h2-capable client uses HTTP/1.1."""
