@@ -380,7 +380,7 @@ conn_free(struct gw *gw, struct conn *c)
 	conn_stop_watchers(gw, c);
 	if (c->mode == MODE_FIRST)
 		unadopted_unlink(c);
-	if (c->wsi && c->fd >= 0 && (size_t)c->fd < C.nfd && C.byfd[c->fd] == c)
+	if (c->fd >= 0 && (size_t)c->fd < C.nfd && C.byfd[c->fd] == c)
 		C.byfd[c->fd] = NULL;
 	if (c->peer)
 		release(gw, c->peer);
@@ -455,15 +455,8 @@ hand_over(struct gw *gw, struct conn *c)
 {
 	struct lws *wsi;
 
-	/* lws closes the socket itself if it cannot adopt it. */
-	wsi = lws_adopt_socket_vhost(gw->vhost, c->fd);
-	if (!wsi) {
-		c->fd = -1;
-		conn_free(gw, c);
-		return -1;
-	}
-	c->wsi = wsi;
-	lws_set_opaque_user_data(wsi, c);
+	/* Registered first: lws may already read, or finish a TLS handshake (SSL_accept), inside
+	 * lws_adopt_socket_vhost(), and conn_tls.c must know the connection then. */
 	if ((size_t)c->fd >= C.nfd) {
 		size_t n = C.nfd ? C.nfd : 1024;
 
@@ -474,6 +467,16 @@ hand_over(struct gw *gw, struct conn *c)
 		C.nfd = n;
 	}
 	C.byfd[c->fd] = c;
+	/* lws closes the socket itself if it cannot adopt it. */
+	wsi = lws_adopt_socket_vhost(gw->vhost, c->fd);
+	if (!wsi) {
+		C.byfd[c->fd] = NULL;
+		c->fd = -1;
+		conn_free(gw, c);
+		return -1;
+	}
+	c->wsi = wsi;
+	lws_set_opaque_user_data(wsi, c);
 	return 0;
 }
 
