@@ -145,6 +145,7 @@ class H2Conn:
         self.next_sid = 1
         self.dynamic = []
         self.goaway = None            # (last_sid, code, debug) once GOAWAY came
+        self.first_frame = None       # the type of the server's first frame (its preface: SETTINGS)
         self.server_settings = {}
         self.conn_window = 65535      # what we may still send on the connection
         self.peer_initial_window = 65535
@@ -169,6 +170,8 @@ class H2Conn:
                     sid = int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF
                     payload = self.buf[9:9 + length]
                     self.buf = self.buf[9 + length:]
+                    if self.first_frame is None:
+                        self.first_frame = ftype
                     return ftype, flags, sid, payload
             left = deadline - time.time()
             if left <= 0:
@@ -239,19 +242,31 @@ class H2Conn:
             pass
 
     # -- requests --------------------------------------------------------------------------------
-    def request(self, method, path, headers=(), body=None, end_stream=True):
+    def request(self, method, path, headers=(), body=None, end_stream=True, one_write=False):
         """Open a stream with HEADERS (and send @body in DATA frames). END_STREAM goes after the body
-        when @end_stream; without a body, on the HEADERS frame. Returns the stream id."""
+        when @end_stream; without a body, on the HEADERS frame. @one_write: HEADERS and a small
+        @body's one DATA frame in the same write (so the server reads them together). Returns the
+        stream id."""
         sid = self.next_sid
         self.next_sid += 2
         self.streams[sid] = Stream(sid, self.peer_initial_window)
         fields = [(":method", method), (":scheme", "https"), (":path", path),
                   (":authority", "127.0.0.1:%d" % self.port)] + list(headers)
         flags = END_HEADERS | (END_STREAM if end_stream and body is None else 0)
-        self.send_frame(HEADERS, flags, sid, encode_headers(fields))
+        head = self._frame(HEADERS, flags, sid, encode_headers(fields))
+        if one_write and body is not None:
+            self.sock.sendall(head + self._frame(DATA, END_STREAM if end_stream else 0, sid, body))
+            return sid
+        self.sock.sendall(head)
         if body is not None:
             self.send_data(sid, body, end_stream)
         return sid
+
+    def data_until(self, sid, needle, timeout=10):
+        """Wait until @needle is in what came on @sid; its data so far."""
+        st = self.streams[sid]
+        self.pump(lambda: needle in st.data, timeout)
+        return st.data
 
     def send_data(self, sid, data, end_stream=False, timeout=10):
         """DATA frames within the server's windows (waits for its WINDOW_UPDATEs) and frame size."""

@@ -296,16 +296,17 @@ class TlsConnectionLimits(test_limits.LimitsCase):
                 self.assertEqual(harness.read_http_response(s)[0], 200)
             st, hdrs, body = test_limits.parse(test_limits.raw(self.gw.port, b""))
             self.assertEqual((st, body["error"]["code"], hdrs["retry-after"]), (429, "too_many_connections", "1"))
-            h2 = H2Raw(self.gw.port)
+            h2 = h2raw.H2Conn(self.gw.port, os.path.join(CERT_DIR, "gw.crt"))
             try:
-                f = h2.read_frame()
-                while f is not None and f[0] != 0x7:
-                    f = h2.read_frame()
-                self.assertIsNotNone(f, "no GOAWAY")
-                self.assertEqual(int.from_bytes(f[3][4:8], "big"), 0xb)  # ENHANCE_YOUR_CALM
-                self.assertIn(b"max_connections_per_ip", f[3][8:])
+                h2.pump(lambda: False, 5)
+            except (h2raw.GoAway, ConnectionError):
+                pass
             finally:
                 h2.close()
+            self.assertIsNotNone(h2.goaway, "no GOAWAY")
+            _, code, debug = h2.goaway
+            self.assertEqual(code, 0xb)  # ENHANCE_YOUR_CALM
+            self.assertIn(b"max_connections_per_ip", debug)
         finally:
             for s in held:
                 s.close()
@@ -377,86 +378,9 @@ def curl_available():
     return "HTTP2" in out
 
 
-class H2Raw:
-    """A bare HTTP/2 client (stdlib only) for what curl cannot do: reset a stream, send a body on a
-    GET, read the server's preface. Header blocks are literal, never indexed, without Huffman (RFC
-    7541 6.2.3); the server's header blocks are not decoded, only its frames followed. The server's
-    first SETTINGS frame is kept as server_settings (id -> value), and preface_first says whether
-    it was the first frame the server sent (RFC 9113 3.4)."""
-
-    def __init__(self, port):
-        ctx = ssl.create_default_context(cafile=os.path.join(CERT_DIR, "gw.crt"))
-        ctx.set_alpn_protocols(["h2"])
-        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
-        assert self.sock.selected_alpn_protocol() == "h2"
-        self.buf = b""
-        self.frames = 0
-        self.server_settings = None
-        self.preface_first = False
-        self.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + self.frame(0x4, 0, 0))
-
-    @staticmethod
-    def frame(ftype, flags, sid, payload=b""):
-        return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
-
-    def send(self, ftype, flags, sid, payload=b""):
-        self.sock.sendall(self.frame(ftype, flags, sid, payload))
-
-    def request(self, sid, method, path, body=None):
-        """HEADERS, and a DATA frame ending the stream in the same write when @body is given."""
-        def lit(b):
-            return bytes([len(b)]) + b
-        hdrs = [(b":method", method), (b":scheme", b"https"), (b":authority", b"127.0.0.1"), (b":path", path)]
-        block = b"".join(b"\x10" + lit(k) + lit(v) for k, v in hdrs)
-        out = self.frame(0x1, 0x4 | (0x1 if body is None else 0), sid, block)
-        if body is not None:
-            out += self.frame(0x0, 0x1, sid, body)
-        self.sock.sendall(out)
-
-    def read_frame(self, timeout=5):
-        """The next frame as (type, flags, sid, payload); SETTINGS are acknowledged. None at EOF."""
-        self.sock.settimeout(timeout)
-        while True:
-            while len(self.buf) < 9 or len(self.buf) < 9 + int.from_bytes(self.buf[:3], "big"):
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return None
-                self.buf += chunk
-            n = int.from_bytes(self.buf[:3], "big")
-            ftype, flags = self.buf[3], self.buf[4]
-            sid = int.from_bytes(self.buf[5:9], "big") & 0x7fffffff
-            payload, self.buf = self.buf[9:9 + n], self.buf[9 + n:]
-            self.frames += 1
-            if ftype == 0x4 and not flags & 0x1:
-                if self.server_settings is None:
-                    self.preface_first = self.frames == 1
-                    self.server_settings = {int.from_bytes(payload[i:i + 2], "big"):
-                                            int.from_bytes(payload[i + 2:i + 6], "big")
-                                            for i in range(0, len(payload) - 5, 6)}
-                self.send(0x4, 0x1, 0)
-                continue
-            return ftype, flags, sid, payload
-
-    def data_until(self, sid, needle, timeout=5):
-        """DATA received on @sid until @needle is in it; fails on GOAWAY or EOF."""
-        got = b""
-        deadline = time.time() + timeout
-        while needle not in got:
-            f = self.read_frame(max(0.1, deadline - time.time()))
-            assert f is not None, "connection closed; got %r" % got
-            assert f[0] != 0x7, "GOAWAY %r" % f[3]
-            if f[0] == 0x0 and f[2] == sid:
-                got += f[3]
-        return got
-
-    def close(self):
-        self.sock.close()
-
-
 @unittest.skipUnless(curl_available(), "curl with HTTP/2 (nghttp2) is not installed")
 class Http2(TestCase):
-    """TLS's default: h2 by ALPN, every HTTP API on h2 streams, spoken by curl --http2 and H2Raw.
+    """TLS's default: h2 by ALPN, every HTTP API on h2 streams, spoken by curl --http2 and h2raw.py.
 
     The harness's own clients speak HTTP/1.1 only, so they offer only http/1.1 (and still get it:
     ALPN keeps HTTP/1.1 on the same port)."""
@@ -597,35 +521,33 @@ class Http2(TestCase):
         m = re.search("^" + re.escape(name) + r" (\d+)$", body.decode(), re.M)
         return int(m.group(1))
 
-    def test_a_stream_the_client_resets_is_closed_and_the_connection_goes_on(self):
-        self.gw.publish("chatbot/rst", {"data": "a"})
-        c = H2Raw(self.gw.port)
-        try:
-            c.request(1, b"GET", b"/v1/topics/chatbot/rst/events?from=0")
-            self.assertIn(b"id: 0", c.data_until(1, b"id: 0"))
-            self.assertEqual(self.metric("litegate_sse_connections"), 1)
-            c.send(0x3, 0, 1, (8).to_bytes(4, "big"))  # RST_STREAM(CANCEL), as a closed EventSource
-            deadline = time.time() + 5
-            while self.metric("litegate_sse_connections") and time.time() < deadline:
-                time.sleep(0.2)
-            self.assertEqual(self.metric("litegate_sse_connections"), 0)
-            c.request(3, b"GET", b"/healthz")  # the connection itself is unharmed
-            self.assertIn(b'"ok"', c.data_until(3, b'"ok"'))
-        finally:
-            c.close()
+    def test_a_stream_the_client_resets_is_closed_and_its_neighbours_go_on(self):
+        self.gw.publish("chatbot/rst-a", {"data": "a"})
+        self.gw.publish("chatbot/rst-b", {"data": "b"})
+        c = self.h2()
+        a = c.request("GET", "/v1/topics/chatbot/rst-a/events?from=0")
+        b = c.request("GET", "/v1/topics/chatbot/rst-b/events?from=0")
+        c.data_until(a, b"id: 0")
+        c.data_until(b, b"id: 0")
+        self.assertEqual(self.metric("litegate_sse_connections"), 2)
+        c.rst(a)  # RST_STREAM(CANCEL), as a page closing one EventSource
+        deadline = time.time() + 5
+        while self.metric("litegate_sse_connections") > 1 and time.time() < deadline:
+            c.pump_for(0.2)
+        self.assertEqual(self.metric("litegate_sse_connections"), 1)
+        self.gw.publish("chatbot/rst-b", {"data": "b-after"})  # the other stream goes on
+        self.assertIn(b"b-after", c.data_until(b, b"b-after"))
+        self.healthz_on(c, open_window=False)  # and the connection too
+        self.assertIsNone(c.goaway)
 
     def test_a_body_on_a_get_closes_the_connection_not_the_gateway(self):
         # lws 4.1.6 asserts (the whole process aborts) on DATA for a GET without content-length.
-        c = H2Raw(self.gw.port)
+        c = self.h2()
+        c.request("GET", "/healthz", body=b"x", one_write=True)
         try:
-            c.request(1, b"GET", b"/healthz", body=b"x")
-            frames = []
-            while (f := c.read_frame()) is not None:
-                frames.append(f)
-        except (ConnectionError, ssl.SSLError):
+            c.pump(lambda: False, 5)
+        except (h2raw.GoAway, ConnectionError, ssl.SSLError):
             pass
-        finally:
-            c.close()
         self.assertEqual(self.gw.http("GET", "/healthz")[0], 200)
         self.assertEqual(self.metric("litegate_h2_connections_refused_total"), 1)
 
@@ -680,16 +602,12 @@ class Http2(TestCase):
     def test_settings_do_not_offer_websocket_over_h2(self):
         # lws 4.1.6 writes SETTINGS_ENABLE_CONNECT_PROTOCOL (0x8) = 1 (RFC 8441) in every server
         # preface; h2settings.c rewrites it to 0, so browsers open their WebSockets on HTTP/1.1.
-        c = H2Raw(self.gw.port)
-        try:
-            c.request(1, b"GET", b"/healthz")  # the connection goes on: a request is answered
-            self.assertEqual(json.loads(c.data_until(1, b"}")), {"status": "ok"})
-            self.assertTrue(c.preface_first, "the server's first frame is its SETTINGS")
-            self.assertEqual(c.server_settings.get(0x8, 0), 0, c.server_settings)
-            # The rest of lws's settings are as tls.c set them.
-            self.assertEqual(c.server_settings.get(0x3), 128, c.server_settings)  # MAX_CONCURRENT_STREAMS
-        finally:
-            c.close()
+        c = self.h2()
+        self.healthz_on(c, open_window=False)  # the connection goes on: a request is answered
+        self.assertEqual(c.first_frame, h2raw.SETTINGS, "the server's first frame is its SETTINGS")
+        self.assertEqual(c.server_settings.get(0x8, 0), 0, c.server_settings)
+        # The rest of lws's settings are as tls.c set them.
+        self.assertEqual(c.server_settings.get(0x3), 128, c.server_settings)  # MAX_CONCURRENT_STREAMS
         code, body = self.request(self.base + "/healthz")
         self.assertEqual((code, json.loads(body)), (200, {"status": "ok"}))
 
