@@ -972,10 +972,9 @@ gw_conn_ws_established(struct lws *wsi)
 	c->mode = MODE_WS;
 	gw_wsmask_init(&c->ws);
 	if (c->tls) {
-		/* Frames the client sent right behind its upgrade may be held already (conn_tls.c):
-		 * no socket event would bring lws to them. */
-		if (c->held_off < c->held_len)
-			ev_timer_start(C.gw->loop, &c->arm);
+		/* Frames the client sent right behind its upgrade may be held already (conn_tls.c), or
+		 * wait in OpenSSL: no socket event would bring lws to them (`arm` looks). */
+		ev_timer_start(C.gw->loop, &c->arm);
 		return;
 	}
 	conn_lws_reading(c, 1);

@@ -14,10 +14,12 @@
  * `struct h2ref` (REF_H2STREAM, where a connection's points at its struct conn).
  *
  * The client's END_STREAM and RST_STREAM become events (conn_tls.c starts the connection's `arm`
- * timer when the tap has some; conn_h2_events() hands them to http.c outside any lws callback).
+ * timer when the tap has some): conn_h2_events() hands a body's end to http.c outside any lws
+ * callback, and closes a reset stream a grace second later.
  */
 #include "conn_int.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "h2conn.h"
@@ -29,7 +31,10 @@ struct h2ref {
 	struct conn *c;            /* its connection; NULL once that is gone */
 	struct gw_h2stream *s;     /* the tap's record; NULL once the connection is gone */
 	struct lws *wsi;
+	ev_timer reset_w;          /* the client reset the stream: it is closed when this fires */
 };
+
+#define RESET_GRACE_S 1.0
 
 static struct {
 	struct lws **created;      /* WSI_CREATE'd, not matched yet, in creation order */
@@ -43,6 +48,23 @@ static const char *const lws_names[GW_H2H_COUNT] = {
 	[GW_H2H_IDEMPOTENCY_KEY] = "idempotency-key:",
 	[GW_H2H_EXPECTED_OFFSET] = "litegate-expected-offset:",
 };
+
+/*
+ * A stream the client reset, a grace second later. lws 4.1.6 keeps such a stream, with no callback
+ * (an EventSource the page closed would stream on). The second lets lws parse what came before the
+ * reset: a DATA frame for a stream it no longer knows costs the whole connection a GOAWAY. (Not
+ * lws_set_timeout() with a delay: lws logs an error for each on an SSE stream, which it makes
+ * "immortal".)
+ */
+static void
+on_reset_grace(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct h2ref *ref = (struct h2ref *)((char *)w - offsetof(struct h2ref, reset_w));
+
+	(void)loop;
+	(void)revents;
+	lws_set_timeout(ref->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+}
 
 /* Match every queued wsi that is a stream by now with its connection's next tap stream. */
 static void
@@ -64,6 +86,7 @@ drain(void)
 		ref->c = c;
 		ref->s = s;
 		ref->wsi = w;
+		ev_timer_init(&ref->reset_w, on_reset_grace, RESET_GRACE_S, 0);
 		s->user = ref;
 		lws_set_opaque_user_data(w, ref);
 	}
@@ -115,6 +138,7 @@ conn_h2_ref_destroyed(void *opaque)
 {
 	struct h2ref *ref = opaque;
 
+	ev_timer_stop(conn_gw()->loop, &ref->reset_w);
 	if (ref->c && ref->s)
 		gw_h2tap_forget(ref->c->h2, ref->s);
 	free(ref);
@@ -155,9 +179,12 @@ conn_h2_events(struct gw *gw, struct conn *c)
 	while (c->h2 && (s = gw_h2tap_next_changed(c->h2))) {
 		struct h2ref *ref = s->user;
 
-		/* (http.c closes streams only asynchronously: @p c and its tap stay.) */
-		if (ref)
-			gw_http_h2_event(gw, ref->wsi, s->reset);
+		if (!ref)
+			continue;
+		if (s->reset)
+			ev_timer_start(gw->loop, &ref->reset_w);
+		else /* (http.c closes streams only asynchronously: @p c and its tap stay) */
+			gw_http_h2_body_end(gw, ref->wsi);
 	}
 }
 

@@ -37,6 +37,7 @@
 #include "conn_int.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +84,30 @@ static size_t
 held_avail(const struct conn *c)
 {
 	return c->held_len - c->held_off;
+}
+
+/* An empty `held` is let go: an idle connection (WebSocket, kept alive, h2) costs no buffer. */
+static void
+held_release(struct conn *c)
+{
+	if (held_avail(c))
+		return;
+	free(c->held);
+	c->held = NULL;
+	c->held_len = c->held_off = 0;
+}
+
+/*
+ * lws must close the connection now: 0, with errno ENOTCONN, which lws 4.1.6 takes as fatal
+ * whatever OpenSSL's own state says (lws_ssl_capable_read). OpenSSL's state alone would not do: a
+ * refusal's SSL_write() may have left it at WANT_WRITE, and lws would keep the connection and come
+ * back on every readable turn.
+ */
+static int
+close_now(void)
+{
+	errno = ENOTCONN;
+	return 0;
 }
 
 /* Move what is left of `held` to its start. */
@@ -146,7 +171,7 @@ deliver(struct gw *gw, struct conn *c, SSL *ssl, uint8_t *buf, int num)
 		 * next head check. A head's worth of it already: the client is cut off (0 with no
 		 * error queued reads as SSL_ERROR_SYSCALL to lws, which closes). */
 		r = held_fill(gw, c, ssl);
-		return r == 1 ? 0 : r;
+		return r == 1 ? close_now() : r;
 	}
 	if (held_avail(c)) {
 		n = held_avail(c);
@@ -156,6 +181,7 @@ deliver(struct gw *gw, struct conn *c, SSL *ssl, uint8_t *buf, int num)
 			n = (size_t)limit;
 		memcpy(buf, c->held + c->held_off, n);
 		c->held_off += n;
+		held_release(c);
 	}
 	if (!held_avail(c) && n < (size_t)num && n < limit) {
 		uint64_t want = (uint64_t)num - n;
@@ -183,8 +209,10 @@ head_read(struct gw *gw, struct conn *c, SSL *ssl, uint8_t *buf, int num)
 	int n, rc;
 
 	n = held_fill(gw, c, ssl);
-	if (!c->held_len)
+	if (!c->held_len) {
+		held_release(c);
 		return n;
+	}
 	if (c->mode == MODE_NEXT && !before) /* the first byte of a kept-alive request */
 		conn_set_timer(gw, c, gw->cfg->header_timeout_s);
 	rc = conn_head_verdict(gw, c->held, c->held_len, &head_len, &v);
@@ -194,7 +222,7 @@ head_read(struct gw *gw, struct conn *c, SSL *ssl, uint8_t *buf, int num)
 	}
 	if (rc < 0) {
 		conn_tls_refuse(gw, c, v.status, v.code, v.message, 1);
-		return 0;
+		return close_now();
 	}
 	if (rc > 0)
 		return n; /* not whole yet: lws sees OpenSSL's WANT_READ (or the client's close) */
@@ -221,6 +249,7 @@ ws_read(struct gw *gw, struct conn *c, SSL *ssl, uint8_t *buf, int num)
 	/* What follows is dropped: the connection ends with 1002 (ws.c) and lws reads no more. */
 	c->bad_ws = 1;
 	c->held_off = c->held_len = 0;
+	held_release(c);
 	conn_lws_reading(c, 0);
 	gw->m.ws_unmasked++;
 	gw_ws_unmasked(c->wsi);
@@ -241,7 +270,7 @@ h2_read(struct gw *gw, struct conn *c, SSL *ssl, uint8_t *buf, int num)
 		gw->m.h2_refused++;
 		LOG_DEBUG("h2: closing a connection whose frames cannot be followed (or that sent a "
 			  "body on a GET-like stream without content-length)");
-		return 0;
+		return close_now();
 	}
 	if (gw_h2tap_has_changed(c->h2))
 		ev_timer_start(gw->loop, &c->arm); /* END_STREAM or RST_STREAM: conn_h2_events */
@@ -308,7 +337,8 @@ SSL_read(SSL *ssl, void *buf, int num)
 	if (c->mode == MODE_TLS && alpn_is_h2(ssl)) {
 		conn_stop_watchers(gw, c);
 		c->mode = MODE_H2;
-		c->h2 = gw_h2tap_new(4 * (size_t)gw->cfg->max_header_bytes, GW_H2_HEADER_TABLE_SIZE);
+		c->h2 = gw_h2tap_new(4 * (size_t)gw->cfg->max_header_bytes, GW_H2_HEADER_TABLE_SIZE,
+				     2 * GW_H2_MAX_STREAMS);
 	}
 	switch (c->mode) {
 	case MODE_TLS:
@@ -320,7 +350,7 @@ SSL_read(SSL *ssl, void *buf, int num)
 	case MODE_WS:
 		return ws_read(gw, c, ssl, buf, num);
 	case MODE_CLOSING:
-		return 0; /* served its last request: lws closes (or `arm` does) */
+		return close_now(); /* served its last request, or refused: lws closes (or `arm` does) */
 	case MODE_H2:
 		return h2_read(gw, c, ssl, buf, num);
 	default:
@@ -381,6 +411,7 @@ conn_tls_refuse(struct gw *gw, struct conn *c, unsigned status, const char *code
 	gw->m.http_errors++;
 	conn_stop_watchers(gw, c);
 	c->held_off = c->held_len = 0;
+	held_release(c);
 	/*
 	 * The reply, then our close_notify, go through lws's SSL object (nothing of lws's own is
 	 * being written: no request is in progress). Then the socket lingers on a duplicate, as a
@@ -393,7 +424,9 @@ conn_tls_refuse(struct gw *gw, struct conn *c, unsigned status, const char *code
 			conn_linger(gw, fd);
 	}
 	c->mode = MODE_CLOSING;
-	if (!from_read)
+	if (from_read)
+		ev_timer_start(gw->loop, &c->arm); /* lws closes on our return; if not, `arm` does */
+	else
 		conn_kill(c);
 }
 
@@ -416,6 +449,7 @@ conn_tls_resume(struct gw *gw, struct conn *c)
 
 	if (c->mode == MODE_NEXT) {
 		held_compact(c);
+		held_release(c);
 		conn_set_timer(gw, c, c->held_len ? gw->cfg->header_timeout_s : gw->cfg->keepalive_s);
 	}
 	if (!held_avail(c) && !(c->ssl && real.pending(c->ssl)))

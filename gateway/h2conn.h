@@ -27,8 +27,8 @@ int gw_h2_request_followed(struct lws *wsi);
  *  @p received bytes (what LWS_CALLBACK_HTTP_BODY delivered) are all of it. */
 int gw_h2_body_ended(struct lws *wsi, uint64_t received);
 
-/** @brief http.c: the client ended @p wsi's body (@p reset 0) or reset the stream (1). Called from
- *  a timer, outside lws's callbacks. */
-void gw_http_h2_event(struct gw *gw, struct lws *wsi, int reset);
+/** @brief http.c: the client ended @p wsi's body (its END_STREAM). Called from a timer, outside
+ *  lws's callbacks. (A stream the client reset is closed by conn_h2.c.) */
+void gw_http_h2_body_end(struct gw *gw, struct lws *wsi);
 
 #endif /* GW_H2CONN_H */

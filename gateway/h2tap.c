@@ -20,7 +20,6 @@
 #define PREFACE_LEN 24
 #define FRAME_MAX 16384     /* SETTINGS_MAX_FRAME_SIZE announced (tls.c): lws refuses larger */
 #define BLOCK_KEEP 4096     /* a block buffer larger than this is freed after its block */
-#define STREAMS_MAX 4096    /* far over lws's concurrent streams: past it, not a client we serve */
 
 enum { T_DATA = 0x0, T_HEADERS = 0x1, T_RST_STREAM = 0x3, T_CONTINUATION = 0x9 };
 enum { F_END_STREAM = 0x1, F_END_HEADERS = 0x4, F_PADDED = 0x8, F_PRIORITY = 0x20 };
@@ -42,7 +41,7 @@ struct gw_h2tap {
 	struct gw_h2stream *block_stream;
 	int block_end_stream;
 	struct gw_h2stream *streams;   /* in stream order */
-	size_t n_streams, n_changed;
+	size_t n_streams, n_changed, max_streams;
 	uint32_t max_sid;              /* the highest stream the client opened */
 };
 
@@ -53,13 +52,14 @@ static const char *const hdr_names[GW_H2H_COUNT] = {
 };
 
 struct gw_h2tap *
-gw_h2tap_new(size_t max_block, uint32_t table_size)
+gw_h2tap_new(size_t max_block, uint32_t table_size, size_t max_streams)
 {
 	struct gw_h2tap *t = calloc(1, sizeof(*t));
 
 	if (!t)
 		return NULL;
 	t->max_block = max_block;
+	t->max_streams = max_streams;
 	if (nghttp2_hd_inflate_new(&t->inflater) ||
 	    nghttp2_hd_inflate_change_table_size(t->inflater, table_size)) {
 		gw_h2tap_free(t);
@@ -73,7 +73,6 @@ stream_free(struct gw_h2stream *s)
 {
 	for (int i = 0; i < GW_H2H_COUNT; i++)
 		free(s->hdr[i]);
-	free(s->path);
 	free(s);
 }
 
@@ -109,7 +108,7 @@ open_stream(struct gw_h2tap *t, uint32_t sid)
 {
 	struct gw_h2stream *s, **tail;
 
-	if (t->n_streams >= STREAMS_MAX || !(s = calloc(1, sizeof(*s))))
+	if (t->n_streams >= t->max_streams || !(s = calloc(1, sizeof(*s))))
 		return NULL;
 	s->sid = sid;
 	for (tail = &t->streams; *tail; tail = &(*tail)->next)
@@ -137,14 +136,16 @@ name_is(const nghttp2_nv *nv, const char *name)
 	return nv->namelen == n && !memcmp(nv->name, name, n);
 }
 
+/* The value, or "" when it is longer than GW_H2H_VALUE_MAX. */
 static char *
 copy_value(const nghttp2_nv *nv)
 {
-	char *v = malloc(nv->valuelen + 1);
+	size_t n = nv->valuelen <= GW_H2H_VALUE_MAX ? nv->valuelen : 0;
+	char *v = malloc(n + 1);
 
 	if (v) {
-		memcpy(v, nv->value, nv->valuelen);
-		v[nv->valuelen] = '\0';
+		memcpy(v, nv->value, n);
+		v[n] = '\0';
 	}
 	return v;
 }
@@ -158,11 +159,6 @@ record(struct gw_h2stream *s, const nghttp2_nv *nv)
 
 		memcpy(s->method, nv->value, n);
 		s->method[n] = '\0';
-		return 0;
-	}
-	if (name_is(nv, ":path")) {
-		if (!s->path && !(s->path = copy_value(nv)))
-			return -1;
 		return 0;
 	}
 	if (name_is(nv, "content-length")) {
@@ -318,10 +314,13 @@ frame_start(struct gw_h2tap *t)
 			return -1;
 		break;
 	case T_DATA:
-		/* lws 4.1.6 hands such a payload to its HTTP/1 reader in a state it asserts on. */
+		/* lws 4.1.6 hands such a payload to its HTTP/1 reader in a state it asserts on; and it
+		 * may pass a padded frame's padding on as body bytes, so a body without a length could
+		 * not be told ended (its bytes would never add up). */
 		s = find(t, t->sid);
-		if (s && s->headers_done && !body_method(s) && !s->has_length &&
-		    t->len > (t->flags & F_PADDED ? 1u : 0u))
+		if (s && s->headers_done && !s->has_length &&
+		    ((!body_method(s) && t->len > (t->flags & F_PADDED ? 1u : 0u)) ||
+		     (t->flags & F_PADDED)))
 			return -1;
 		break;
 	default:

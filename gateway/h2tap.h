@@ -27,17 +27,22 @@ enum gw_h2hdr {
 	GW_H2H_COUNT
 };
 
+/* The longest header value kept. A longer one keeps only its length (hdr_len), which is all its
+ * readers need to refuse it: they read into buffers of at most this plus one. Without a cap, one
+ * large value put in the HPACK table once could be copied for every stream (one byte each). */
+#define GW_H2H_VALUE_MAX 255
+
 /* One client stream, from its first HEADERS frame until gw_h2tap_forget(). */
 struct gw_h2stream {
 	struct gw_h2stream *next;     /* the tap's list, in stream order */
 	uint32_t sid;
 	void *user;                   /* the caller's (the gateway maps it to lws's stream wsi) */
-	char *hdr[GW_H2H_COUNT];      /* the first value of each, NUL-terminated; NULL: absent */
-	size_t hdr_len[GW_H2H_COUNT];
+	char *hdr[GW_H2H_COUNT];      /* the first value of each, NUL-terminated (empty when longer
+	                                 than GW_H2H_VALUE_MAX); NULL: absent */
+	size_t hdr_len[GW_H2H_COUNT]; /* its true length */
 	char method[8];               /* :method, cut at 7 bytes */
-	char *path;                   /* :path, NUL-terminated; NULL: absent */
 	uint64_t data_bytes;          /* DATA payload so far, padding excluded */
-	unsigned headers_done : 1;    /* the first header block is decoded: hdr[], method, path are final */
+	unsigned headers_done : 1;    /* the first header block is decoded: hdr[] and method are final */
 	unsigned has_length : 1;      /* a content-length header came */
 	unsigned end_stream : 1;      /* the client ended its side (END_STREAM on HEADERS or DATA) */
 	unsigned reset : 1;           /* the client sent RST_STREAM */
@@ -50,18 +55,22 @@ struct gw_h2tap;
 /**
  * @brief A tap for one connection. @p max_block bounds one header block (compressed, all its
  *        frames), @p table_size is the SETTINGS_HEADER_TABLE_SIZE the server announced (the
- *        largest HPACK table the client may use). NULL when out of memory.
+ *        largest HPACK table the client may use), @p max_streams the streams it follows at once
+ *        (more fails the connection: lws refuses past its own limit anyway). NULL when out of
+ *        memory.
  */
-struct gw_h2tap *gw_h2tap_new(size_t max_block, uint32_t table_size);
+struct gw_h2tap *gw_h2tap_new(size_t max_block, uint32_t table_size, size_t max_streams);
 void gw_h2tap_free(struct gw_h2tap *t);
 
 /**
  * @brief Follow @p len more bytes the client sent, from its connection preface on.
  * @return 0, or -1 when the connection must end before lws reads these bytes: a header block that
  *         cannot be followed (over @p max_block, undecodable, a frame out of order), which would
- *         leave the decoding state behind lws's, or a DATA frame lws 4.1.6 would abort on (payload
- *         on a stream whose method is not POST, PUT or PATCH and that has no content-length).
- *         After -1 the tap stays failed.
+ *         leave the decoding state behind the client's, more streams than max_streams, or a DATA
+ *         frame lws 4.1.6 mishandles: payload on a stream whose method is not POST, PUT or PATCH
+ *         and that has no content-length (lws aborts), or padding on a stream without
+ *         content-length (lws may hand the padding over as body bytes, and the body's end could
+ *         not be told). After -1 the tap stays failed.
  */
 int gw_h2tap_feed(struct gw_h2tap *t, const uint8_t *buf, size_t len);
 

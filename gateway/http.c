@@ -533,19 +533,12 @@ h2_body_end(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss)
 }
 
 void
-gw_http_h2_event(struct gw *gw, struct lws *wsi, int reset)
+gw_http_h2_body_end(struct gw *gw, struct lws *wsi)
 {
 	/* Before LWS_CALLBACK_HTTP a stream may still be bound to another protocol. */
 	struct gw_http_pss *pss = lws_get_protocol(wsi) && lws_get_protocol(wsi)->callback == gw_http_callback
 					  ? lws_wsi_user(wsi) : NULL;
 
-	if (reset) {
-		/* lws 4.1.6 keeps a stream the client reset, with no callback (an EventSource the page
-		 * closed would stream on). Close it once lws has surely parsed what came before the
-		 * reset: a DATA frame for a stream it no longer knows costs the connection a GOAWAY. */
-		lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, 1);
-		return;
-	}
 	if (pss && h2_body_end(gw, wsi, pss))
 		lws_set_timeout(wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
 }

@@ -58,6 +58,38 @@ gw_log_level_parse(const char *s, int *out)
 }
 
 /* lws hands us whole lines ending in '\n'; strip it so our own line format stays one per line. */
+/*
+ * lws logs errors and warnings for much of what a client may send (the known ones are demoted
+ * below; any other would let a client fill the log): at most LWS_LINES_PER_S of them a second are
+ * written, and how many were dropped is said in the next second's first line. Service thread
+ * (lws logs from it).
+ */
+#define LWS_LINES_PER_S 20
+
+static int
+lws_flood(void)
+{
+	static time_t second;
+	static unsigned lines, dropped;
+	time_t now = time(NULL);
+
+	if (now != second) {
+		if (dropped) {
+			char msg[96];
+
+			snprintf(msg, sizeof(msg), "%u more libwebsockets lines not logged (at most %d a "
+				 "second are)", dropped, LWS_LINES_PER_S);
+			emit_line(GW_LOG_WARN, "lws", msg);
+		}
+		second = now;
+		lines = dropped = 0;
+	}
+	if (++lines <= LWS_LINES_PER_S)
+		return 0;
+	dropped++;
+	return 1;
+}
+
 static void
 lws_emit(int lws_level, const char *line)
 {
@@ -78,9 +110,12 @@ lws_emit(int lws_level, const char *line)
 	/* A client's oversized head (a later request on a kept-alive or TLS connection: conn.c
 	 * answers the first ones) is the client's problem: not for the error log, which a client
 	 * could otherwise flood. */
-	if (strstr(line, "Ran out of header data space") || strstr(line, "More hdr frags"))
+	if (strstr(line, "Ran out of header data space") || strstr(line, "More hdr frags") ||
+	    strstr(line, "Dropping header content before limit") || strstr(line, "frag index"))
 		level = GW_LOG_DEBUG;
 	if (level > gw_log_level)
+		return;
+	if (level <= GW_LOG_WARN && lws_flood())
 		return;
 	if (n >= sizeof(msg))
 		n = sizeof(msg) - 1;
