@@ -183,7 +183,7 @@ static int
 decode_block(struct gw_h2tap *t)
 {
 	struct gw_h2stream *s = t->block_stream;
-	const uint8_t *in = t->block;
+	const uint8_t *in = t->block ? t->block : (const uint8_t *)""; /* an empty block has no buffer */
 	size_t left = t->block_len;
 
 	for (;;) {
