@@ -416,6 +416,7 @@ gt_free(struct gw_gtopic *gt)
 	free(gt->win);
 	free(gt->acked_above);
 	free(gt->dcounts);
+	free(gt->jpend);
 	free(gt);
 }
 
@@ -446,9 +447,6 @@ count_inflight(const struct gw_gtopic *gt)
 	return n;
 }
 
-static int dcounts_any(const struct gw_gtopic *gt);
-static void dcount_key(const struct gw_group *g, const char *topic, char *key, size_t sz);
-
 void
 gw_gtopic_drop(struct gw_gtopic *gt)
 {
@@ -466,15 +464,7 @@ gw_gtopic_drop(struct gw_gtopic *gt)
 	}
 	g->hcount--;
 	g->inflight -= count_inflight(gt);
-	if (gt->dc_stored && !dcounts_any(gt) && !g->gw->groups->closing) {
-		/* Its count record is over (the housekeeping batches these; here a definition
-		 * change dropped the topic): one unsynced delete. */
-		char key[ENG_META_KEY_MAX + 1];
-		eng_meta_op op = { key, NULL, 0 };
-
-		dcount_key(g, gt->name, key, sizeof(key));
-		eng_meta_write(g->gw->db, &op, 1);
-	}
+	gw_dcounts_drop(gt);
 	gt->dead = 1;
 	free(gt->win);
 	gt->win = NULL;
@@ -505,19 +495,6 @@ gaps_key(const struct gw_group *g, const char *topic, char *key, size_t sz)
 	snprintf(key, sz, "gta/%u/%s", g->id, topic);
 }
 
-/*
- * "gdc/<id>/<topic>": delivery counts of the topic's handed-out, unacknowledged messages, as
- * "offset:count" separated by commas. Written unsynced (eng_meta_write) by each pop that hands one
- * out, before its reply, so a restart (SIGKILL included) continues every count: a message delivered
- * n times is delivered next with n + 1, and max_deliveries holds across restarts. Lost only with the
- * machine (power loss) for the deliveries since the last synced write.
- */
-static void
-dcount_key(const struct gw_group *g, const char *topic, char *key, size_t sz)
-{
-	snprintf(key, sz, "gdc/%u/%s", g->id, topic);
-}
-
 /* The topic is gone (deleted, expired): forget it, marker, gap and count records included. */
 static void
 gt_gone(struct gw_gtopic *gt)
@@ -530,11 +507,12 @@ gt_gone(struct gw_gtopic *gt)
 		gaps_key(gt->g, gt->name, key, sizeof(key));
 		eng_meta_delete(gt->g->gw->db, key);
 		if (gt->dc_stored) {
-			dcount_key(gt->g, gt->name, key, sizeof(key));
+			gw_dcounts_key(gt->g, gt->name, key, sizeof(key));
 			eng_meta_delete(gt->g->gw->db, key);
 			gt->dc_stored = 0;
 		}
 	}
+	gt->gone = 1; /* no count of it is kept */
 	gw_gtopic_drop(gt);
 }
 
@@ -576,58 +554,6 @@ gaps_load(struct gw_gtopic *gt, uint64_t stored)
 			p++;
 	}
 	free(val);
-}
-
-/* Read the delivery-count record of a topic seen for the first time (counts below @p stored are
- * over: those messages were acknowledged). */
-static void
-dcounts_load(struct gw_gtopic *gt, uint64_t stored)
-{
-	char key[ENG_META_KEY_MAX + 1];
-	const char *p, *end;
-	void *val;
-	size_t len;
-
-	dcount_key(gt->g, gt->name, key, sizeof(key));
-	if (eng_meta_get(gt->g->gw->db, key, &val, &len))
-		return;
-	gt->dc_stored = 1; /* deleted with the topic's consumer state (see on_house) */
-	for (p = val, end = p + len; p < end;) {
-		uint64_t off, cnt;
-		size_t n = read_decimal(&p, end, 20, &off), m;
-
-		if (p < end && *p == ':')
-			p++;
-		m = read_decimal(&p, end, 10, &cnt);
-		if (n && m && off >= stored && cnt && cnt <= UINT32_MAX) {
-			gt->dcounts = xrealloc(gt->dcounts, (gt->n_dcounts + 1) * sizeof(*gt->dcounts));
-			gt->dcounts[gt->n_dcounts++] = (struct gw_dcount){ off, (uint32_t)cnt };
-		}
-		while (p < end && *p != ',')
-			p++;
-		if (p < end)
-			p++;
-	}
-	free(val);
-}
-
-/* A message read again after a restart: continue its delivery count. @return 1 if it reached
- * max_deliveries before the restart (it goes to the dead letters, as after a timeout). */
-static int
-dcounts_apply(struct gw_gtopic *gt, struct gw_entry *e)
-{
-	for (uint32_t i = 0; i < gt->n_dcounts; i++) {
-		if (gt->dcounts[i].offset == e->offset) {
-			e->delivery = gt->dcounts[i].delivery;
-			gt->dcounts[i] = gt->dcounts[--gt->n_dcounts];
-			if (!gt->n_dcounts) {
-				free(gt->dcounts);
-				gt->dcounts = NULL;
-			}
-			return e->delivery >= gt->g->max_deliveries;
-		}
-	}
-	return 0;
 }
 
 /* Was @p offset acknowledged before a restart (gaps_load)? */
@@ -690,7 +616,7 @@ gt_create(struct gw_group *g, const char *topic, int mark_now)
 		tgrow(g);
 	gt->committed = gt->next_read = gt->stored = gt->storing = stored ? off : info.first_offset;
 	gaps_load(gt, gt->committed); /* acknowledged above it before a restart (no offset needed) */
-	dcounts_load(gt, gt->committed);
+	gw_dcounts_load(gt, gt->committed);
 	if (!stored && g->from_tail && !has_explicit(g, topic))
 		gt->skip_before_ms = g->since_ms;
 	gt->end = info.next_offset;
@@ -815,7 +741,7 @@ advance(struct gw_gtopic *gt)
 	uint32_t k = 0;
 
 	while (k < gt->n_win && gt->win[k].state == GW_E_ACKED)
-		k++;
+		gw_journal_settled(gt, &gt->win[k++]);
 	if (k) {
 		memmove(gt->win, gt->win + k, (gt->n_win - k) * sizeof(*gt->win));
 		gt->n_win -= k;
@@ -851,8 +777,10 @@ commit_done(struct gw_commit *c)
 	if (c->rc)
 		LOG_ERR("group %s: storing the offset of %s (%llu): %s", gt->g->name, gt->name,
 			(unsigned long long)c->offset, eng_strerror(c->rc));
-	else if (!gt->dead && !c->meta)
+	else if (!gt->dead && !c->meta) {
 		gt->stored = c->offset; /* one worker per topic, in order: this is the newest */
+		gw_journal_stored(gt, c->offset);
+	}
 	if (w) {
 		if (c->rc && !w->rc)
 			w->rc = c->rc;
@@ -1008,8 +936,10 @@ commit_flush(struct gw *gw, eng_offset_entry *ents, struct gw_gtopic **gts, size
 		LOG_ERR("storing %zu offsets at shutdown: %s", n, eng_strerror(rc));
 		return;
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		gts[i]->stored = gts[i]->storing = gts[i]->committed;
+		gw_journal_stored(gts[i], gts[i]->stored);
+	}
 }
 
 static void
@@ -1055,6 +985,8 @@ static void
 win_clear(struct gw_gtopic *gt)
 {
 	gt->g->inflight -= count_inflight(gt);
+	for (uint32_t i = 0; i < gt->n_win; i++)
+		gw_journal_forget(gt, &gt->win[i]);
 	gt->n_win = gt->n_unacked = gt->n_avail = 0;
 }
 
@@ -1222,6 +1154,7 @@ hand_out(struct gw_gtopic *gt, struct gw_entry *e, const eng_msg_view *m, struct
 	e->due_ms = mono_ms() + g->invisible_ms;
 	g->inflight++;
 	heap_push(gs, e->due_ms, gt, e->offset, e->nonce);
+	gw_journal_note(gt, e); /* written with the pop's record, before the reply */
 
 	if (w->n_out)
 		gw_buf_putc(b, ',');
@@ -1444,7 +1377,7 @@ serve_topic(struct gw_gtopic *gt, struct gw_waiter *w, uint32_t quota)
 			}
 			e = win_push(gt, m->offset);
 			e->prio = (int8_t)m->priority;
-			if (gt->n_dcounts && dcounts_apply(gt, e)) {
+			if (gt->n_dcounts && gw_dcounts_apply(gt, e)) {
 				gt->next_read = m->offset + 1;
 				dead_letter(gt, e); /* max_deliveries reached before a restart */
 				continue;
@@ -1511,110 +1444,9 @@ refill(struct gw_group *g)
 	g->tokens_us = now;
 }
 
-/* Has @p gt a delivered, unacknowledged entry, or a count loaded after a restart and not handed
- * out again yet (both of which its count record must keep)? */
-static int
-dcounts_any(const struct gw_gtopic *gt)
-{
-	if (gt->n_dcounts)
-		return 1;
-	for (uint32_t i = 0; i < gt->n_win; i++)
-		if (gt->win[i].delivery && gt->win[i].state != GW_E_ACKED)
-			return 1;
-	return 0;
-}
-
-/*
- * Append @p gt's record value: its delivered, unacknowledged entries, and the counts loaded after a
- * restart that no pop has handed out again yet (dcounts_apply moves a count into its entry when it
- * does, so none is written twice). Leaving the loaded ones out would reset them at the next crash:
- * a pop that took only some of a topic's messages would rewrite the record without the others.
- * @return how many.
- */
-static size_t
-dcounts_value(const struct gw_gtopic *gt, struct gw_buf *b)
-{
-	size_t n = 0;
-
-	for (uint32_t i = 0; i < gt->n_win; i++) {
-		const struct gw_entry *e = &gt->win[i];
-
-		if (!e->delivery || e->state == GW_E_ACKED)
-			continue;
-		if (n++)
-			gw_buf_putc(b, ',');
-		gw_buf_printf(b, "%llu:%u", (unsigned long long)e->offset, e->delivery);
-	}
-	for (uint32_t i = 0; i < gt->n_dcounts; i++) {
-		if (gt->dcounts[i].offset < gt->committed)
-			continue; /* acknowledged since the restart */
-		if (n++)
-			gw_buf_putc(b, ',');
-		gw_buf_printf(b, "%llu:%u", (unsigned long long)gt->dcounts[i].offset,
-			      gt->dcounts[i].delivery);
-	}
-	return n;
-}
-
-/* Write @p ops (keys and values in @p arena at the offsets the ops hold) with one eng_meta_write. */
-static void
-dcounts_write(struct gw *gw, eng_meta_op *ops, size_t *koff, size_t *voff, size_t n,
-	      struct gw_buf *arena)
-{
-	const char *base = (const char *)gw_buf_data(arena);
-	int rc;
-
-	for (size_t i = 0; i < n; i++) {
-		ops[i].key = base + koff[i];
-		if (ops[i].val)
-			ops[i].val = base + voff[i];
-	}
-	if (n && (rc = eng_meta_write(gw->db, ops, n)) != 0)
-		LOG_WARN("storing %zu delivery-count records: %s", n, eng_strerror(rc));
-}
-
-/* The hand-outs [from, n_handed) of @p w are about to be written: record the delivery counts of
- * every topic they came from, in one unsynced write (see dcount_key). */
-static void
-store_dcounts(struct gw_group *g, struct gw_waiter *w, uint32_t from)
-{
-	uint32_t n = w->n_handed - from;
-	eng_meta_op *ops = xcalloc(n, sizeof(*ops));
-	size_t *koff = xmalloc(n * sizeof(*koff)), *voff = xmalloc(n * sizeof(*voff)), k = 0;
-	struct gw_buf arena;
-
-	gw_buf_init(&arena, 0);
-	for (uint32_t i = from; i < w->n_handed; i++) {
-		struct gw_gtopic *gt = w->handed[i].gt;
-		char key[ENG_META_KEY_MAX + 1];
-
-		if (gt->dead || gt->dc_pending)
-			continue;
-		gt->dc_pending = 1;
-		dcount_key(g, gt->name, key, sizeof(key));
-		koff[k] = arena.len;
-		gw_buf_append(&arena, key, strlen(key) + 1);
-		voff[k] = arena.len;
-		/* None left (all acknowledged meanwhile): a delete; val is resolved by dcounts_write */
-		ops[k].val = dcounts_value(gt, &arena) ? "" : NULL;
-		ops[k].len = arena.len - voff[k];
-		gt->dc_stored = ops[k].val != NULL;
-		k++;
-	}
-	for (uint32_t i = from; i < w->n_handed; i++)
-		w->handed[i].gt->dc_pending = 0;
-	if (!g->gw->groups->closing)
-		dcounts_write(g->gw, ops, koff, voff, k, &arena);
-	gw_buf_free(&arena);
-	free(ops);
-	free(koff);
-	free(voff);
-}
-
 uint32_t
 gw_group_fill(struct gw_group *g, struct gw_waiter *w)
 {
-	uint32_t handed0 = w->n_handed;
 	struct gw_gtopic *skipped = NULL, *gt;
 	uint32_t budget = w->max > w->n_out ? w->max - w->n_out : 0, total = 0;
 
@@ -1655,8 +1487,7 @@ gw_group_fill(struct gw_group *g, struct gw_waiter *w)
 	}
 	if (g->rate > 0)
 		g->tokens -= total;
-	if (w->n_handed > handed0)
-		store_dcounts(g, w, handed0);
+	gw_journal_write(g->gw); /* the counts of what it handed out, before the reply */
 	return total;
 }
 
@@ -1828,20 +1659,16 @@ heap_arm(struct gw *gw)
 	ev_timer_start(gw->loop, &gs->heap_w);
 }
 
-/* Once a second: store offsets that moved over skipped events only, forget idle drained states. */
+/* Once a second: store offsets that moved over skipped events only, forget idle drained states,
+ * and write the journal's deletes that no pop took along. */
 static void
 on_house(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct gw *gw = t->data;
 	uint64_t now = mono_ms();
 
-	struct gw_buf arena;
-	eng_meta_op *ops = NULL;
-	size_t *koff = NULL, n_ops = 0, cap_ops = 0;
-
 	(void)loop;
 	(void)revents;
-	gw_buf_init(&arena, 0);
 	for (struct gw_group *g = gw->groups->list; g; g = g->next) {
 		for (size_t i = 0; i < g->hcap; i++) {
 			for (struct gw_gtopic *gt = g->htab[i], *nx; gt; gt = nx) {
@@ -1854,37 +1681,11 @@ on_house(struct ev_loop *loop, ev_timer *t, int revents)
 				    (gt->committed != gt->stored && gt->marked) ||
 				    now - gt->last_used_ms <= IDLE_EVICT_MS)
 					continue;
-				if (gt->dc_stored && !gt->n_dcounts) {
-					/*
-					 * Its count record goes with the state (kept while it holds counts
-					 * loaded after a restart and not handed out again: the next load
-					 * needs them), not as soon as nothing is
-					 * in flight: the next pop of a busy topic rewrites it anyway, and a
-					 * delete per acknowledged pop cost as much as the writes. Until
-					 * then it may list acknowledged offsets, which a restart never
-					 * hands out again (below the stored offset or in the gap record).
-					 */
-					char key[ENG_META_KEY_MAX + 1];
-
-					if (n_ops == cap_ops) {
-						cap_ops = cap_ops ? cap_ops * 2 : 64;
-						ops = xrealloc(ops, cap_ops * sizeof(*ops));
-						koff = xrealloc(koff, cap_ops * sizeof(*koff));
-					}
-					dcount_key(g, gt->name, key, sizeof(key));
-					koff[n_ops] = arena.len;
-					gw_buf_append(&arena, key, strlen(key) + 1);
-					ops[n_ops++] = (eng_meta_op){ NULL, NULL, 0 };
-					gt->dc_stored = 0;
-				}
-				gw_gtopic_drop(gt);
+				gw_gtopic_drop(gt); /* its count record goes with it (gw_dcounts_drop) */
 			}
 		}
 	}
-	dcounts_write(gw, ops, koff, NULL, n_ops, &arena);
-	gw_buf_free(&arena);
-	free(ops);
-	free(koff);
+	gw_journal_flush(gw);
 	heap_arm(gw); /* the clock may have jumped past due records while the loop was busy */
 }
 
@@ -1911,6 +1712,7 @@ gw_groups_close(struct gw *gw)
 		return;
 	gw_commits_stop(); /* stores what is queued, runs the completions */
 	commit_all(gw);
+	gw_journal_flush(gw); /* the records that every stored position released */
 	for (struct gw_group *g = gs->list; g; g = g->next) {
 		if (ev_is_active(&g->rate_w))
 			ev_timer_stop(gw->loop, &g->rate_w);
@@ -1936,6 +1738,7 @@ gw_consume_free(struct gw *gw)
 	free(gs->heap);
 	gs->heap = NULL;
 	gs->n_heap = 0;
+	gw_dcounts_free(gw);
 	gs->retry = NULL; /* its states are on the dead list too */
 	while (gs->dead) {
 		struct gw_gtopic *gt = gs->dead;

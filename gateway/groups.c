@@ -678,12 +678,14 @@ gw_group_delete(struct gw *gw, struct gw_group *g, struct gw_error *e)
 	gw_commits_stop();
 	if ((rc = gw_commits_start(gw, GW_COMMIT_THREADS)) != 0)
 		LOG_ERR("cannot restart the offset commit threads: %s", strerror(rc));
-	for (int pass = 0; pass < 3; pass++) {
-		/* Its markers, then its gap and delivery-count records (consume.c). */
+	for (int pass = 0; pass < 4; pass++) {
+		/* Its markers, then its gap records (consume.c), delivery-count records and journal
+		 * (dcounts.c). */
+		static const char *const fmts[] = { NULL, "gta/%u/", "gdc/%u/", "gdj/%u/" };
 		char prefix[32];
 
 		if (pass)
-			snprintf(prefix, sizeof(prefix), pass == 1 ? "gta/%u/" : "gdc/%u/", g->id);
+			snprintf(prefix, sizeof(prefix), fmts[pass], g->id);
 		scan_markers_prefix(g, pass ? prefix : NULL, &ms);
 		for (size_t i = 0; i < ms.n; i++) {
 			eng_meta_delete(gw->db, ms.keys[i]);
@@ -1053,6 +1055,7 @@ gw_groups_open(struct gw *gw)
 		LOG_ERR("reading consumer groups: %s", eng_strerror(rc));
 		return -1;
 	}
+	gw_journal_fold(gw); /* before any topic state reads its delivery counts */
 	/* Topics a group never handed anything out of (no marker) that have work: its topic scan
 	 * lists them, from the loop's first turn (the helper thread starts after this). */
 	ev_timer_init(&gs->scan_w, on_scan_start, 0, 0);

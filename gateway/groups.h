@@ -19,12 +19,15 @@
  *   eng_offset_*(group, topic)   the group's position: every offset below it is acknowledged (or
  *                         was skipped: an event the group does not want);
  *   "gta/<id>/<topic>"    offsets acknowledged above the stored one (consume.c, gaps_key);
+ *   "gdj/<id>/<seq>"      the delivery-count journal: one record per pop with the counts of
+ *                         everything it handed out (one unsynced eng_meta_write before the reply),
+ *                         deleted once none of its counts is current (dcounts.c);
  *   "gdc/<id>/<topic>"    delivery counts of the topic's handed-out, unacknowledged messages
- *                         ("offset:count,..."), rewritten by every pop that hands out one of its
- *                         messages (one unsynced eng_meta_write per pop for all its topics, before
- *                         the reply), dropped by the 1 s housekeeping once none is left.
+ *                         ("offset:count,..."), folded from the journal at startup (and written
+ *                         when a topic leaves a group's definition with messages in flight), read
+ *                         when the topic's state is made, dropped with the state.
  * In-flight messages and receipts live in memory: after a restart every message that was in flight
- * is handed out again (at-least-once), with its delivery count continued from the record.
+ * is handed out again (at-least-once), with its delivery count continued from the records.
  *
  * The topic scan: a group that takes a parent (created, restored at startup, or after the engine's
  * ready set overflowed) lists the parent's existing lite topics with eng_topic_scan, SCAN_PAGE names
@@ -61,20 +64,36 @@ enum gw_entry_state {
 	GW_E_ACKED,        /* acknowledged; waits for the messages before it */
 };
 
+/* A record of the delivery-count journal (dcounts.c): the counts of one pop's hand-outs. */
+struct gw_jrec {
+	uint64_t seq;       /* its key: "gdj/<gid>/<seq>" */
+	uint32_t gid;
+	uint32_t live;      /* entries whose current count it holds, +1 while its pop is being filled;
+			       deleted (and freed) at 0 */
+};
+
 /* One wanted message between a topic's committed offset and its read position. */
 struct gw_entry {
 	uint64_t offset;
 	uint64_t nonce;     /* of its current hand-out: a receipt must carry it */
 	uint64_t due_ms;    /* monotonic ms: INFLIGHT invisible until, DELAYED visible at */
+	struct gw_jrec *jrec; /* the journal record holding its current count, or NULL */
 	uint32_t delivery;  /* hand-outs so far (1 the first time) */
 	uint8_t state;      /* enum gw_entry_state */
 	int8_t prio;        /* the message's own priority, or ENG_PRIORITY_NONE */
 };
 
-/* A delivery count stored before a restart (consume.c, "gdc/" records). */
+/* A delivery count stored before a restart (dcounts.c, "gdc/" records). */
 struct gw_dcount {
 	uint64_t offset;
 	uint32_t delivery;
+};
+
+/* An acknowledged entry that left the window while its position was not stored yet: its journal
+ * record keeps the count until the position is durable (dcounts.c). */
+struct gw_jpend {
+	uint64_t offset;
+	struct gw_jrec *jrec;
 };
 
 /*
@@ -121,8 +140,10 @@ struct gw_gtopic {
 	struct gw_dcount *dcounts;       /* delivery counts of unacknowledged messages, as stored
 					    before a restart: taken when they are read again */
 	uint32_t n_dcounts;
-	unsigned dc_stored : 1;          /* a delivery-count record may exist in the engine */
-	unsigned dc_pending : 1;         /* in the pop being recorded (store_dcounts) */
+	struct gw_jpend *jpend;          /* acknowledged, not stored yet (see struct gw_jpend) */
+	uint32_t n_jpend, cap_jpend;
+	unsigned dc_stored : 1;          /* a "gdc/" record may exist in the engine */
+	unsigned gone : 1;               /* the topic was deleted: its records go, none is written */
 	char name[ENG_TOPIC_MAX + 1];
 };
 
@@ -196,6 +217,15 @@ struct gw_groups {
 	ev_timer retry_w;
 	uint64_t nonce;                  /* hand-out counter */
 	uint8_t key[16];                 /* receipt MAC key, random per process */
+	/* The delivery-count journal (dcounts.c) */
+	uint64_t jseq;                   /* the next record's number */
+	struct gw_jrec *jcur;            /* the record of the pop being filled, or NULL */
+	struct gw_buf jval;              /* ... its value so far */
+	const struct gw_gtopic *jlast;   /* ... the topic of its last line */
+	struct gw_buf jdel;              /* keys to delete with the next write, NUL-terminated */
+	size_t n_jdel;
+	eng_meta_op *jops;               /* scratch for that write */
+	size_t cap_jops;
 	unsigned closing : 1;            /* the engine is closing: store nothing more */
 };
 
@@ -301,5 +331,36 @@ void gw_group_free_state(struct gw_group *g);
 int gw_group_wants_topic(const struct gw_group *g, const char *topic);
 void gw_consume_init(struct gw *gw);
 void gw_consume_free(struct gw *gw);
+
+/* ---- Delivery counts (dcounts.c; consume.c calls these) ---------------------------------------- */
+/** @brief Startup, before any topic state exists: fold the journal into per-topic records and
+ *  delete it (one unsynced write). Failures are logged: counts may then restart lower. */
+void gw_journal_fold(struct gw *gw);
+/** @brief @p e was just handed out (delivery counted): its count goes into the pop's record. */
+void gw_journal_note(struct gw_gtopic *gt, struct gw_entry *e);
+/** @brief End of a fill: write the pop's record, if it handed anything out, with the deletes due,
+ *  in one unsynced write. */
+void gw_journal_write(struct gw *gw);
+/** @brief Write the deletes due even without a record (housekeeping, shutdown). */
+void gw_journal_flush(struct gw *gw);
+/** @brief @p e (acknowledged) leaves the window: its record is released once the position is
+ *  stored past it (gw_journal_stored). */
+void gw_journal_settled(struct gw_gtopic *gt, struct gw_entry *e);
+/** @brief @p e leaves the window for good (its position was reset): release its record now. */
+void gw_journal_forget(struct gw_gtopic *gt, struct gw_entry *e);
+/** @brief The position @p stored is durable: release the records of entries below it. */
+void gw_journal_stored(struct gw_gtopic *gt, uint64_t stored);
+/** @brief The state of @p gt is being dropped: keep the counts of its messages in flight in its
+ *  record (unless the group or topic is gone, or the engine closing), delete a record that holds
+ *  none, release its journal records. */
+void gw_dcounts_drop(struct gw_gtopic *gt);
+/** @brief Read @p gt's "gdc/" record when its state is made (counts below @p stored are over). */
+void gw_dcounts_load(struct gw_gtopic *gt, uint64_t stored);
+/** @brief @p e is read again after a restart: continue its count. @return 1 if it had reached
+ *  max_deliveries (it goes to the dead letters). */
+int gw_dcounts_apply(struct gw_gtopic *gt, struct gw_entry *e);
+/** @brief "gdc/<id>/<topic>" into @p key. */
+void gw_dcounts_key(const struct gw_group *g, const char *topic, char *key, size_t sz);
+void gw_dcounts_free(struct gw *gw);
 
 #endif /* GW_GROUPS_H */

@@ -121,6 +121,12 @@ gw_metrics_render(const struct gw_metrics *m, const eng_stats *es, struct gw_buf
 		m->visibility_timeouts);
 	counter(out, "litegate_messages_dead_lettered_total", "Messages moved to a dead-letter topic.",
 		"counter", m->dead_lettered);
+	counter(out, "litegate_delivery_journal_records",
+		"Delivery-count journal records (one per pop) that still hold a current count.", "gauge",
+		m->journal_records);
+	counter(out, "litegate_delivery_journal_folded_total",
+		"Delivery-count journal records found at startup and folded into per-topic records.",
+		"counter", m->journal_folded);
 	counter(out, "litegate_ready_overflows_total",
 		"Times the engine's ready set was full and a subscriber (group or stream) re-checked all "
 		"its topics.", "counter", m->ready_overflows);

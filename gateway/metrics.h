@@ -67,6 +67,8 @@ struct gw_metrics {
 	uint64_t nacked_msgs;       /* messages handed back with nack */
 	uint64_t visibility_timeouts; /* in-flight messages whose invisible_ms ran out */
 	uint64_t dead_lettered;     /* messages moved to a dead-letter topic */
+	uint64_t journal_records;   /* gauge: delivery-count journal records holding a current count */
+	uint64_t journal_folded;    /* journal records found (and folded) at startup */
 	uint64_t ready_overflows;   /* ENG_READY_OVERFLOW entries taken: a subscriber re-checked all */
 	uint64_t ws_unmasked;       /* WebSockets closed with 1002 for an unmasked client frame */
 	uint64_t h2_refused;        /* h2 connections closed: frames the tap cannot follow (conn_tls.c) */

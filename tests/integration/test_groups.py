@@ -648,6 +648,72 @@ class TestRestart(GroupsBase):
         self.gw.start()
         self.assertEqual(pop_both(), [(0, 4), (1, 3)])
 
+    def metric(self, name):
+        st, _, text = self.gw.http("GET", "/metrics")
+        self.assertEqual(st, 200)
+        for line in text.decode().splitlines():
+            if line.startswith(name + " "):
+                return int(float(line.split()[1]))
+        self.fail("no metric " + name)
+
+    def test_delivery_journal_is_compacted(self):
+        # Every pop writes one journal record with its hand-outs' counts. Once each count was
+        # superseded (handed out again) or acknowledged and stored, the records are deleted: the
+        # journal does not grow with the pops, and a restart has nothing to fold.
+        self.put_group("jc")
+        for i in range(8):
+            self.gw.publish("chatbot/jc%d" % i, [{"event": "prompt", "data": k} for k in range(5)])
+        self.assertEqual(self.wait_ready("jc", 8), 8)
+        first = self.pop("jc", 8)
+        self.nack("jc", [m["receipt"] for m in first])
+        got = self.drain("jc", 4)  # one per topic a pop: at least 10 pops
+        self.assertEqual(len(got), 40)
+        self.assertEqual(sorted(m["delivery"] for m in got if m["offset"] == 0), [2] * 8)
+        deadline = time.monotonic() + 5
+        while self.metric("litegate_delivery_journal_records") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.metric("litegate_delivery_journal_records"), 0)
+        time.sleep(1.5)  # the housekeeping writes the deletes no pop took along
+        self.gw.kill()
+        self.gw.start()
+        self.assertEqual(self.metric("litegate_delivery_journal_folded_total"), 0)
+        self.assertEqual(self.pop("jc", 100, wait_ms=300), [])
+
+    def test_a_pops_record_keeps_the_count_it_still_holds(self):
+        # One pop takes a message of each of two topics: one record holds both counts. The ack of
+        # one must not take the other's with it, through the restart that folds the journal into
+        # the topic's record (and deletes it), and through one more.
+        self.put_group("jp", invisible_ms=300)
+        self.gw.publish("chatbot/jpa", {"event": "prompt", "data": "a"})
+        self.gw.publish("chatbot/jpb", {"event": "prompt", "data": "b"})
+        self.assertEqual(self.wait_ready("jp", 2), 2)
+        got = {m["topic"]: m for m in self.pop("jp", 10)}
+        self.assertEqual(sorted((t, m["delivery"]) for t, m in got.items()),
+                         [("chatbot/jpa", 1), ("chatbot/jpb", 1)])
+        self.assertEqual(self.metric("litegate_delivery_journal_records"), 1)
+        self.ack("jp", [got["chatbot/jpa"]["receipt"]])
+        time.sleep(1.5)  # the housekeeping ran: the record stays, it holds jpb's count
+        self.assertEqual(self.metric("litegate_delivery_journal_records"), 1)
+        self.gw.kill()
+        self.gw.start()
+        self.assertEqual(self.metric("litegate_delivery_journal_folded_total"), 1)
+        self.gw.kill()
+        self.gw.start()
+        self.assertEqual(self.metric("litegate_delivery_journal_folded_total"), 0)
+        again = self.pop("jp", 10, wait_ms=3000)
+        self.assertEqual([(m["topic"], m["delivery"]) for m in again], [("chatbot/jpb", 2)])
+
+    def test_count_kept_when_a_definition_change_drops_the_topic(self):
+        # A topic that leaves the definition with a message in flight loses its state; its count
+        # is kept (as a restart would keep it) for when the topic comes back.
+        self.put_group("dd", parent=None, events=[], topics=["chatbot/dd"])
+        self.gw.publish("chatbot/dd", {"event": "prompt", "data": "x"})
+        self.assertEqual([m["delivery"] for m in self.pop("dd", wait_ms=2000)], [1])
+        self.put_group("dd", parent=None, events=[], topics=["chatbot/other"])
+        self.put_group("dd", parent=None, events=[], topics=["chatbot/dd"])
+        self.assertEqual([(m["offset"], m["delivery"]) for m in self.pop("dd", wait_ms=2000)],
+                         [(0, 2)])
+
     def test_max_deliveries_across_a_restart_dead_letters(self):
         self.put_group("dm", invisible_ms=300, max_deliveries=2)
         self.gw.publish("chatbot/dm", [{"event": "prompt", "data": "poison"},
