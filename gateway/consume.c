@@ -1331,7 +1331,10 @@ serve_topic(struct gw_gtopic *gt, struct gw_waiter *w, uint32_t quota)
 
 		memset(&res, 0, sizeof(res));
 		chunk = read_count(gt, quota - n, chunk);
-		rc = eng_read(gw->db, gt->name, gt->next_read, chunk,
+		/* One more than can go out: the message after them is seen here, and its priority
+		 * decides the topic's next queue (set_peek below) without a read of its own when the
+		 * ack frees the slot (with one message in flight per topic, a second read per message). */
+		rc = eng_read(gw->db, gt->name, gt->next_read, chunk + 1,
 			      w->max_bytes > w->out.len ? w->max_bytes - w->out.len : 1, &res);
 		if (rc == ENG_ENOTFOUND) {
 			eng_read_free(&res);
