@@ -3,12 +3,13 @@
  * lite topics in one request, acknowledge them in batches, and get unacknowledged ones again after
  * a visibility timeout; the engine's subscription and ready sets say which topics have news.
  *
- * Service thread only (the libev loop that lws runs on). Two files implement it:
+ * Service thread only (the libev loop that lws runs on). Three files implement it:
  *   groups.c   definitions (PUT/GET/DELETE, subscriptions), their persistence in the engine's host
  *              metadata, restore at startup, and the hand-over from the engine's ready set;
  *   consume.c  per-topic consumer state, pop (round robin over ready topics, priorities with
  *              aging: a topic's priority is its next message's own, else its parent's; the group's
- *              token bucket), receipts, ack/nack, redelivery timers, dead letters and offsets.
+ *              token bucket), receipts, ack/nack, redelivery timers, dead letters and offsets;
+ *   dcounts.c  delivery counts that survive restarts (the journal and its fold).
  * pull.c is the HTTP face (routes, bodies, long-poll waiters).
  *
  * Durable state, all through engine.h:
