@@ -692,6 +692,16 @@ sys_recv(int fd, void *buf, size_t len, int flags)
 	return (ssize_t)syscall(SYS_recvfrom, fd, buf, len, flags, NULL, NULL);
 }
 
+void
+conn_ws_unmasked(struct conn *c)
+{
+	/* What follows is dropped: the connection ends with 1002 (ws.c) and lws reads no more. */
+	c->bad_ws = 1;
+	conn_lws_reading(c, 0);
+	C.gw->m.ws_unmasked++;
+	gw_ws_unmasked(c->wsi);
+}
+
 /* lws reads a plain WebSocket: follow its frames, stop before an unmasked one. */
 static ssize_t
 ws_recv(struct conn *c, uint8_t *buf, size_t len, int flags)
@@ -709,11 +719,7 @@ ws_recv(struct conn *c, uint8_t *buf, size_t len, int flags)
 	ok = gw_wsmask_feed(&c->ws, buf, (size_t)n);
 	if (ok == (size_t)n)
 		return n;
-	/* What follows is dropped: the connection ends with 1002 (ws.c) and lws reads no more. */
-	c->bad_ws = 1;
-	conn_lws_reading(c, 0);
-	C.gw->m.ws_unmasked++;
-	gw_ws_unmasked(c->wsi);
+	conn_ws_unmasked(c);
 	if (!ok) {
 		errno = EAGAIN;
 		return -1;

@@ -87,6 +87,8 @@ void conn_too_large(struct gw *gw, const char *buf, size_t len, struct gw_head_v
 		    char *msg, size_t msgsz);
 /* The head of @p head_len bytes at the start of @p buf was accepted: the request's mode and allow. */
 void conn_request_start(struct conn *c, const char *buf, size_t head_len);
+/* MODE_WS: the client sent an unmasked frame: lws reads nothing more, ws.c closes with 1002. */
+void conn_ws_unmasked(struct conn *c);
 
 /* conn_tls.c */
 /* Refuse the head being read on TLS connection @p c: the reply goes through OpenSSL and the

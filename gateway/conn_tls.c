@@ -246,13 +246,9 @@ ws_read(struct gw *gw, struct conn *c, SSL *ssl, uint8_t *buf, int num)
 	ok = gw_wsmask_feed(&c->ws, buf, (size_t)n);
 	if (ok == (size_t)n)
 		return n;
-	/* What follows is dropped: the connection ends with 1002 (ws.c) and lws reads no more. */
-	c->bad_ws = 1;
-	c->held_off = c->held_len = 0;
+	c->held_off = c->held_len = 0; /* what follows is dropped */
 	held_release(c);
-	conn_lws_reading(c, 0);
-	gw->m.ws_unmasked++;
-	gw_ws_unmasked(c->wsi);
+	conn_ws_unmasked(c);
 	return ok ? (int)ok : discard(ssl);
 }
 
@@ -277,16 +273,6 @@ h2_read(struct gw *gw, struct conn *c, SSL *ssl, uint8_t *buf, int num)
 	return n;
 }
 
-static int
-alpn_is_h2(const SSL *ssl)
-{
-	const unsigned char *p;
-	unsigned int len;
-
-	SSL_get0_alpn_selected(ssl, &p, &len);
-	return len == 2 && !memcmp(p, "h2", 2);
-}
-
 /*
  * A connection over a connection limit (conn.c's refuse_new), as soon as its handshake is done
  * (SSL_accept below), before the client sent anything: HTTP/1.1 gets the JSON 429/503; an h2 connection gets a GOAWAY (ENHANCE_YOUR_CALM,
@@ -298,7 +284,7 @@ refuse_connection(struct gw *gw, struct conn *c, SSL *ssl)
 	uint8_t f[9 + 9 + 8 + 128];
 	size_t n = strlen(c->refusal_msg), len;
 
-	if (!alpn_is_h2(ssl)) {
+	if (!gw_tls_alpn_is_h2(ssl)) {
 		conn_tls_refuse(gw, c, c->refusal, "too_many_connections", c->refusal_msg, 1);
 		return;
 	}
@@ -334,7 +320,7 @@ SSL_read(SSL *ssl, void *buf, int num)
 	if (!c || num <= 0)
 		return real.read(ssl, buf, num);
 	c->ssl = ssl;
-	if (c->mode == MODE_TLS && alpn_is_h2(ssl)) {
+	if (c->mode == MODE_TLS && gw_tls_alpn_is_h2(ssl)) {
 		conn_stop_watchers(gw, c);
 		c->mode = MODE_H2;
 		c->h2 = gw_h2tap_new(4 * (size_t)gw->cfg->max_header_bytes, GW_H2_HEADER_TABLE_SIZE,

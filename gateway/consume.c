@@ -516,9 +516,8 @@ gt_gone(struct gw_gtopic *gt)
 	gw_gtopic_drop(gt);
 }
 
-/* Read a decimal number of at most @p max digits at *@p p (moved past it). @return its digits. */
-static size_t
-read_decimal(const char **p, const char *end, size_t max, uint64_t *v)
+size_t
+gw_read_decimal(const char **p, const char *end, size_t max, uint64_t *v)
 {
 	size_t n = 0;
 
@@ -543,7 +542,7 @@ gaps_load(struct gw_gtopic *gt, uint64_t stored)
 	gt->gaps_stored = 1;
 	for (p = val, end = p + len; p < end;) {
 		uint64_t v;
-		size_t n = read_decimal(&p, end, 20, &v);
+		size_t n = gw_read_decimal(&p, end, 20, &v);
 
 		if (n && v >= stored) {
 			gt->acked_above = xrealloc(gt->acked_above,

@@ -91,17 +91,6 @@ dlist_has(const struct dlist *l, uint64_t offset)
 	return lo < l->n && l->v[lo].offset == offset;
 }
 
-static size_t
-read_decimal(const char **p, const char *end, size_t max, uint64_t *v)
-{
-	size_t n = 0;
-
-	*v = 0;
-	while (*p < end && **p >= '0' && **p <= '9' && n++ < max)
-		*v = *v * 10 + (uint64_t)(*(*p)++ - '0');
-	return n;
-}
-
 /*
  * Append the pairs of "offset:count,..." from @p p up to a newline or @p end to @p out (the writers
  * never repeat an offset). Malformed pairs, and counts of 0, are skipped.
@@ -111,11 +100,11 @@ counts_parse(const char *p, const char *end, struct dlist *out)
 {
 	while (p < end && *p != '\n') {
 		uint64_t off, cnt;
-		size_t n = read_decimal(&p, end, 20, &off), m = 0;
+		size_t n = gw_read_decimal(&p, end, 20, &off), m = 0;
 
 		if (p < end && *p == ':') {
 			p++;
-			m = read_decimal(&p, end, 10, &cnt);
+			m = gw_read_decimal(&p, end, 10, &cnt);
 		}
 		if (n && m && cnt && cnt <= UINT32_MAX && (p == end || *p == ',' || *p == '\n'))
 			dlist_add(out, off, (uint32_t)cnt);
@@ -440,7 +429,7 @@ journal_key_parse(const char *key, uint32_t *gid, uint64_t *seq)
 	uint64_t id, s = 0;
 	size_t n = 0;
 
-	if (!read_decimal(&p, end, 10, &id) || id > UINT32_MAX || p == end || *p++ != '/')
+	if (!gw_read_decimal(&p, end, 10, &id) || id > UINT32_MAX || p == end || *p++ != '/')
 		return -1;
 	for (; p < end && n < 16; p++, n++) {
 		if (*p >= '0' && *p <= '9')
@@ -551,7 +540,7 @@ drop_acknowledged(struct gw *gw, const struct gw_group *g, const char *topic, st
 		while (p < end) {
 			uint64_t v;
 
-			if (read_decimal(&p, end, 20, &v))
+			if (gw_read_decimal(&p, end, 20, &v))
 				dlist_add(&gaps, v, 1);
 			while (p < end && (*p < '0' || *p > '9'))
 				p++;

@@ -363,5 +363,8 @@ int gw_dcounts_apply(struct gw_gtopic *gt, struct gw_entry *e);
 /** @brief "gdc/<id>/<topic>" into @p key. */
 void gw_dcounts_key(const struct gw_group *g, const char *topic, char *key, size_t sz);
 void gw_dcounts_free(struct gw *gw);
+/** @brief consume.c: read a decimal number of at most @p max digits at *@p p (moved past it), for
+ *  the gateway's own records. @return its digits. */
+size_t gw_read_decimal(const char **p, const char *end, size_t max, uint64_t *v);
 
 #endif /* GW_GROUPS_H */

@@ -30,6 +30,7 @@
  */
 #define _GNU_SOURCE /* RTLD_NEXT */
 #include "conn_int.h"
+#include "tls.h"
 
 #include <dlfcn.h>
 #include <openssl/ssl.h>
@@ -55,16 +56,6 @@ real_resolve(void)
 /* The ex_data slot of our mark (non-NULL: the first write went out); -1 until the first call. */
 static int mark_index = -1;
 #define MARK_DONE ((void *)1)
-
-static int
-alpn_is_h2(const SSL *ssl)
-{
-	const unsigned char *p;
-	unsigned int len;
-
-	SSL_get0_alpn_selected(ssl, &p, &len);
-	return len == 2 && !memcmp(p, "h2", 2);
-}
 
 /* @p ssl's first successful write is still to come (and we can tell). */
 static int
@@ -100,7 +91,7 @@ SSL_write(SSL *ssl, const void *buf, int num)
 
 	if (!conn_on_service_thread || num <= 0 || !SSL_is_server(ssl) || !first_write_pending(ssl))
 		return real_write(ssl, buf, num);
-	n = alpn_is_h2(ssl) ? write_preface(ssl, buf, num) : real_write(ssl, buf, num);
+	n = gw_tls_alpn_is_h2(ssl) ? write_preface(ssl, buf, num) : real_write(ssl, buf, num);
 	if (n > 0)
 		SSL_set_ex_data(ssl, mark_index, MARK_DONE);
 	return n;

@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "log.h"
 
@@ -57,6 +58,16 @@ gw_tls_check(const struct gw_config *cfg, char *err, size_t errsz)
 	ERR_clear_error();
 	SSL_CTX_free(ctx);
 	return what ? -1 : 0;
+}
+
+int
+gw_tls_alpn_is_h2(const SSL *ssl)
+{
+	const unsigned char *p;
+	unsigned int len;
+
+	SSL_get0_alpn_selected(ssl, &p, &len);
+	return len == 2 && !memcmp(p, "h2", 2);
 }
 
 void

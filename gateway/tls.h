@@ -23,6 +23,9 @@
  * not enforce itself (main.c). */
 #define GW_H2_STATIC_PACKET 16384
 
+/** @brief Whether ALPN picked h2 on @p ssl (an OpenSSL SSL). */
+int gw_tls_alpn_is_h2(const struct ssl_st *ssl);
+
 /**
  * @brief With tls configured, load the certificate chain and key with OpenSSL and check that they
  *        belong together, so a bad pair is a config error (exit 2) with a message, not a failed
