@@ -28,6 +28,7 @@
 #include "commits.h"
 #include "http_int.h"
 #include "log.h"
+#include "settleparse.h"
 #include "xalloc.h"
 
 #define WIN_CAP 4096          /* read-but-uncommitted wanted messages kept per topic */
@@ -1754,8 +1755,9 @@ gw_consume_free(struct gw *gw)
 
 struct settle {
 	struct gw_group *g;
-	json_t *root;
-	json_t *receipts;
+	json_t *root;                 /* NULL when the fast path read the body */
+	struct gw_buf spans;          /* the receipts (struct gw_span; p NULL: not a string) */
+	size_t n_receipts;
 	struct gw_gtopic **touched;
 	size_t n_touched;
 	struct gw_buf errors;
@@ -1765,11 +1767,12 @@ struct settle {
 };
 
 static void
-refuse(struct settle *s, const char *receipt, unsigned status, const char *code, const char *fmt,
-       ...) __attribute__((format(printf, 5, 6)));
+refuse(struct settle *s, const struct gw_span *receipt, unsigned status, const char *code,
+       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 static void
-refuse(struct settle *s, const char *receipt, unsigned status, const char *code, const char *fmt, ...)
+refuse(struct settle *s, const struct gw_span *receipt, unsigned status, const char *code,
+       const char *fmt, ...)
 {
 	char msg[200];
 	va_list ap;
@@ -1780,8 +1783,8 @@ refuse(struct settle *s, const char *receipt, unsigned status, const char *code,
 	if (!s->n_errors)
 		gw_error_set(&s->first, status, code, "%s", msg);
 	gw_buf_puts(&s->errors, s->n_errors++ ? ",{\"receipt\":" : "{\"receipt\":");
-	if (receipt && strlen(receipt) <= 512)
-		gw_buf_json_str(&s->errors, receipt, strlen(receipt));
+	if (receipt->p && receipt->len <= 512)
+		gw_buf_json_str(&s->errors, receipt->p, receipt->len);
 	else
 		gw_buf_puts(&s->errors, "null");
 	gw_buf_puts(&s->errors, ",\"code\":");
@@ -1791,18 +1794,42 @@ refuse(struct settle *s, const char *receipt, unsigned status, const char *code,
 	gw_buf_putc(&s->errors, '}');
 }
 
-/* Parse {"receipts":[...], <extra>}; @p extra names the one other member allowed (or NULL). */
+/* The receipts of a body jansson read: every member of the array, strings or not. */
+static void
+spans_of(struct settle *s, json_t *receipts)
+{
+	size_t i;
+	json_t *v;
+
+	gw_buf_reserve(&s->spans, json_array_size(receipts) * sizeof(struct gw_span));
+	json_array_foreach(receipts, i, v) {
+		struct gw_span sp = { json_string_value(v), json_string_length(v) };
+
+		gw_buf_append(&s->spans, &sp, sizeof(sp));
+	}
+	s->n_receipts = json_array_size(receipts);
+}
+
+/*
+ * Parse {"receipts":[...], <extra>}; @p extra names the one other member allowed (or NULL). The
+ * usual body, receipts only, is read by gw_settle_scan(); anything else by jansson, which also
+ * gives every refusal its message.
+ */
 static int
 settle_begin(struct settle *s, struct gw_group *g, const char *body, size_t len, const char *extra,
 	     struct gw_error *e)
 {
 	json_error_t jerr;
 	const char *key;
-	json_t *v;
+	json_t *v, *receipts;
 
 	memset(s, 0, sizeof(*s));
 	s->g = g;
 	gw_buf_init(&s->errors, 0);
+	gw_buf_init(&s->spans, 0);
+	s->n_receipts = gw_settle_scan(body, len, RECEIPTS_MAX, &s->spans);
+	if (s->n_receipts)
+		goto found;
 	s->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!s->root) {
 		gw_error_set(e, 400, "bad_json", "%s", jerr.text);
@@ -1818,28 +1845,35 @@ settle_begin(struct settle *s, struct gw_group *g, const char *body, size_t len,
 			return -1;
 		}
 	}
-	s->receipts = json_object_get(s->root, "receipts");
-	if (!json_is_array(s->receipts) || !json_array_size(s->receipts) ||
-	    json_array_size(s->receipts) > RECEIPTS_MAX) {
+	receipts = json_object_get(s->root, "receipts");
+	if (!json_is_array(receipts) || !json_array_size(receipts) ||
+	    json_array_size(receipts) > RECEIPTS_MAX) {
 		gw_error_set(e, 400, "bad_request",
 			     "\"receipts\" must be an array of 1 to %d receipts", RECEIPTS_MAX);
 		return -1;
 	}
-	s->touched = xcalloc(json_array_size(s->receipts), sizeof(*s->touched));
+	spans_of(s, receipts);
+found:
+	s->touched = xcalloc(s->n_receipts, sizeof(*s->touched));
 	return 0;
+}
+
+static const struct gw_span *
+settle_receipt(const struct settle *s, size_t i)
+{
+	return (const struct gw_span *)gw_buf_data(&s->spans) + i;
 }
 
 /* Check one receipt; returns its entry (and topic) if it names the current hand-out. */
 static struct gw_entry *
-settle_find(struct settle *s, json_t *v, struct gw_gtopic **gtp)
+settle_find(struct settle *s, const struct gw_span *str, struct gw_gtopic **gtp)
 {
 	struct gw_group *g = s->g;
-	const char *str = json_string_value(v);
 	struct gw_gtopic *gt;
 	struct gw_entry *e;
 	struct receipt r;
 
-	if (!str || receipt_parse(str, json_string_length(v), &r)) {
+	if (!str->p || receipt_parse(str->p, str->len, &r)) {
 		refuse(s, str, 400, "bad_receipt", "not a receipt");
 		return NULL;
 	}
@@ -1937,6 +1971,7 @@ settle_free(struct settle *s)
 {
 	free(s->touched);
 	gw_buf_free(&s->errors);
+	gw_buf_free(&s->spans);
 	json_decref(s->root);
 }
 
@@ -1945,15 +1980,13 @@ gw_group_ack(struct gw_group *g, const char *body, size_t len, struct gw_buf *ou
 	     struct gw_error *e, struct gw_commit_wait **wait)
 {
 	struct settle s;
-	size_t i;
-	json_t *v;
 	int rc = -1;
 
 	if (settle_begin(&s, g, body, len, NULL, e))
 		goto out;
-	json_array_foreach(s.receipts, i, v) {
+	for (size_t i = 0; i < s.n_receipts; i++) {
 		struct gw_gtopic *gt;
-		struct gw_entry *en = settle_find(&s, v, &gt);
+		struct gw_entry *en = settle_find(&s, settle_receipt(&s, i), &gt);
 
 		if (!en)
 			continue;
@@ -1976,13 +2009,11 @@ gw_group_nack(struct gw_group *g, const char *body, size_t len, struct gw_buf *o
 	json_t *d;
 	uint64_t delay = 0;
 	struct settle s;
-	size_t i;
-	json_t *v;
 	int rc = -1;
 
 	if (settle_begin(&s, g, body, len, "delay_ms", e))
 		goto out;
-	if ((d = json_object_get(s.root, "delay_ms"))) {
+	if (s.root && (d = json_object_get(s.root, "delay_ms"))) {
 		if (!json_is_integer(d) || json_integer_value(d) < 0 ||
 		    json_integer_value(d) > NACK_DELAY_MAX_MS) {
 			gw_error_set(e, 400, "bad_request", "\"delay_ms\" must be an integer from 0 to %u",
@@ -1991,9 +2022,9 @@ gw_group_nack(struct gw_group *g, const char *body, size_t len, struct gw_buf *o
 		}
 		delay = (uint64_t)json_integer_value(d);
 	}
-	json_array_foreach(s.receipts, i, v) {
+	for (size_t i = 0; i < s.n_receipts; i++) {
 		struct gw_gtopic *gt;
-		struct gw_entry *en = settle_find(&s, v, &gt);
+		struct gw_entry *en = settle_find(&s, settle_receipt(&s, i), &gt);
 
 		if (!en)
 			continue;

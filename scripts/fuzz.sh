@@ -6,12 +6,12 @@
 #
 # Usage: scripts/fuzz.sh [seconds-per-target] [target...]
 #   default: 20 seconds for each of route chunked json pubparse wsproto config cl jwt headcheck xff
-#   wsmask h2tap h2preface (about 5 minutes with the build). FUZZ_BUILD_JOBS sets the build's
-#   parallelism (default 2).
+#   wsmask h2tap h2preface settleparse (about 5 minutes with the build). FUZZ_BUILD_JOBS sets the
+#   build's parallelism (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(route chunked json pubparse wsproto config cl jwt headcheck xff wsmask h2tap h2preface)
+all=(route chunked json pubparse wsproto config cl jwt headcheck xff wsmask h2tap h2preface settleparse)
 secs=${1:-20}
 case "$secs" in
   ''|*[!0-9]*) echo "usage: scripts/fuzz.sh [seconds-per-target] [target...]" >&2; exit 2 ;;

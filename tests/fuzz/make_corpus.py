@@ -423,6 +423,30 @@ H2TAP = {
 }
 
 
+# ---- settleparse: limit byte (255: 10000), then an ack or nack body ---------------------------------
+R1 = "0.1.2a.9f1c0e4b7d2a6c11.chatbot/s1"
+R2 = "7.3.2b.03aa41c9e0b7d215.chatbot/s9"
+SETTLE = {
+    "one": '{"receipts":["%s"]}' % R1,
+    "two_pretty": '{\n  "receipts": [\n    "%s",\n    "%s"\n  ]\n}\n' % (R1, R2),
+    "python_dumps": '{"receipts": ["%s", "%s"]}' % (R1, R2),
+    "at_limit": '{"receipts":["a","b"]}',
+    "over_limit": '{"receipts":["a","b","c"]}',
+    "empty": '{"receipts":[]}',
+    "trailing_comma": '{"receipts":["a",]}',
+    "trailing_garbage": '{"receipts":["a"]} x',
+    "duplicate_member": '{"receipts":["a"],"receipts":["b"]}',
+    "nack_delay": '{"receipts":["%s"],"delay_ms":100}' % R1,
+    "not_strings": '{"receipts":["a",1,null,{},[]]}',
+    "escape": '{"receipts":["\\u0030.1.2a.9f1c0e4b7d2a6c11.chatbot\\/s1"]}',
+    "escaped_key": '{"rec\\u0065ipts":["a"]}',
+    "utf8": '{"receipts":["\u00e9"]}',
+    "control": '{"receipts":["a\tb"]}',
+    "truncated": '{"receipts":["a"',
+    "not_object": '["a"]',
+}
+
+
 # ---- h2preface: the bytes of one write on the server's side of an HTTP/2 connection ----------------
 def h2_settings(*params, flags=0, sid=0):
     return h2_frame(4, flags, sid, b"".join(i.to_bytes(2, "big") + v.to_bytes(4, "big") for i, v in params))
@@ -473,6 +497,8 @@ def main():
         write("h2tap", name, b)
     for name, b in H2PREFACE.items():
         write("h2preface", name, b)
+    for name, s in SETTLE.items():
+        write("settleparse", name, (b"\x02" if name.endswith("limit") else b"\xff") + s.encode())
     return 0
 
 

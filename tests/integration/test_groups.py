@@ -423,6 +423,63 @@ class TestAck(GroupsBase):
         self.ack("other", [m["receipt"]], expect=400)  # another group's receipt
         self.ack("r", [m["receipt"]])
 
+    def test_ack_bodies_in_every_json_form(self):
+        """The usual body is read by a fast path, the rest by jansson (escapes, other members,
+        anything malformed): every form settles the same, and every refusal is jansson's."""
+        self.put_group("f", max_inflight_per_topic=8)
+        self.gw.publish("chatbot/f", [{"event": "prompt", "data": i} for i in range(7)])
+        r = [m["receipt"] for m in self.pop("f", 8, wait_ms=2000)]
+        self.assertEqual(len(r), 7)
+
+        def post(verb, raw):
+            return self.gw.http("POST", "/v1/groups/f/" + verb, raw,
+                                headers={"Content-Type": "application/json"})
+
+        forms = [
+            ('{"receipts":["%s"]}' % r[0], 1),
+            (' \r\n{ "receipts" :\n [ "%s" ,\t"%s" ] }\n' % (r[1], r[2]), 2),
+            ('{"receipts":["%s"]}' % r[3].replace("/", "\\/"), 1),  # an escape
+            ('{"receipts":["\\u00%02x%s"]}' % (ord(r[4][0]), r[4][1:]), 1),
+        ]
+        for raw, n in forms:
+            with self.subTest(body=raw):
+                st, _, body = post("ack", raw)
+                self.assertEqual((st, body), (200, {"acked": n, "errors": []}))
+        self.assertEqual(self.offset("f", "chatbot/f"), 5)
+        # A nack with a delay (jansson), then one without (the fast path).
+        self.assertEqual(post("nack", '{"receipts":["%s"],"delay_ms":0}' % r[5])[2],
+                         {"nacked": 1, "errors": []})
+        self.assertEqual(post("nack", '{"receipts":["%s"]}' % r[6])[2], {"nacked": 1, "errors": []})
+        # Receipts refused one by one, strings or not, quoted back as they were decoded.
+        st, _, body = post("ack", '{"receipts":["nonsense",1,"x\\"y","%s"]}' % r[0])
+        self.assertEqual(st, 400, body)
+        self.assertEqual([(e["receipt"], e["code"]) for e in body["errors"]],
+                         [("nonsense", "bad_receipt"), (None, "bad_receipt"), ('x"y', "bad_receipt"),
+                          (r[0], "stale_receipt")])
+        self.assertEqual(body["error"]["code"], "bad_receipt")
+        self.assertEqual(body["acked"], 0)
+        # Bodies refused whole, with the messages they always had.
+        many = '{"receipts":[%s]}' % ",".join(['"a"'] * 10001)
+        for raw, code, message in [
+                ('{"receipts":[]}', "bad_request", '"receipts" must be an array of 1 to 10000 receipts'),
+                (many, "bad_request", '"receipts" must be an array of 1 to 10000 receipts'),
+                ('{"receipts":"a"}', "bad_request", '"receipts" must be an array of 1 to 10000 receipts'),
+                ('{"receipts":["a"],"delay_ms":1}', "bad_request", 'unknown member "delay_ms"'),
+                ('{"receipt":["a"]}', "bad_request", 'unknown member "receipt"'),
+                ('["a"]', "bad_json", "the body must be a JSON object"),
+                ('{"receipts":["a",]}', "bad_json", None),
+                ('{"receipts":["a"]} x', "bad_json", None),
+                ('{"receipts":["a"],"receipts":["b"]}', "bad_json", "duplicate object key near '\"receipts\"'"),
+                ('{"receipts":["a\tb"]}', "bad_json", None),
+                ('{"receipts":["a"]', "bad_json", None)]:
+            with self.subTest(body=raw[:60]):
+                st, _, body = self.assert_status(post("ack", raw), 400, code)
+                if message:
+                    self.assertEqual(body["error"]["message"], message)
+        st, _, body = self.assert_status(post("nack", '{"receipts":["a"],"delay_ms":-1}'), 400,
+                                         "bad_request")
+        self.assertIn('"delay_ms" must be an integer', body["error"]["message"])
+
     def test_redelivery_after_invisible_ms(self):
         self.put_group("inv", invisible_ms=500)
         self.gw.publish("chatbot/inv", {"event": "prompt", "data": "work"})
