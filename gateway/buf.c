@@ -77,6 +77,23 @@ gw_buf_u64(struct gw_buf *b, uint64_t v)
 }
 
 void
+gw_buf_x64(struct gw_buf *b, uint64_t v, unsigned min_digits)
+{
+	static const char digits[] = "0123456789abcdef";
+	char tmp[16];
+	size_t i = sizeof(tmp);
+
+	/* Every receipt has two (consume.c): no printf. */
+	do {
+		tmp[--i] = digits[v & 15];
+		v >>= 4;
+	} while (v);
+	while (i > 0 && sizeof(tmp) - i < min_digits)
+		tmp[--i] = '0';
+	gw_buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+void
 gw_buf_printf(struct gw_buf *b, const char *fmt, ...)
 {
 	va_list ap;

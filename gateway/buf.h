@@ -31,6 +31,8 @@ void gw_buf_append(struct gw_buf *b, const void *p, size_t n);
 void gw_buf_puts(struct gw_buf *b, const char *s);
 void gw_buf_putc(struct gw_buf *b, char c);
 void gw_buf_u64(struct gw_buf *b, uint64_t v);
+/** @brief Append @p v in lowercase hex, zero-padded to at least @p min_digits (1..16). */
+void gw_buf_x64(struct gw_buf *b, uint64_t v, unsigned min_digits);
 void gw_buf_printf(struct gw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /** @brief Append @p s as a JSON string literal (quotes included), escaping as RFC 8259 requires.
  *  Bytes >= 0x80 are copied as they are: callers pass valid UTF-8. */

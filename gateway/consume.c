@@ -142,10 +142,16 @@ static void
 put_receipt(struct gw_buf *b, const struct gw_groups *gs, const struct gw_group *g,
 	    const struct gw_gtopic *gt, const struct gw_entry *e)
 {
-	gw_buf_printf(b, "\"%llu.%u.%llx.%016llx.", (unsigned long long)e->offset, e->delivery,
-		      (unsigned long long)e->nonce,
-		      (unsigned long long)receipt_mac(gs, g->name, gt->name, e->offset, e->delivery,
-						      e->nonce));
+	/* "%llu.%u.%llx.%016llx.%s" without printf (5% of a pop's formatting was its two passes). */
+	gw_buf_putc(b, '"');
+	gw_buf_u64(b, e->offset);
+	gw_buf_putc(b, '.');
+	gw_buf_u64(b, e->delivery);
+	gw_buf_putc(b, '.');
+	gw_buf_x64(b, e->nonce, 1);
+	gw_buf_putc(b, '.');
+	gw_buf_x64(b, receipt_mac(gs, g->name, gt->name, e->offset, e->delivery, e->nonce), 16);
+	gw_buf_putc(b, '.');
 	gw_buf_puts(b, gt->name); /* topic names need no JSON escaping */
 	gw_buf_putc(b, '"');
 }
@@ -1168,10 +1174,14 @@ hand_out(struct gw_gtopic *gt, struct gw_entry *e, const eng_msg_view *m, struct
 	gw_put_payload(b, m->data, m->len);
 	gw_buf_puts(b, ",\"receipt\":");
 	put_receipt(b, gs, g, gt, e);
-	gw_buf_printf(b, ",\"delivery\":%u,\"time\":%llu", e->delivery,
-		      (unsigned long long)m->time_ms);
-	if (m->priority != ENG_PRIORITY_NONE)
-		gw_buf_printf(b, ",\"priority\":%d", m->priority);
+	gw_buf_puts(b, ",\"delivery\":");
+	gw_buf_u64(b, e->delivery);
+	gw_buf_puts(b, ",\"time\":");
+	gw_buf_u64(b, m->time_ms);
+	if (m->priority != ENG_PRIORITY_NONE) {
+		gw_buf_puts(b, ",\"priority\":");
+		gw_buf_u64(b, (uint64_t)m->priority); /* 0..9 */
+	}
 	gw_buf_putc(b, '}');
 	w->n_out++;
 
@@ -1953,7 +1963,11 @@ settle_end(struct settle *s, const char *verb, struct gw_commit_wait **wait, str
 	if (wait)
 		*wait = w;
 	/* Members only: the caller wraps them in an object, or appends them to an error object. */
-	gw_buf_printf(out, "\"%s\":%u,\"errors\":[", verb, s->ok);
+	gw_buf_putc(out, '"');
+	gw_buf_puts(out, verb);
+	gw_buf_puts(out, "\":");
+	gw_buf_u64(out, s->ok);
+	gw_buf_puts(out, ",\"errors\":[");
 	gw_buf_append(out, gw_buf_data(&s->errors), s->errors.len);
 	gw_buf_puts(out, "]");
 	if (!s->ok && s->n_errors) {

@@ -428,8 +428,12 @@ class TestAck(GroupsBase):
         anything malformed): every form settles the same, and every refusal is jansson's."""
         self.put_group("f", max_inflight_per_topic=8)
         self.gw.publish("chatbot/f", [{"event": "prompt", "data": i} for i in range(7)])
-        r = [m["receipt"] for m in self.pop("f", 8, wait_ms=2000)]
+        msgs = self.pop("f", 8, wait_ms=2000)
+        r = [m["receipt"] for m in msgs]
         self.assertEqual(len(r), 7)
+        for m in msgs:  # <offset>.<delivery>.<nonce>.<mac>.<topic>, hex nonce and 16-digit MAC
+            self.assertRegex(m["receipt"], r"^%d\.1\.[1-9a-f][0-9a-f]*\.[0-9a-f]{16}\.chatbot/f$"
+                             % m["offset"])
 
         def post(verb, raw):
             return self.gw.http("POST", "/v1/groups/f/" + verb, raw,
