@@ -384,6 +384,9 @@ typedef struct eng_stats {
 	uint64_t cached_topics;     /* lite topics with in-memory state now */
 	uint64_t index_seeks;       /* RocksDB iterators opened by reads (behind a topic's open block
 				       and outside the run its readers last read), since open */
+	uint64_t log_reads;         /* preads of the log by reads (records adjacent in the log are
+				       read with one), since open */
+	uint64_t log_records_read;  /* records those preads read, since open */
 	uint64_t expired_topics;    /* since open */
 	uint64_t duplicates;        /* messages not appended because their key was seen, since open */
 	uint64_t recovered_bytes;   /* re-dispatched at open */

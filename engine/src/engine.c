@@ -343,6 +343,8 @@ void eng_stats_get(eng_db *db, eng_stats *out)
 	out->expired_topics = __atomic_load_n(&db->st.expired_topics, __ATOMIC_RELAXED);
 	out->duplicates = __atomic_load_n(&db->st.duplicates, __ATOMIC_RELAXED);
 	out->index_seeks = __atomic_load_n(&db->st.index_seeks, __ATOMIC_RELAXED);
+	out->log_reads = __atomic_load_n(&db->st.log_reads, __ATOMIC_RELAXED);
+	out->log_records_read = __atomic_load_n(&db->st.log_records_read, __ATOMIC_RELAXED);
 	out->recovered_bytes = db->st.recovered_bytes;
 	out->recovery_us = db->st.recovery_us;
 	cl_size(db->log, &out->log_bytes, &out->segments);

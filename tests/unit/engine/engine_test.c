@@ -1018,6 +1018,128 @@ static void test_read_run_cache_retention(void **state)
 	eng_read_free(&rr);
 }
 
+/* ---- Records adjacent in the log: one pread ---------------------------------------------------- */
+
+static void log_reads(eng_db *db, uint64_t *reads, uint64_t *records)
+{
+	eng_stats st;
+	eng_stats_get(db, &st);
+	*reads = st.log_reads;
+	*records = st.log_records_read;
+}
+
+/* A batch's messages lie end to end in the log: a read of several is one pread per 16, and reads
+ * that stop at max_count or max_bytes return what a read of one record at a time returned. */
+static void test_read_adjacent_records(void **state)
+{
+	fixture *f = *state;
+	uint64_t r0, c0, r1, c1;
+	eng_read_result rr;
+	append_run(f->db, "chatbot/adj", "a", 0, 40);
+	/* Two at a time, as a pop with one message in flight per topic reads (the hand-out and
+	 * the one after it): one pread each. */
+	for (uint64_t i = 0; i + 1 < 40; i++) {
+		log_reads(f->db, &r0, &c0);
+		assert_int_equal(eng_read(f->db, "chatbot/adj", i, 2, 1 << 20, &rr), 0);
+		log_reads(f->db, &r1, &c1);
+		assert_int_equal(rr.n, 2);
+		assert_int_equal(r1 - r0, 1);
+		assert_int_equal(c1 - c0, 2);
+		for (size_t k = 0; k < 2; k++) {
+			char data[24];
+			snprintf(data, sizeof data, "a%llu", (unsigned long long)(i + k));
+			assert_int_equal(rr.msgs[k].offset, i + k);
+			assert_string_equal(rr.msgs[k].event, "e");
+			assert_int_equal(rr.msgs[k].len, strlen(data));
+			assert_memory_equal(rr.msgs[k].data, data, strlen(data));
+		}
+		eng_read_free(&rr);
+	}
+	/* All 40: runs of at most 16 records. */
+	log_reads(f->db, &r0, &c0);
+	assert_int_equal(eng_read(f->db, "chatbot/adj", 0, 100, 1 << 20, &rr), 0);
+	log_reads(f->db, &r1, &c1);
+	assert_int_equal(rr.n, 40);
+	assert_int_equal(r1 - r0, 3);
+	assert_int_equal(c1 - c0, 40);
+	for (size_t k = 0; k < rr.n; k++)
+		assert_int_equal(rr.msgs[k].offset, k);
+	eng_read_free(&rr);
+	/* max_bytes: the read stops at the first message that reaches it ("a0".."a9" are 2 bytes:
+	 * 2, 4, then 6 >= 5), whether or not the next records came with the same pread. */
+	assert_int_equal(eng_read(f->db, "chatbot/adj", 0, 100, 5, &rr), 0);
+	assert_int_equal(rr.n, 3);
+	eng_read_free(&rr);
+	assert_int_equal(eng_read(f->db, "chatbot/adj", 0, 100, 1, &rr), 0);
+	assert_int_equal(rr.n, 1);
+	eng_read_free(&rr);
+	assert_int_equal(eng_read(f->db, "chatbot/adj", 8, 100, 6, &rr), 0);
+	assert_int_equal(rr.n, 3); /* a8 a9 a10: 2, 4, 7 */
+	eng_read_free(&rr);
+	/* Messages of two batches with another topic's between them: two runs, same result. */
+	append_run(f->db, "chatbot/adj", "b", 40, 3);
+	log_reads(f->db, &r0, &c0);
+	assert_int_equal(eng_read(f->db, "chatbot/adj", 38, 10, 1 << 20, &rr), 0);
+	log_reads(f->db, &r1, &c1);
+	assert_int_equal(rr.n, 5);
+	assert_memory_equal(rr.msgs[1].data, "a39", 3);
+	assert_memory_equal(rr.msgs[2].data, "b40", 3);
+	assert_int_equal(r1 - r0, 2);
+	eng_read_free(&rr);
+}
+
+/* One batch that crosses into the next segment: adjacent positions, two files. The run's one pread
+ * fails there, and each record is read alone, as before. */
+static void test_read_adjacent_records_across_segments(void **state)
+{
+	fixture *f = *state;
+	eng_close(f->db);
+	eng_config cfg;
+	tu_config(&cfg, f->dir);
+	cfg.segment_bytes = 4096;
+	assert_int_equal(eng_open(&cfg, &f->db), 0);
+	char data[12][400];
+	eng_msg_in m[12];
+	for (int i = 0; i < 12; i++) {
+		memset(data[i], 'a' + i, sizeof data[i] - 1);
+		data[i][sizeof data[i] - 1] = 0;
+		m[i] = (eng_msg_in){.event = "e", .data = data[i], .len = strlen(data[i])};
+	}
+	for (int r = 0; r < 3; r++) /* about 5 KB each: every batch crosses a segment's end */
+		assert_int_equal(tu_append_n(f->db, "chatbot/seg", m, 12, ENG_NO_EXPECT, NULL), 0);
+	assert_int_equal(tu_append(f->db, "chatbot/rrun-other", "e", "x", NULL), 0);
+	eng_stats st;
+	eng_stats_get(f->db, &st);
+	assert_true(st.segments >= 3);
+	uint64_t r0, c0, r1, c1;
+	eng_read_result rr;
+	log_reads(f->db, &r0, &c0);
+	assert_int_equal(eng_read(f->db, "chatbot/seg", 0, 100, 1 << 20, &rr), 0);
+	log_reads(f->db, &r1, &c1);
+	assert_int_equal(rr.n, 36);
+	assert_int_equal(c1 - c0, 36);
+	for (size_t k = 0; k < rr.n; k++) {
+		assert_int_equal(rr.msgs[k].offset, k);
+		assert_int_equal(rr.msgs[k].len, 399);
+		assert_int_equal(((const char *)rr.msgs[k].data)[0], 'a' + (int)(k % 12));
+		assert_int_equal(((const char *)rr.msgs[k].data)[398], 'a' + (int)(k % 12));
+	}
+	eng_read_free(&rr);
+	/* Two at a time, from every offset: the same messages, one pread for the pairs inside a
+	 * segment, two for those across an end. */
+	log_reads(f->db, &r0, &c0);
+	for (uint64_t i = 0; i + 1 < 36; i++) {
+		assert_int_equal(eng_read(f->db, "chatbot/seg", i, 2, 1 << 20, &rr), 0);
+		assert_int_equal(rr.n, 2);
+		assert_int_equal(rr.msgs[1].offset, i + 1);
+		assert_int_equal(((const char *)rr.msgs[1].data)[0], 'a' + (int)((i + 1) % 12));
+		eng_read_free(&rr);
+	}
+	log_reads(f->db, &r1, &c1);
+	assert_int_equal(c1 - c0, 70);
+	assert_true(r1 - r0 > 35 && r1 - r0 < 35 + st.segments);
+}
+
 /* A topic that is read but not written stays in the cache; once neither, it goes. */
 static void test_read_keeps_topic_cached(void **state)
 {
@@ -1211,6 +1333,8 @@ int main(void)
 		T(test_read_run_cache_recreated),
 		T(test_read_run_cache_retention),
 		T(test_read_keeps_topic_cached),
+		T(test_read_adjacent_records),
+		T(test_read_adjacent_records_across_segments),
 		T(test_synced_writes_from_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
