@@ -19,6 +19,7 @@
  */
 #include "groups.h"
 
+#include <endian.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -66,11 +67,10 @@ mono_ms(void)
 static uint64_t
 le64(const uint8_t *p)
 {
-	uint64_t v = 0;
+	uint64_t v;
 
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
+	memcpy(&v, p, sizeof(v)); /* one load; the MAC is computed twice per message (pop, ack) */
+	return le64toh(v);
 }
 
 static uint64_t
