@@ -325,7 +325,9 @@ typedef struct eng_offset_entry {
 
 /**
  * @brief Store several positions atomically with one synced write (a pop-and-ack batch across many
- *        topics costs one fsync, not one per topic). Blocks the caller until durable.
+ *        topics costs one fsync, not one per topic). Blocks the caller until durable. Atomic for
+ *        a crash (all or none); a reader on another thread may see some positions a moment
+ *        before the others (the index's unordered writes, docs/storage.md).
  * @return 0, or the first entry's error (ENG_EBADNAME, ENG_ENOPARENT) with nothing stored, errno.
  */
 int eng_offset_commit_batch(eng_db *db, const eng_offset_entry *entries, size_t n);
@@ -358,7 +360,8 @@ typedef struct eng_meta_op {
  *        synced: cheap enough for a hot path (no fsync), it survives a crash of the process
  *        (SIGKILL) but may be lost with the machine (power loss, kernel crash) unless a later synced
  *        write (eng_meta_put/delete, an offset commit) went out after it. For records that may
- *        trail by a moment, such as a consumer's delivery counts.
+ *        trail by a moment, such as a consumer's delivery counts. Atomic for a crash; a reader
+ *        on another thread may see part of it while it is applied.
  * @return 0, ENG_EINVAL for a bad key (nothing applied), errno.
  */
 int eng_meta_write(eng_db *db, const eng_meta_op *ops, size_t n);
