@@ -1035,6 +1035,7 @@ gw_conn_free(void)
 	free(C.tab);
 	free(C.byfd);
 	free(C.scratch);
+	conn_h2_free();
 	memset(&C, 0, sizeof(C));
 }
 

@@ -145,6 +145,14 @@ conn_h2_ref_destroyed(void *opaque)
 }
 
 void
+conn_h2_free(void)
+{
+	/* (The prepare watcher went with the loop, destroyed before this.) */
+	free(H.created);
+	memset(&H, 0, sizeof(H));
+}
+
+void
 conn_h2_settle(void)
 {
 	if (H.n)
@@ -230,6 +238,12 @@ gw_h2_request_followed(struct lws *wsi)
 		return -1;
 	}
 	return 1;
+}
+
+int
+gw_h2_followed(struct lws *wsi)
+{
+	return stream_of(wsi) != NULL;
 }
 
 int

@@ -46,7 +46,8 @@ struct conn {
 	unsigned bad_ws : 1;   /* MODE_WS: an unmasked frame was found; lws reads nothing more */
 	ev_io io;              /* plain MODE_FIRST, MODE_NEXT: the socket is readable */
 	ev_timer tm;           /* head-reading modes: idle or header timeout */
-	ev_timer arm;          /* MODE_NEXT, MODE_CLOSING (TLS also MODE_WS): acts once lws returned */
+	ev_timer arm;          /* MODE_NEXT, MODE_CLOSING (TLS also MODE_WS, MODE_H2): acts once lws
+	                          returned */
 	size_t len;            /* plain: bytes of the head seen so far (peeked, still in the socket) */
 	/*
 	 * Bytes taken out of the socket that lws has not read. Plain: pipelined behind an unfinished
@@ -92,10 +93,10 @@ void conn_ws_unmasked(struct conn *c);
 
 /* conn_tls.c */
 /* Refuse the head being read on TLS connection @p c: the reply goes through OpenSSL and the
- * socket lingers. @p from_read: called inside lws's SSL_read (lws closes the connection on our
- * return) rather than from a watcher (closed here). */
+ * socket lingers. @p inside_lws: called inside lws's SSL_read (lws closes the connection on our
+ * return, else `arm` does) rather than from a watcher (closed here). */
 void conn_tls_refuse(struct gw *gw, struct conn *c, unsigned status, const char *code,
-		     const char *msg, int from_read);
+		     const char *msg, int inside_lws);
 /* MODE_NEXT or MODE_WS on TLS, from `arm`: if bytes lws must see next are held already, make lws
  * read now (no socket event would tell it). May destroy @p c. */
 void conn_tls_resume(struct gw *gw, struct conn *c);
@@ -106,6 +107,8 @@ void conn_h2_wsi_created(struct lws *wsi);
  * it is in it) must be matched while every wsi in it is alive. drain() empties it, so no queued
  * pointer outlives its wsi. */
 void conn_h2_settle(void);
+/* After the lws context and the loop are gone: the queue's memory. */
+void conn_h2_free(void);
 /* An h2 stream's opaque data (REF_H2STREAM), at its wsi's destruction. */
 void conn_h2_ref_destroyed(void *opaque);
 /* @p c is being freed: its tap too, and its streams' refs let go of it. */

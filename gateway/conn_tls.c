@@ -274,9 +274,39 @@ h2_read(struct gw *gw, struct conn *c, SSL *ssl, uint8_t *buf, int num)
 }
 
 /*
+ * The only reply @p c gets (a refusal), then its end. The reply, then our close_notify, go through
+ * lws's SSL object (nothing of lws's own is being written: no request is in progress). Then the
+ * socket lingers on a duplicate, as a plain refusal does, so the client reads the reply rather than
+ * a reset; lws closes its descriptor (its own SSL_shutdown then finds ours done). @p inside_lws:
+ * called from within lws (SSL_read, SSL_accept), where the connection may not be closed: `arm`
+ * closes it if lws has not by then.
+ */
+static void
+answer_and_close(struct gw *gw, struct conn *c, const void *reply, int n, int inside_lws)
+{
+	int fd;
+
+	gw->m.http_errors++;
+	conn_stop_watchers(gw, c);
+	c->held_off = c->held_len = 0;
+	held_release(c);
+	if (c->ssl && SSL_write(c->ssl, reply, n) == n) {
+		SSL_shutdown(c->ssl);
+		if ((fd = dup(c->fd)) >= 0)
+			conn_linger(gw, fd);
+	}
+	c->mode = MODE_CLOSING;
+	if (inside_lws)
+		ev_timer_start(gw->loop, &c->arm);
+	else
+		conn_kill(c);
+}
+
+/*
  * A connection over a connection limit (conn.c's refuse_new), as soon as its handshake is done
- * (SSL_accept below), before the client sent anything: HTTP/1.1 gets the JSON 429/503; an h2 connection gets a GOAWAY (ENHANCE_YOUR_CALM,
- * nothing processed) whose debug data says why, after a SETTINGS frame as the server's preface.
+ * (SSL_accept below), before the client sent anything: HTTP/1.1 gets the JSON 429/503; an h2
+ * connection gets a GOAWAY (ENHANCE_YOUR_CALM, nothing processed) whose debug data says why, after
+ * a SETTINGS frame as the server's preface.
  */
 static void
 refuse_connection(struct gw *gw, struct conn *c, SSL *ssl)
@@ -298,16 +328,7 @@ refuse_connection(struct gw *gw, struct conn *c, SSL *ssl)
 	f[12] = 0x7;
 	f[25] = 0xb;                /* last stream 0, ENHANCE_YOUR_CALM */
 	memcpy(f + 26, c->refusal_msg, n);
-	gw->m.http_errors++;
-	conn_stop_watchers(gw, c);
-	if (SSL_write(ssl, f, (int)(26 + n)) > 0) {
-		int fd;
-
-		SSL_shutdown(ssl);
-		if ((fd = dup(c->fd)) >= 0)
-			conn_linger(gw, fd);
-	}
-	c->mode = MODE_CLOSING;
+	answer_and_close(gw, c, f, (int)(26 + n), 1);
 }
 
 /* The SSL_read() libwebsockets calls (see the top of this file). */
@@ -357,7 +378,6 @@ SSL_accept(SSL *ssl)
 
 		c->ssl = ssl;
 		refuse_connection(gw, c, ssl);
-		ev_timer_start(gw->loop, &c->arm);
 	}
 	return n;
 }
@@ -389,31 +409,11 @@ SSL_pending(const SSL *ssl)
 
 void
 conn_tls_refuse(struct gw *gw, struct conn *c, unsigned status, const char *code, const char *msg,
-		int from_read)
+		int inside_lws)
 {
 	char resp[600];
-	int n = conn_refusal(resp, sizeof(resp), status, code, msg), fd;
 
-	gw->m.http_errors++;
-	conn_stop_watchers(gw, c);
-	c->held_off = c->held_len = 0;
-	held_release(c);
-	/*
-	 * The reply, then our close_notify, go through lws's SSL object (nothing of lws's own is
-	 * being written: no request is in progress). Then the socket lingers on a duplicate, as a
-	 * plain refusal does, so the client reads the reply rather than a reset; lws closes its
-	 * descriptor (its own SSL_shutdown then finds ours done).
-	 */
-	if (c->ssl && SSL_write(c->ssl, resp, n) == n) {
-		SSL_shutdown(c->ssl);
-		if ((fd = dup(c->fd)) >= 0)
-			conn_linger(gw, fd);
-	}
-	c->mode = MODE_CLOSING;
-	if (from_read)
-		ev_timer_start(gw->loop, &c->arm); /* lws closes on our return; if not, `arm` does */
-	else
-		conn_kill(c);
+	answer_and_close(gw, c, resp, conn_refusal(resp, sizeof(resp), status, code, msg), inside_lws);
 }
 
 /* Service @p c's socket as if poll() had reported @p revents. */

@@ -23,6 +23,10 @@ int gw_hdr_custom_length(struct lws *wsi, enum gw_h2hdr h);
  *  request must not be served with another stream's headers). */
 int gw_h2_request_followed(struct lws *wsi);
 
+/** @brief Whether the frame tap follows h2 stream @p wsi (its dropped headers and body end are
+ *  known). */
+int gw_h2_followed(struct lws *wsi);
+
 /** @brief An h2 request without Content-Length: 1 once the client ended its body (END_STREAM) and
  *  @p received bytes (what LWS_CALLBACK_HTTP_BODY delivered) are all of it. */
 int gw_h2_body_ended(struct lws *wsi, uint64_t received);

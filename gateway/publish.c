@@ -643,7 +643,7 @@ gw_pub_start(struct gw *gw, struct lws *wsi, struct gw_http_pss *pss, const stru
 		gw_error_set(&e, 400, "bad_request", "Content-Length and Transfer-Encoding together");
 		return gw_http_fail(gw, wsi, &e, GW_REPLY_CLOSE);
 	}
-	if (!has_cl && gw_is_h2(wsi) && gw_h2_request_followed(wsi) != 1) {
+	if (!has_cl && gw_is_h2(wsi) && !gw_h2_followed(wsi)) {
 		/*
 		 * HTTP/2 has no chunked framing: a body ends with the stream's END_STREAM, which lws
 		 * 4.1.6 does not report when no Content-Length was given (it waits for a 100 MB body).
